@@ -1,0 +1,20 @@
+//! Building blocks shared by the mux binaries (the MUX, later the host agent, and the benchmark
+//! drivers).
+//!
+//! Everything here is deterministic and free of I/O policy:
+//! - [`wire`]: zero-copy views over packet bytes (Ethernet, ARP, IPv4, IPv6, TCP, UDP, ICMP).
+//! - [`checksum`]: the internet checksum, pseudo-header sums and RFC 1624 incremental updates.
+//! - [`flow_key`]: the canonical 5-tuple every component hashes and compares.
+//! - [`stable_hash`]: the specified, seeded, portable hash used for backend selection.
+//! - [`maglev`]: the weighted Maglev lookup-table builder.
+//! - [`config`]: the MUX configuration schema and its validation.
+//! - [`port`]: the packet-port trait the data path is generic over, and the in-memory port.
+#![deny(unsafe_code)]
+
+pub mod checksum;
+pub mod config;
+pub mod flow_key;
+pub mod maglev;
+pub mod port;
+pub mod stable_hash;
+pub mod wire;

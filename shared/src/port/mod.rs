@@ -1,0 +1,60 @@
+//! The packet-port trait: the only thing the data path knows about packet I/O.
+//!
+//! A port receives bursts of frames into buffers it owns, and takes them back to transmit, to
+//! hand to the kernel, or to free. The MUX's workers are generic over [`Port`] and monomorphised
+//! per backend, so the same pipeline runs over the in-memory port ([`mem`]) in tests and
+//! benchmarks and over AF_PACKET, AF_XDP and DPDK in production.
+//!
+//! Contract:
+//! - Buffers carry at least [`MIN_HEADROOM`] bytes of headroom in front of the frame so the
+//!   pipeline can prepend an outer IPv6 header (40 bytes) or build an ICMP error in place
+//!   without copying the packet.
+//! - Burst vectors are reused: a port appends to the `Vec` it is given and never needs to grow it
+//!   past the capacity the worker reserved at start, so the steady state allocates nothing.
+//! - Every method is non-blocking. A port that cannot transmit a buffer frees it and counts it in
+//!   its own statistics; the pipeline never waits for a port.
+
+pub mod mem;
+
+/// Headroom every port guarantees in front of a received frame.
+pub const MIN_HEADROOM: usize = 128;
+
+/// A packet buffer: a frame in `data()`, with headroom in front of it.
+pub trait PacketBuf {
+    /// The frame, starting at the Ethernet header.
+    fn data(&self) -> &[u8];
+    /// The frame, mutable.
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Bytes available in front of the frame.
+    fn headroom(&self) -> usize;
+    /// Bytes available after the frame.
+    fn tailroom(&self) -> usize;
+    /// Grows the frame at the front by `n` bytes taken from the headroom (their content is
+    /// unspecified). Returns `false`, changing nothing, when the headroom is too small.
+    fn push_front(&mut self, n: usize) -> bool;
+    /// Removes `n` bytes from the front of the frame (`n` is clamped to the frame length).
+    fn pull_front(&mut self, n: usize);
+    /// Sets the frame length to `len`; grows into tailroom when `len` is larger (new bytes
+    /// unspecified). Returns `false`, changing nothing, when the tailroom is too small.
+    fn set_len(&mut self, len: usize) -> bool;
+}
+
+/// A source and sink of packet bursts.
+pub trait Port {
+    /// The buffer type this port hands out.
+    type Buf: PacketBuf;
+
+    /// Receives up to `max` frames, appending them to `burst`. Returns how many were appended.
+    fn recv(&mut self, burst: &mut Vec<Self::Buf>, max: usize) -> usize;
+
+    /// Transmits every buffer in `burst` (draining it). Returns how many were sent; the rest
+    /// were freed and counted by the port.
+    fn send(&mut self, burst: &mut Vec<Self::Buf>) -> usize;
+
+    /// Hands every buffer in `burst` (draining it) to the host kernel's stack (the exception
+    /// path for ARP, ND, BGP, SSH and anything not addressed to a VIP).
+    fn to_kernel(&mut self, burst: &mut Vec<Self::Buf>);
+
+    /// Frees every buffer in `burst` (draining it).
+    fn free(&mut self, burst: &mut Vec<Self::Buf>);
+}

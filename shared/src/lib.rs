@@ -7,6 +7,7 @@
 //! - [`flow_key`]: the canonical 5-tuple every component hashes and compares.
 //! - [`stable_hash`]: the specified, seeded, portable hash used for backend selection.
 //! - [`maglev`]: the weighted Maglev lookup-table builder.
+//! - [`packet_builder`]: whole frames from a description, for fixtures, benchmarks and generators.
 //! - [`config`]: the MUX configuration schema and its validation.
 //! - [`port`]: the packet-port trait the data path is generic over, and the in-memory port.
 #![deny(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod checksum;
 pub mod config;
 pub mod flow_key;
 pub mod maglev;
+pub mod packet_builder;
 pub mod port;
 pub mod stable_hash;
 pub mod wire;

@@ -1,1 +1,24 @@
-//! Placeholder.
+//! The data plane: everything a worker core does per packet.
+//!
+//! Follow a packet from RX to TX:
+//! 1. [`worker`] — the poll loop: receive a burst from the port, run the pipeline, transmit.
+//! 2. [`pipeline`] — per burst: classify (parse + VIP match + prefetch), then forward.
+//! 3. [`parse`] — one frame's headers into a small summary.
+//! 4. [`flow_table`] — the worker's own flow table (5-tuple → backend, TCP state, expiry).
+//! 5. [`snapshot`] — the compiled configuration: VIPs, Maglev tables, backends.
+//! 6. [`encap`] — IP-in-IP toward the backend, in the buffer's headroom.
+//! 7. [`icmp_reply`] — "fragmentation needed" / "packet too big" back to the client.
+//! 8. [`verdict`] and [`counters`] — what happened, and how often.
+//!
+//! Invariants: per packet there is no lock, no allocation, no syscall and no logging; workers
+//! share nothing (each owns its flow table and counters); every drop has a reason and a counter.
+
+pub mod counters;
+pub mod encap;
+pub mod flow_table;
+pub mod icmp_reply;
+pub mod parse;
+pub mod pipeline;
+pub mod snapshot;
+pub mod verdict;
+pub mod worker;

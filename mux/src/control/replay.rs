@@ -1,0 +1,232 @@
+//! `mux replay`: the real pipeline over a capture, offline.
+//!
+//! Reads an Ethernet pcap, runs every frame through one worker's pipeline (the same code the
+//! daemon runs, over the in-memory port), and writes what the MUX would have transmitted —
+//! encapsulated frames and generated ICMP errors — to an output pcap in order, each with the
+//! timestamp of the frame that caused it. Frames handed to the kernel can be written to a
+//! second capture. The worker's clock follows the capture's timestamps, so flow timeouts
+//! behave as they would have live. This is how an operator checks a config against real
+//! traffic before deploying it (GLB's director has the same mode).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pcap_file::DataLink;
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+
+use mux_shared::port::mem::{Capture, MemPort};
+
+use crate::control::compile::{self, CompileOptions};
+use crate::control::registry::Registry;
+use crate::control::report;
+use crate::dataplane::counters::WorkerCounters;
+use crate::dataplane::pipeline::Pipeline;
+use crate::dataplane::verdict::Verdict;
+use crate::dataplane::worker::Worker;
+
+/// Flow-table seed for replay: fixed, so a replay is reproducible.
+const REPLAY_FLOW_SEED: u64 = 0x6d75_785f_7265_706c;
+
+/// Errors of `mux replay`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The configuration was refused.
+    #[error("{0}")]
+    Config(#[from] mux_shared::config::ConfigErrors),
+    /// The configuration could not be compiled.
+    #[error("{0}")]
+    Compile(#[from] compile::CompileError),
+    /// A capture could not be opened or created.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A capture could not be read or written.
+    #[error("{path}: {message}")]
+    Pcap {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What a replay did.
+#[derive(Debug)]
+pub struct ReplayOutcome {
+    /// Frames read from the input.
+    pub frames_in: u64,
+    /// Frames written to the output.
+    pub frames_out: u64,
+    /// Frames handed to the kernel.
+    pub frames_to_kernel: u64,
+    /// The worker's counters.
+    pub counters: WorkerCounters,
+    /// Counters as JSON, with VIP and backend names.
+    pub report: serde_json::Value,
+}
+
+/// Replays `input` through the pipeline configured by `config`.
+pub fn replay(
+    config: &Path,
+    input: &Path,
+    output: &Path,
+    to_kernel: Option<&Path>,
+) -> Result<ReplayOutcome, ReplayError> {
+    let cfg = mux_shared::config::load_file(config)?;
+    let mut registry = Registry::default();
+    let snap = compile::compile(&cfg, &mut registry, 1, &CompileOptions::default())?;
+    let burst = cfg.dataplane().burst_size();
+
+    let mut reader = open_reader(input)?;
+    let datalink = reader.header().datalink;
+    if datalink != DataLink::ETHERNET {
+        return Err(ReplayError::Pcap {
+            path: input.to_path_buf(),
+            message: format!(
+                "link type {datalink:?} is not Ethernet; capture with an Ethernet interface"
+            ),
+        });
+    }
+    let mut writer = create_writer(output)?;
+    let mut kernel_writer = to_kernel.map(create_writer).transpose()?;
+
+    let pool = burst * 2;
+    let pipeline = Pipeline::new(cfg.dataplane().flow_table_capacity(), REPLAY_FLOW_SEED);
+    let mut worker = Worker::new(MemPort::new(pool, Capture::Keep), pipeline, burst);
+    let mut outcome = ReplayOutcome {
+        frames_in: 0,
+        frames_out: 0,
+        frames_to_kernel: 0,
+        counters: WorkerCounters::default(),
+        report: serde_json::Value::Null,
+    };
+
+    let mut start: Option<Duration> = None;
+    let mut stamps: Vec<Duration> = Vec::with_capacity(burst);
+    let mut batch_second = 0u32;
+    loop {
+        let packet = reader
+            .next_packet()
+            .transpose()
+            .map_err(|e| ReplayError::Pcap {
+                path: input.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        // A burst ends when it is full, when the clock's second changes, or at the end.
+        let second = packet.as_ref().map(|p| {
+            let t0 = *start.get_or_insert(p.timestamp);
+            p.timestamp.saturating_sub(t0).as_secs() as u32
+        });
+        let flush = !stamps.is_empty() && (stamps.len() == burst || second != Some(batch_second));
+        if flush {
+            run_burst(
+                &mut worker,
+                &snap,
+                batch_second,
+                &stamps,
+                &mut writer,
+                kernel_writer.as_mut(),
+                output,
+                &mut outcome,
+            )?;
+            stamps.clear();
+        }
+        let Some(packet) = packet else { break };
+        batch_second = second.unwrap_or(0);
+        stamps.push(packet.timestamp);
+        worker.port.inject(packet.data.into_owned());
+        outcome.frames_in += 1;
+    }
+    outcome.counters = worker.pipeline.counters.clone();
+    outcome.report = report::counters_json(&outcome.counters, &snap);
+    Ok(outcome)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_burst(
+    worker: &mut Worker<MemPort>,
+    snap: &crate::dataplane::snapshot::Snapshot,
+    now: u32,
+    stamps: &[Duration],
+    writer: &mut PcapWriter<BufWriter<File>>,
+    kernel_writer: Option<&mut PcapWriter<BufWriter<File>>>,
+    output: &Path,
+    outcome: &mut ReplayOutcome,
+) -> Result<(), ReplayError> {
+    let n = worker.poll(snap, now);
+    debug_assert_eq!(n, stamps.len());
+    let verdicts = worker.last_verdicts(n).to_vec();
+    let sent = worker.port.take_transmitted();
+    let kernel = worker.port.take_to_kernel();
+    let sent_stamps = verdicts
+        .iter()
+        .zip(stamps)
+        .filter(|(v, _)| matches!(v, Verdict::Forward | Verdict::Reply))
+        .map(|(_, t)| *t);
+    for (frame, ts) in sent.iter().zip(sent_stamps) {
+        write(writer, ts, frame, output)?;
+        outcome.frames_out += 1;
+    }
+    outcome.frames_to_kernel += kernel.len() as u64;
+    if let Some(kw) = kernel_writer {
+        let kernel_stamps = verdicts
+            .iter()
+            .zip(stamps)
+            .filter(|(v, _)| matches!(v, Verdict::ToKernel))
+            .map(|(_, t)| *t);
+        for (frame, ts) in kernel.iter().zip(kernel_stamps) {
+            write(kw, ts, frame, output)?;
+        }
+    }
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<PcapReader<BufReader<File>>, ReplayError> {
+    let file = File::open(path).map_err(|source| ReplayError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    PcapReader::new(BufReader::new(file)).map_err(|e| ReplayError::Pcap {
+        path: path.to_path_buf(),
+        message: format!(
+            "not a pcap file ({e}); pcapng is not supported: convert with `editcap -F pcap`"
+        ),
+    })
+}
+
+fn create_writer(path: &Path) -> Result<PcapWriter<BufWriter<File>>, ReplayError> {
+    let file = File::create(path).map_err(|source| ReplayError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let header = PcapHeader {
+        datalink: DataLink::ETHERNET,
+        ..PcapHeader::default()
+    };
+    PcapWriter::with_header(BufWriter::new(file), header).map_err(|e| ReplayError::Pcap {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn write(
+    writer: &mut PcapWriter<BufWriter<File>>,
+    ts: Duration,
+    frame: &[u8],
+    path: &Path,
+) -> Result<(), ReplayError> {
+    let packet = PcapPacket::new(ts, frame.len() as u32, frame);
+    writer
+        .write_packet(&packet)
+        .map(|_| ())
+        .map_err(|e| ReplayError::Pcap {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}

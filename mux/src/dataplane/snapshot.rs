@@ -1,0 +1,197 @@
+//! The forwarding snapshot: the configuration compiled into what the workers read.
+//!
+//! Built by the control plane off the data path (`control::compile`), published atomically
+//! (an `arc-swap` pointer), and loaded by each worker once per burst. Immutable once built: a
+//! reload builds a whole new snapshot, so a worker never sees half a change.
+//!
+//! Ids: VIPs and backends carry stable ids assigned by the control plane's registry. Flow-table
+//! entries store backend ids, not positions, so an entry stays meaningful across reloads: after
+//! a reload the pipeline checks that the id still names a usable backend of the same VIP and
+//! re-hashes the flow otherwise.
+
+use std::collections::HashMap;
+
+use mux_shared::maglev::MaglevTable;
+
+/// Fast in-process hasher for the VIP index (never used for backend selection).
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// What identifies a VIP on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    /// VIP address in canonical (IPv4-mapped) form.
+    pub addr: [u8; 16],
+    /// VIP port.
+    pub port: u16,
+    /// IP protocol number (6 or 17).
+    pub protocol: u8,
+}
+
+/// Idle timeouts in seconds for each flow state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowTimeouts {
+    /// TCP flow that has only sent SYNs.
+    pub tcp_syn: u32,
+    /// TCP flow that has sent a packet with ACK (and no FIN/RST).
+    pub tcp_established: u32,
+    /// TCP flow that has sent FIN or RST.
+    pub tcp_closing: u32,
+    /// UDP flow.
+    pub udp: u32,
+}
+
+/// A backend's state as the data plane sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendState {
+    /// Takes new flows (when its weight is above zero) and keeps its existing ones.
+    Active,
+    /// Takes no new flows; its existing flows stay until they end.
+    Draining,
+    /// Reported down by health checks: its flows are re-hashed.
+    Failed,
+}
+
+/// A backend of one VIP.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    /// Stable id of the VIP this backend serves.
+    pub vip_id: u32,
+    /// Backend (DIP) address in canonical form.
+    pub address: [u8; 16],
+    /// True when the DIP is IPv4 (outer header IPv4), false for IPv6.
+    pub is_v4: bool,
+    /// Current state.
+    pub state: BackendState,
+    /// Maglev weight (0 = no new flows).
+    pub weight: u32,
+    /// `vip-name/address`, for reports.
+    pub label: String,
+}
+
+impl Backend {
+    /// True when existing flows may stay on this backend (active or draining).
+    #[inline]
+    pub fn keeps_flows(&self) -> bool {
+        self.state != BackendState::Failed
+    }
+}
+
+/// A VIP and its Maglev table.
+#[derive(Debug)]
+pub struct Vip {
+    /// Stable id (counter index).
+    pub id: u32,
+    /// Operator-given name.
+    pub name: String,
+    /// Address, port, protocol.
+    pub key: VipKey,
+    /// Idle timeouts for this VIP's flows.
+    pub timeouts: FlowTimeouts,
+    /// Maglev table over the active backends; `None` when no backend takes new flows.
+    pub maglev: Option<MaglevTable>,
+    /// Backend id for each Maglev index.
+    pub maglev_backends: Vec<u32>,
+}
+
+impl Vip {
+    /// The backend id Maglev picks for `hash`, if any backend takes new flows.
+    #[inline]
+    pub fn pick(&self, hash: u64) -> Option<u32> {
+        let table = self.maglev.as_ref()?;
+        Some(self.maglev_backends[table.lookup(hash) as usize])
+    }
+}
+
+/// Everything a snapshot is made of; [`Snapshot::new`] adds the indexes.
+#[derive(Debug)]
+pub struct SnapshotParts {
+    /// Config generation (1 for the first config, +1 per successful reload).
+    pub generation: u64,
+    /// VIPs.
+    pub vips: Vec<Vip>,
+    /// Backends by stable id; `None` for ids not present in this config.
+    pub backends: Vec<Option<Backend>>,
+    /// Outer source address for IPv4 outer headers.
+    pub tunnel_v4: Option<[u8; 4]>,
+    /// Outer source address for IPv6 outer headers.
+    pub tunnel_v6: Option<[u8; 16]>,
+    /// Destination MAC of encapsulated frames (the next hop toward the hosts).
+    pub next_hop_mac: [u8; 6],
+    /// Source MAC of frames we send.
+    pub source_mac: [u8; 6],
+    /// Egress MTU: the largest IP packet (outer header included) we may send.
+    pub mtu: usize,
+    /// Number of VIP ids the registry has handed out (counter vector length).
+    pub vip_ids: usize,
+}
+
+/// The immutable forwarding state workers read.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Everything the control plane compiled.
+    pub parts: SnapshotParts,
+    vip_index: FastMap<VipKey, u16>,
+    fragment_index: FastMap<([u8; 16], u8), u16>,
+    vip_addresses: FastMap<[u8; 16], ()>,
+}
+
+impl Snapshot {
+    /// Indexes the parts. VIP keys are assumed unique (validation guarantees it).
+    pub fn new(parts: SnapshotParts) -> Self {
+        let mut vip_index = FastMap::default();
+        let mut fragment_index: FastMap<([u8; 16], u8), u16> = FastMap::default();
+        let mut vip_addresses = FastMap::default();
+        for (i, vip) in parts.vips.iter().enumerate() {
+            let i = i as u16;
+            vip_index.insert(vip.key, i);
+            vip_addresses.insert(vip.key.addr, ());
+            // Fragments carry no ports beyond the first: all VIPs that share an address and
+            // protocol steer fragments through the one with the lowest port.
+            fragment_index
+                .entry((vip.key.addr, vip.key.protocol))
+                .and_modify(|cur| {
+                    if parts.vips[*cur as usize].key.port > vip.key.port {
+                        *cur = i;
+                    }
+                })
+                .or_insert(i);
+        }
+        Snapshot {
+            parts,
+            vip_index,
+            fragment_index,
+            vip_addresses,
+        }
+    }
+
+    /// The VIP matching a destination, if any.
+    #[inline]
+    pub fn vip(&self, key: &VipKey) -> Option<(u16, &Vip)> {
+        let i = *self.vip_index.get(key)?;
+        Some((i, &self.parts.vips[i as usize]))
+    }
+
+    /// The VIP that steers fragments sent to `addr` with `protocol`.
+    #[inline]
+    pub fn fragment_vip(&self, addr: &[u8; 16], protocol: u8) -> Option<&Vip> {
+        let i = *self.fragment_index.get(&(*addr, protocol))?;
+        Some(&self.parts.vips[i as usize])
+    }
+
+    /// True when `addr` is the address of some VIP (any port or protocol).
+    #[inline]
+    pub fn is_vip_address(&self, addr: &[u8; 16]) -> bool {
+        self.vip_addresses.contains_key(addr)
+    }
+
+    /// The backend with stable id `id`, if present in this snapshot.
+    #[inline]
+    pub fn backend(&self, id: u32) -> Option<&Backend> {
+        self.parts.backends.get(id as usize)?.as_ref()
+    }
+
+    /// Config generation.
+    pub fn generation(&self) -> u64 {
+        self.parts.generation
+    }
+}

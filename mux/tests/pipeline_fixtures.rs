@@ -1,0 +1,503 @@
+//! Table-driven packet fixtures: `{description, input, expected output, verdict}`.
+//!
+//! Each fixture is one frame pushed through a fresh worker configured with
+//! `common::FIXTURE_CONFIG` (one backend per VIP, so the backend is known). Expected output
+//! frames are written independently of the MUX's code (see `common`).
+
+mod common;
+
+use common::*;
+use mux::dataplane::verdict::{DropReason, Verdict};
+use mux_shared::flow_key::{FlowKey, canonical_addr};
+use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_shared::stable_hash;
+
+/// What a fixture expects.
+enum Expect {
+    /// Forwarded, and the transmitted frame equals this.
+    Frame(Vec<u8>),
+    /// Replaced by an ICMP error for the client; checked by `check_icmp_too_big`.
+    TooBig { mtu: u32 },
+    /// Handed to the kernel unchanged.
+    Kernel,
+    /// Dropped with this reason.
+    Drop(DropReason),
+}
+
+struct Fixture {
+    description: &'static str,
+    input: Vec<u8>,
+    expect: Expect,
+}
+
+fn client4() -> std::net::IpAddr {
+    ip("198.51.100.7")
+}
+fn client6() -> std::net::IpAddr {
+    ip("2001:db8:c::7")
+}
+
+/// Encapsulated v4-in-v4 toward `backend`.
+fn to_v4(input: &[u8], l2: usize, backend: [u8; 4], vlan: Option<u16>) -> Expect {
+    Expect::Frame(expected_ipip_v4(&inner_ip(input, l2), backend, vlan))
+}
+
+/// Encapsulated in IPv6 toward `backend`, flow label from the stable hash of `key`.
+fn to_v6(input: &[u8], l2: usize, backend: &str, key: FlowKey) -> Expect {
+    let label = (stable_hash::flow_hash(&key) & 0xfffff) as u32;
+    Expect::Frame(expected_ipip_v6(&inner_ip(input, l2), backend, label, None))
+}
+
+fn key(src: &str, sport: u16, dst: &str, dport: u16, proto: u8) -> FlowKey {
+    FlowKey {
+        src: canonical_addr(ip(src)),
+        dst: canonical_addr(ip(dst)),
+        src_port: sport,
+        dst_port: dport,
+        protocol: proto,
+    }
+}
+
+fn fixtures() -> Vec<Fixture> {
+    let web = ip("192.0.2.10");
+    let mut v = Vec::new();
+    let mut add = |description, input: Vec<u8>, expect| {
+        v.push(Fixture {
+            description,
+            input,
+            expect,
+        })
+    };
+
+    for (description, flags) in [
+        ("TCP SYN to an IPv4 VIP", SYN),
+        ("TCP ACK to an IPv4 VIP", ACK),
+        ("TCP FIN to an IPv4 VIP", FIN | ACK),
+        ("TCP RST to an IPv4 VIP", RST),
+    ] {
+        let f = PacketBuilder::tcp(client4(), 40000, web, 80, flags)
+            .payload_len(10)
+            .build();
+        let e = to_v4(&f, 14, [10, 1, 0, 1], None);
+        add(description, f, e);
+    }
+    let f = PacketBuilder::udp(client4(), 5353, ip("192.0.2.53"), 53)
+        .payload_len(30)
+        .build();
+    let e = to_v4(&f, 14, [10, 1, 0, 2], None);
+    add("UDP to an IPv4 VIP", f, e);
+
+    let f = PacketBuilder::tcp(client6(), 40000, ip("2001:db8::10"), 443, SYN).build();
+    let e = to_v6(
+        &f,
+        14,
+        "fd00:1::1",
+        key("2001:db8:c::7", 40000, "2001:db8::10", 443, 6),
+    );
+    add(
+        "TCP SYN to an IPv6 VIP (IPv6 backend: proto 41 in IPv6)",
+        f,
+        e,
+    );
+
+    let f = PacketBuilder::tcp(client6(), 40001, ip("2001:db8::10"), 443, ACK | PSH)
+        .payload_len(100)
+        .build();
+    let e = to_v6(
+        &f,
+        14,
+        "fd00:1::1",
+        key("2001:db8:c::7", 40001, "2001:db8::10", 443, 6),
+    );
+    add("TCP data to an IPv6 VIP", f, e);
+
+    let f = PacketBuilder::udp(client6(), 5353, ip("2001:db8::53"), 53)
+        .payload_len(20)
+        .build();
+    let e = to_v4(&f, 14, [10, 1, 0, 3], None);
+    add(
+        "UDP to an IPv6 VIP with an IPv4 backend (proto 41 in IPv4)",
+        f,
+        e,
+    );
+
+    let f = PacketBuilder::tcp(client4(), 40000, ip("192.0.2.20"), 80, SYN).build();
+    let e = to_v6(
+        &f,
+        14,
+        "fd00:1::2",
+        key("198.51.100.7", 40000, "192.0.2.20", 80, 6),
+    );
+    add("IPv4 VIP to an IPv6 backend (proto 4 in IPv6)", f, e);
+
+    let f = PacketBuilder::tcp(client4(), 40000, web, 80, ACK)
+        .vlan(42)
+        .build();
+    let e = to_v4(&f, 18, [10, 1, 0, 1], Some(42));
+    add("VLAN-tagged TCP keeps its tag", f, e);
+
+    let f = PacketBuilder::tcp(client4(), 40000, web, 80, ACK)
+        .padding(6)
+        .build();
+    let e = to_v4(&f, 14, [10, 1, 0, 1], None);
+    add("Ethernet padding is not encapsulated", f, e);
+
+    let f = PacketBuilder::tcp(client4(), 40000, web, 80, ACK)
+        .tos(0xb9)
+        .build();
+    let e = to_v4(&f, 14, [10, 1, 0, 1], None);
+    add("DSCP and ECN are copied to the outer header", f, e);
+
+    let f = PacketBuilder::tcp(client6(), 40002, ip("2001:db8::10"), 443, ACK)
+        .hop_by_hop()
+        .build();
+    let e = to_v6(
+        &f,
+        14,
+        "fd00:1::1",
+        key("2001:db8:c::7", 40002, "2001:db8::10", 443, 6),
+    );
+    add("IPv6 with a hop-by-hop header reaches TCP", f, e);
+
+    let f = PacketBuilder::tcp(client4(), 40000, ip("192.0.2.99"), 80, SYN).build();
+    add(
+        "TCP to a non-VIP address goes to the kernel",
+        f,
+        Expect::Kernel,
+    );
+    let f = PacketBuilder::tcp(client4(), 40000, web, 8080, SYN).build();
+    add(
+        "TCP to a VIP address on another port goes to the kernel",
+        f,
+        Expect::Kernel,
+    );
+    let f = PacketBuilder::udp(client4(), 40000, web, 80).build();
+    add(
+        "UDP to a TCP VIP's port goes to the kernel",
+        f,
+        Expect::Kernel,
+    );
+    let f = PacketBuilder::icmp(client4(), web, 8, 0, 0x0001_0001)
+        .payload_len(16)
+        .build();
+    add("ICMP echo to a VIP goes to the kernel", f, Expect::Kernel);
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xaa, 0x08, 0x06]);
+    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 0xaa, 10, 0, 0, 1]);
+    arp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, 11]);
+    add("ARP goes to the kernel", arp, Expect::Kernel);
+
+    let f = PacketBuilder::tcp(client4(), 40000, web, 80, ACK)
+        .payload_len(1460)
+        .build();
+    add(
+        "Oversize IPv4 with DF: ICMP fragmentation needed",
+        f,
+        Expect::TooBig { mtu: 1480 },
+    );
+    let f = PacketBuilder::tcp(client6(), 40000, ip("2001:db8::10"), 443, ACK)
+        .payload_len(1440)
+        .build();
+    add(
+        "Oversize IPv6: ICMPv6 packet too big",
+        f,
+        Expect::TooBig { mtu: 1460 },
+    );
+    let f = PacketBuilder::tcp(client4(), 40000, web, 80, ACK)
+        .payload_len(1460)
+        .dont_frag(false)
+        .build();
+    add(
+        "Oversize IPv4 without DF is dropped",
+        f,
+        Expect::Drop(DropReason::TooBigWithoutDf),
+    );
+    let f = PacketBuilder::tcp(client4(), 40000, ip("192.0.2.30"), 80, SYN).build();
+    add(
+        "New flow to a VIP whose only backend drains",
+        f,
+        Expect::Drop(DropReason::NoBackend),
+    );
+
+    // An ICMP "fragmentation needed" from a router on the client's path about a packet the
+    // backend sent from the VIP: routed to the flow's backend.
+    let sent = PacketBuilder::tcp(web, 80, client4(), 40000, ACK)
+        .payload_len(1400)
+        .build_ip();
+    let f = PacketBuilder::icmp(ip("203.0.113.1"), web, 3, 4, 1400)
+        .payload(sent[..28].to_vec())
+        .build();
+    let e = to_v4(&f, 14, [10, 1, 0, 1], None);
+    add(
+        "ICMP fragmentation needed toward a VIP goes to the flow's backend",
+        f,
+        e,
+    );
+    let sent = PacketBuilder::tcp(ip("2001:db8::10"), 443, client6(), 40000, ACK).build_ip();
+    let f = PacketBuilder::icmp(ip("2001:db8:ff::1"), ip("2001:db8::10"), 2, 0, 1280)
+        .payload(sent.clone())
+        .build();
+    let e = to_v6(
+        &f,
+        14,
+        "fd00:1::1",
+        key("2001:db8:c::7", 40000, "2001:db8::10", 443, 6),
+    );
+    add(
+        "ICMPv6 packet too big toward a VIP goes to the flow's backend",
+        f,
+        e,
+    );
+
+    let f = PacketBuilder::udp(client4(), 5353, ip("192.0.2.53"), 53)
+        .payload_len(100)
+        .fragment(0, true)
+        .build();
+    let e = to_v4(&f, 14, [10, 1, 0, 2], None);
+    add("First IPv4 fragment", f, e);
+    let f = PacketBuilder::udp(client4(), 5353, ip("192.0.2.53"), 53)
+        .payload_len(64)
+        .fragment(1480, false)
+        .build();
+    let e = to_v4(&f, 14, [10, 1, 0, 2], None);
+    add("Last IPv4 fragment (no ports)", f, e);
+    let f = PacketBuilder::udp(client6(), 5353, ip("2001:db8::53"), 53)
+        .payload_len(64)
+        .fragment(1448, false)
+        .build();
+    let e = to_v4(&f, 14, [10, 1, 0, 3], None);
+    add("IPv6 fragment", f, e);
+
+    // Malformed input: each dropped with its own reason.
+    let good = PacketBuilder::tcp(client4(), 40000, web, 80, ACK).build();
+    add(
+        "Frame shorter than Ethernet",
+        good[..10].to_vec(),
+        Expect::Drop(DropReason::TruncatedEthernet),
+    );
+    let tagged = PacketBuilder::tcp(client4(), 40000, web, 80, ACK)
+        .vlan(5)
+        .build();
+    add(
+        "VLAN tag cut short",
+        tagged[..16].to_vec(),
+        Expect::Drop(DropReason::TruncatedEthernet),
+    );
+    add(
+        "IPv4 header cut short",
+        good[..24].to_vec(),
+        Expect::Drop(DropReason::MalformedIpv4),
+    );
+    let mut bad = good.clone();
+    bad[14] = 0x65;
+    add(
+        "IPv4 ethertype with version 6",
+        bad,
+        Expect::Drop(DropReason::MalformedIpv4),
+    );
+    let mut bad = good.clone();
+    bad[14] = 0x44;
+    add(
+        "IPv4 IHL below 5",
+        bad,
+        Expect::Drop(DropReason::MalformedIpv4),
+    );
+    let mut bad = good.clone();
+    bad[16..18].copy_from_slice(&1000u16.to_be_bytes());
+    add(
+        "IPv4 total length beyond the frame",
+        bad,
+        Expect::Drop(DropReason::MalformedIpv4),
+    );
+    let mut bad = good.clone();
+    bad[16..18].copy_from_slice(&10u16.to_be_bytes());
+    add(
+        "IPv4 total length below the header",
+        bad,
+        Expect::Drop(DropReason::MalformedIpv4),
+    );
+    let good6 = PacketBuilder::tcp(client6(), 40000, ip("2001:db8::10"), 443, ACK).build();
+    add(
+        "IPv6 header cut short",
+        good6[..40].to_vec(),
+        Expect::Drop(DropReason::MalformedIpv6),
+    );
+    let mut bad = good6.clone();
+    bad[14] = 0x45;
+    add(
+        "IPv6 ethertype with version 4",
+        bad,
+        Expect::Drop(DropReason::MalformedIpv6),
+    );
+    let mut bad = good6.clone();
+    bad[18..20].copy_from_slice(&500u16.to_be_bytes());
+    add(
+        "IPv6 payload length beyond the frame",
+        bad,
+        Expect::Drop(DropReason::MalformedIpv6),
+    );
+    let mut bad = PacketBuilder::tcp(client6(), 40000, ip("2001:db8::10"), 443, ACK)
+        .hop_by_hop()
+        .build();
+    bad[14 + 41] = 200; // hop-by-hop length: 1608 bytes, past the payload
+    add(
+        "IPv6 extension header past the payload",
+        bad,
+        Expect::Drop(DropReason::MalformedIpv6Extension),
+    );
+    let mut bad = good.clone();
+    bad.truncate(14 + 20 + 10);
+    bad[16..18].copy_from_slice(&30u16.to_be_bytes());
+    bad[24..26].copy_from_slice(&[0, 0]);
+    let c = mux_shared::checksum::internet_checksum(&bad[14..34]);
+    bad[24..26].copy_from_slice(&c.to_be_bytes());
+    add(
+        "TCP header cut short",
+        bad,
+        Expect::Drop(DropReason::MalformedTransport),
+    );
+    let mut bad = good.clone();
+    bad[14 + 20 + 12] = 0x40;
+    add(
+        "TCP data offset below 5",
+        bad,
+        Expect::Drop(DropReason::MalformedTransport),
+    );
+    let mut bad = PacketBuilder::udp(client4(), 5353, ip("192.0.2.53"), 53).build();
+    bad[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&4u16.to_be_bytes());
+    add(
+        "UDP length below 8",
+        bad,
+        Expect::Drop(DropReason::MalformedTransport),
+    );
+    let f = PacketBuilder::icmp(ip("203.0.113.1"), web, 3, 4, 1400)
+        .payload(vec![0x45, 0])
+        .build();
+    add(
+        "ICMP error to a VIP with a cut embedded header",
+        f,
+        Expect::Drop(DropReason::MalformedIcmpError),
+    );
+    v
+}
+
+#[test]
+fn packet_fixtures() {
+    let snap = snapshot(FIXTURE_CONFIG);
+    let mut failures = Vec::new();
+    for fx in fixtures() {
+        let out = run(&snap, std::slice::from_ref(&fx.input));
+        let verdict = out.verdicts[0];
+        let problem = match &fx.expect {
+            Expect::Frame(expected) => match (verdict, out.transmitted.first()) {
+                (Verdict::Forward, Some(frame)) if frame == expected => None,
+                (Verdict::Forward, Some(frame)) => Some(format!(
+                    "wrong bytes:\n  got      {}\n  expected {}",
+                    hex(frame),
+                    hex(expected)
+                )),
+                (v, _) => Some(format!("verdict {v:?}, expected Forward")),
+            },
+            Expect::TooBig { mtu } => match (verdict, out.transmitted.first()) {
+                (Verdict::Reply, Some(frame)) => check_icmp_too_big(&fx.input, frame, *mtu).err(),
+                (v, _) => Some(format!("verdict {v:?}, expected Reply")),
+            },
+            Expect::Kernel => match (verdict, out.to_kernel.first()) {
+                (Verdict::ToKernel, Some(frame)) if *frame == fx.input => None,
+                (v, _) => Some(format!(
+                    "verdict {v:?}, expected ToKernel with the frame unchanged"
+                )),
+            },
+            Expect::Drop(reason) => {
+                if verdict == Verdict::Drop(*reason) && out.counters.dropped(*reason) == 1 {
+                    None
+                } else {
+                    Some(format!(
+                        "verdict {verdict:?}, expected Drop({reason:?}) counted once"
+                    ))
+                }
+            }
+        };
+        if let Some(p) = problem {
+            failures.push(format!("{}: {p}", fx.description));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} fixture(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Checks an ICMP "too big" reply against the frame that caused it.
+fn check_icmp_too_big(input: &[u8], reply: &[u8], mtu: u32) -> Result<(), String> {
+    use mux_shared::checksum;
+    let ensure = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{what}: {}", hex(reply)))
+        }
+    };
+    ensure(
+        reply[0..6] == input[6..12],
+        "reply goes back to the sender's MAC",
+    )?;
+    ensure(reply[6..12] == MUX_MAC, "reply comes from our MAC")?;
+    let orig = &input[14..];
+    let ip = &reply[14..];
+    if orig[0] >> 4 == 4 {
+        ensure(reply[12..14] == [0x08, 0x00], "IPv4 ethertype")?;
+        ensure(
+            checksum::internet_checksum(&ip[..20]) == 0,
+            "IPv4 header checksum",
+        )?;
+        ensure(ip[9] == 1, "protocol ICMP")?;
+        ensure(ip[12..16] == orig[16..20], "source is the VIP")?;
+        ensure(ip[16..20] == orig[12..16], "destination is the client")?;
+        let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+        ensure(total == ip.len() && total <= 576, "length at most 576")?;
+        let icmp = &ip[20..];
+        ensure(icmp[0] == 3 && icmp[1] == 4, "type 3 code 4")?;
+        ensure(
+            u16::from_be_bytes([icmp[6], icmp[7]]) as u32 == mtu,
+            "next-hop MTU",
+        )?;
+        ensure(checksum::internet_checksum(icmp) == 0, "ICMP checksum")?;
+        ensure(
+            icmp[8..] == orig[..icmp.len() - 8],
+            "quotes the original packet",
+        )
+    } else {
+        ensure(reply[12..14] == [0x86, 0xdd], "IPv6 ethertype")?;
+        ensure(ip[6] == 58, "next header ICMPv6")?;
+        ensure(ip[8..24] == orig[24..40], "source is the VIP")?;
+        ensure(ip[24..40] == orig[8..24], "destination is the client")?;
+        ensure(
+            40 + u16::from_be_bytes([ip[4], ip[5]]) as usize == ip.len() && ip.len() <= 1280,
+            "length at most 1280",
+        )?;
+        let icmp = &ip[40..];
+        ensure(icmp[0] == 2 && icmp[1] == 0, "type 2 code 0")?;
+        ensure(
+            u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]) == mtu,
+            "MTU",
+        )?;
+        let src: [u8; 16] = ip[8..24].try_into().unwrap();
+        let dst: [u8; 16] = ip[24..40].try_into().unwrap();
+        let pseudo = checksum::pseudo_header_v6(&src, &dst, 58, icmp.len() as u32);
+        ensure(
+            checksum::finish(pseudo as u64 + checksum::sum(icmp) as u64) == 0,
+            "ICMPv6 checksum",
+        )?;
+        ensure(
+            icmp[8..] == orig[..icmp.len() - 8],
+            "quotes the original packet",
+        )
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,232 @@
+//! Configuration errors: every one names the file, the line and column of the offending value,
+//! what is wrong and how to fix it.
+//!
+//! [`ConfigError`] is one such message; [`ConfigErrors`] is what `parse`, `load_file` and
+//! `validate` return, so an operator sees every problem of a file in one run instead of fixing
+//! them one reload at a time. Syntax and type errors come from `toml` (which stops at the first)
+//! and are rewritten here with a hint; semantic errors come from `validate`.
+//!
+//! An error that has no position in the text (the file could not be read) has `line == 0` and
+//! `column == 0` and displays as `FILE: message`.
+
+use std::fmt;
+
+use super::location::Locator;
+
+/// One problem in a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file name as given to `parse` / `load_file`.
+    pub file: String,
+    /// 1-based line of the offending value; 0 when the error is about the whole file.
+    pub line: usize,
+    /// 1-based column (in characters) of the offending value; 0 when `line` is 0.
+    pub column: usize,
+    /// What is wrong and how to fix it, on one line.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found in a configuration file, in file order.
+///
+/// Never empty when returned as an error. Displays one error per line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render_lines(.0))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The errors, in file order.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+
+    /// Number of errors.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no errors (never the case for a returned `Err`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn render_lines(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Collects errors located by byte span, then hands them back sorted in file order.
+#[derive(Debug)]
+pub(crate) struct Collector<'a> {
+    origin: &'a str,
+    locator: Locator<'a>,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Collector<'a> {
+    /// A collector for the file `origin` whose text is `text`.
+    pub(crate) fn new(origin: &'a str, text: &'a str) -> Self {
+        Collector {
+            origin,
+            locator: Locator::new(text),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records `message` at the start of the byte range `span`.
+    pub(crate) fn at(&mut self, span: std::ops::Range<usize>, message: String) {
+        let (line, column) = self.locator.locate(span.start);
+        self.errors.push(ConfigError {
+            file: self.origin.to_owned(),
+            line,
+            column,
+            message: one_line(&message),
+        });
+    }
+
+    /// The 1-based line of byte `offset`, to refer to another definition in a message.
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        self.locator.locate(offset).0
+    }
+
+    /// `Ok(())` when nothing was recorded, otherwise every error sorted by position (stable, so
+    /// two errors at one position keep the order they were found in).
+    pub(crate) fn finish(mut self) -> Result<(), ConfigErrors> {
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        self.errors.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(self.errors))
+    }
+}
+
+/// Converts a `toml` syntax or type error into one located error with a hint.
+pub(crate) fn from_toml(origin: &str, text: &str, error: &toml::de::Error) -> ConfigErrors {
+    let span = error.span().unwrap_or(0..0);
+    let spanned_text = text.get(span.clone()).unwrap_or("");
+    let mut collector = Collector::new(origin, text);
+    collector.at(span, explain_toml(error.message(), spanned_text));
+    collector
+        .finish()
+        .err()
+        .unwrap_or_else(|| ConfigErrors(Vec::new()))
+}
+
+/// Adds a fix to the messages `toml`/`serde` produce; messages it does not recognise (syntax
+/// errors, which already say what was expected) pass through unchanged.
+fn explain_toml(message: &str, spanned_text: &str) -> String {
+    let message = one_line(message);
+    if message.starts_with("unknown field") {
+        format!("{message}; fix the spelling or remove the key")
+    } else if let Some(rest) = message.strip_prefix("missing field ") {
+        let header = spanned_text.trim();
+        if header.starts_with('[') {
+            format!("{header} is missing the required key {rest}; add it")
+        } else if header.is_empty() {
+            format!("the required section {rest} is missing; add it (see configs/mux.example.toml)")
+        } else {
+            format!("missing required key {rest}; add it")
+        }
+    } else if message.starts_with("unknown variant") {
+        format!("{message}; use one of the listed values")
+    } else if message.starts_with("invalid type") && message.ends_with("expected i64") {
+        let head = message.trim_end_matches("expected i64");
+        format!("{head}expected an integer; write a whole number without quotes")
+    } else if message.starts_with("invalid type") && message.ends_with("expected a string") {
+        format!("{message}; put the value in double quotes")
+    } else {
+        message
+    }
+}
+
+fn one_line(message: &str) -> String {
+    message.trim().replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_file_line_column_message() {
+        let e = ConfigError {
+            file: "configs/mux.toml".into(),
+            line: 12,
+            column: 11,
+            message: "bad".into(),
+        };
+        assert_eq!(e.to_string(), "configs/mux.toml:12:11: bad");
+        let whole_file = ConfigError {
+            line: 0,
+            column: 0,
+            ..e.clone()
+        };
+        assert_eq!(whole_file.to_string(), "configs/mux.toml: bad");
+        let all = ConfigErrors(vec![e.clone(), whole_file]);
+        assert_eq!(
+            all.to_string(),
+            "configs/mux.toml:12:11: bad\nconfigs/mux.toml: bad"
+        );
+        assert_eq!(all.len(), 2);
+        assert!(!all.is_empty());
+    }
+
+    #[test]
+    fn collector_sorts_in_file_order_and_keeps_ties_stable() {
+        let text = "a\nbb\nccc\n";
+        let mut c = Collector::new("f", text);
+        c.at(7..8, "third".into());
+        c.at(3..4, "second-a".into());
+        c.at(0..1, "first".into());
+        c.at(3..4, "second-b".into());
+        let errors = c.finish().unwrap_err();
+        let got: Vec<_> = errors
+            .errors()
+            .iter()
+            .map(|e| (e.line, e.column, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, 1, "first"),
+                (2, 2, "second-a"),
+                (2, 2, "second-b"),
+                (3, 3, "third")
+            ]
+        );
+        assert_eq!(Collector::new("f", text).finish(), Ok(()));
+    }
+
+    #[test]
+    fn toml_messages_get_hints() {
+        assert_eq!(
+            explain_toml("missing field `name`", "[mux]"),
+            "[mux] is missing the required key `name`; add it"
+        );
+        assert!(explain_toml("missing field `mux`", "").contains("section `mux` is missing"));
+        assert_eq!(
+            explain_toml("invalid type: string \"x\", expected i64", "\"x\""),
+            "invalid type: string \"x\", expected an integer; write a whole number without quotes"
+        );
+        assert_eq!(explain_toml("extra `=`\n", "="), "extra `=`");
+    }
+}

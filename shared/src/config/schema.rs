@@ -1,0 +1,457 @@
+//! The configuration schema: what an operator may write, with the source span of every value
+//! `validate` reports on, and plain accessors for the compile step.
+//!
+//! Every struct denies unknown keys, so a typo (`wieght = 5`) is refused at its line instead of
+//! silently falling back to a default. Integers are read as `i64` (TOML's integer type) and
+//! range-checked by `validate`, so `port = 70000` gets a message with the allowed range and a
+//! fix instead of a bare "expected u16" type error; every other value has its final type.
+//!
+//! Accessors return plain values with defaults applied. They are meant for a configuration that
+//! passed `validate` (the only kind `parse` and `load_file` return); on an unvalidated value an
+//! out-of-range integer falls back to the field's default rather than panicking.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use super::values::{IpValue, MacValue, SocketValue};
+
+/// Default `[dataplane] workers`.
+pub const DEFAULT_WORKERS: usize = 1;
+/// Default `[dataplane] flow_table_capacity` (entries per worker).
+pub const DEFAULT_FLOW_TABLE_CAPACITY: usize = 1 << 20;
+/// Default `[dataplane] burst_size`.
+pub const DEFAULT_BURST_SIZE: usize = 32;
+/// Default `[dataplane] mtu`.
+pub const DEFAULT_MTU: u16 = 1500;
+/// Default `[admin] listen`.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9100);
+/// Default `maglev_table_size` of a VIP (a prime).
+pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
+/// Largest accepted `maglev_table_size` (a prime).
+pub const MAX_TABLE_SIZE: u32 = 1_000_003;
+/// Most backends one VIP may have.
+pub const MAX_BACKENDS_PER_VIP: usize = 65_535;
+/// Default backend `weight`.
+pub const DEFAULT_WEIGHT: u32 = 100;
+/// Largest accepted backend `weight`.
+pub const MAX_WEIGHT: u32 = 10_000;
+
+/// A parsed MUX configuration. Obtain one from [`super::parse`] or [`super::load_file`].
+///
+/// Equality compares values only, not source positions, so two loads of files that differ
+/// only in comments or layout compare equal.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MuxConfig {
+    pub(crate) mux: Spanned<MuxSection>,
+    #[serde(default = "absent")]
+    pub(crate) dataplane: Spanned<Dataplane>,
+    #[serde(default)]
+    pub(crate) tunnel: Tunnel,
+    #[serde(default = "absent")]
+    pub(crate) next_hop: Spanned<NextHop>,
+    #[serde(default)]
+    pub(crate) admin: Admin,
+    #[serde(default)]
+    pub(crate) timeouts: TimeoutSettings,
+    #[serde(default)]
+    pub(crate) vip: Vec<Vip>,
+}
+
+/// A section that is not in the file: its empty span says so (a present section's span is
+/// its non-empty `[header]`).
+fn absent<T: Default>() -> Spanned<T> {
+    Spanned::new(0..0, T::default())
+}
+
+impl MuxConfig {
+    /// `[mux] name`, used in logs and metrics.
+    pub fn name(&self) -> &str {
+        self.mux.get_ref().name.get_ref()
+    }
+
+    /// `[dataplane]`.
+    pub fn dataplane(&self) -> &Dataplane {
+        self.dataplane.get_ref()
+    }
+
+    /// `[tunnel]`.
+    pub fn tunnel(&self) -> &Tunnel {
+        &self.tunnel
+    }
+
+    /// `[next_hop]`.
+    pub fn next_hop(&self) -> &NextHop {
+        self.next_hop.get_ref()
+    }
+
+    /// `[admin]`.
+    pub fn admin(&self) -> &Admin {
+        &self.admin
+    }
+
+    /// `[timeouts]` resolved: the file's values over the built-in defaults.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts.merge_over(&Timeouts::default())
+    }
+
+    /// The `[[vip]]` entries, in file order.
+    pub fn vips(&self) -> &[Vip] {
+        &self.vip
+    }
+}
+
+/// `[mux]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MuxSection {
+    pub(crate) name: Spanned<String>,
+}
+
+/// The packet I/O backend (`[dataplane] io`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoKind {
+    /// AF_XDP sockets (zero-copy where the driver supports it).
+    Afxdp,
+    /// AF_PACKET v3 rings: works on any interface; the default.
+    #[default]
+    Afpacket,
+    /// DPDK poll-mode drivers.
+    Dpdk,
+    /// The in-memory port: tests, benchmarks and the offline demo; needs no interface.
+    Mem,
+}
+
+impl fmt::Display for IoKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoKind::Afxdp => "afxdp",
+            IoKind::Afpacket => "afpacket",
+            IoKind::Dpdk => "dpdk",
+            IoKind::Mem => "mem",
+        })
+    }
+}
+
+/// `[dataplane]`: packet I/O and worker sizing.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    pub(crate) io: Option<Spanned<IoKind>>,
+    pub(crate) interface: Option<Spanned<String>>,
+    pub(crate) workers: Option<Spanned<i64>>,
+    pub(crate) flow_table_capacity: Option<Spanned<i64>>,
+    pub(crate) burst_size: Option<Spanned<i64>>,
+    pub(crate) mtu: Option<Spanned<i64>>,
+}
+
+/// The value of an optional integer field converted to its plain type, or `default`.
+pub(crate) fn int_or<T: TryFrom<i64>>(field: &Option<Spanned<i64>>, default: T) -> T {
+    field
+        .as_ref()
+        .and_then(|v| T::try_from(*v.get_ref()).ok())
+        .unwrap_or(default)
+}
+
+impl Dataplane {
+    /// The packet I/O backend; default [`IoKind::Afpacket`].
+    pub fn io(&self) -> IoKind {
+        self.io.as_ref().map(|v| *v.get_ref()).unwrap_or_default()
+    }
+
+    /// The network interface; always `Some` unless `io` is [`IoKind::Mem`].
+    pub fn interface(&self) -> Option<&str> {
+        self.interface.as_ref().map(|v| v.get_ref().as_str())
+    }
+
+    /// Worker threads, one per RX queue; default 1, range 1..=128.
+    pub fn workers(&self) -> usize {
+        int_or(&self.workers, DEFAULT_WORKERS)
+    }
+
+    /// Flow-table entries per worker; default 1 048 576, range 1024..=2^28.
+    pub fn flow_table_capacity(&self) -> usize {
+        int_or(&self.flow_table_capacity, DEFAULT_FLOW_TABLE_CAPACITY)
+    }
+
+    /// Packets per receive burst; default 32, range 1..=256.
+    pub fn burst_size(&self) -> usize {
+        int_or(&self.burst_size, DEFAULT_BURST_SIZE)
+    }
+
+    /// Egress MTU toward the hosts; default 1500, range 1280..=9216.
+    pub fn mtu(&self) -> u16 {
+        int_or(&self.mtu, DEFAULT_MTU)
+    }
+}
+
+/// `[tunnel]`: outer source addresses of the encapsulated packets.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnel {
+    pub(crate) source_v4: Option<Spanned<IpValue>>,
+    pub(crate) source_v6: Option<Spanned<IpValue>>,
+}
+
+impl Tunnel {
+    /// Outer source for IPv4 outer headers; `Some` whenever a backend is IPv4.
+    pub fn source_v4(&self) -> Option<Ipv4Addr> {
+        match self.source_v4.as_ref()?.get_ref().0 {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    /// Outer source for IPv6 outer headers; `Some` whenever a backend is IPv6.
+    pub fn source_v6(&self) -> Option<Ipv6Addr> {
+        match self.source_v6.as_ref()?.get_ref().0 {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }
+    }
+}
+
+/// `[next_hop]`: where encapsulated packets are sent on the link.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextHop {
+    pub(crate) mac: Option<Spanned<MacValue>>,
+    pub(crate) address: Option<Spanned<IpValue>>,
+    pub(crate) source_mac: Option<Spanned<MacValue>>,
+}
+
+impl NextHop {
+    /// The pinned next-hop MAC; when `None`, resolve [`NextHop::address`] through the
+    /// neighbour table.
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        self.mac.as_ref().map(|v| v.get_ref().0)
+    }
+
+    /// The next hop's IP address (to resolve its MAC); optional when `mac` is set.
+    pub fn address(&self) -> Option<IpAddr> {
+        self.address.as_ref().map(|v| v.get_ref().0)
+    }
+
+    /// Our source MAC; `None` means the interface's own MAC.
+    pub fn source_mac(&self) -> Option<[u8; 6]> {
+        self.source_mac.as_ref().map(|v| v.get_ref().0)
+    }
+}
+
+/// `[admin]`: the admin/metrics endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub(crate) listen: Option<Spanned<SocketValue>>,
+}
+
+impl Admin {
+    /// Listen address; default `127.0.0.1:9100` (loopback: the endpoint is not exposed unless
+    /// the operator says so).
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+            .as_ref()
+            .map_or(DEFAULT_ADMIN_LISTEN, |v| v.get_ref().0)
+    }
+}
+
+/// Flow idle timeouts in seconds, resolved (every field set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Timeouts {
+    /// A TCP flow that has seen only a SYN; default 5.
+    pub tcp_syn: u32,
+    /// An established TCP flow; default 300.
+    pub tcp_established: u32,
+    /// A TCP flow that has seen a FIN or RST; default 10.
+    pub tcp_closing: u32,
+    /// A UDP flow; default 30.
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_syn: 5,
+            tcp_established: 300,
+            tcp_closing: 10,
+            udp: 30,
+        }
+    }
+}
+
+/// Largest accepted timeout, in seconds (one day).
+pub const MAX_TIMEOUT_SECS: u32 = 86_400;
+
+/// A `[timeouts]` table or a VIP's `timeouts = { ... }`: any subset of the fields.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutSettings {
+    pub(crate) tcp_syn: Option<Spanned<i64>>,
+    pub(crate) tcp_established: Option<Spanned<i64>>,
+    pub(crate) tcp_closing: Option<Spanned<i64>>,
+    pub(crate) udp: Option<Spanned<i64>>,
+}
+
+impl TimeoutSettings {
+    /// The fields that are set override `base`.
+    pub fn merge_over(&self, base: &Timeouts) -> Timeouts {
+        Timeouts {
+            tcp_syn: int_or(&self.tcp_syn, base.tcp_syn),
+            tcp_established: int_or(&self.tcp_established, base.tcp_established),
+            tcp_closing: int_or(&self.tcp_closing, base.tcp_closing),
+            udp: int_or(&self.udp, base.udp),
+        }
+    }
+
+    /// Every field with its name, for validation.
+    pub(crate) fn fields(&self) -> [(&'static str, &Option<Spanned<i64>>); 4] {
+        [
+            ("tcp_syn", &self.tcp_syn),
+            ("tcp_established", &self.tcp_established),
+            ("tcp_closing", &self.tcp_closing),
+            ("udp", &self.udp),
+        ]
+    }
+}
+
+/// The transport protocol of a VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP (IP protocol 6).
+    Tcp,
+    /// UDP (IP protocol 17).
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number: 6 for TCP, 17 for UDP.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// One `[[vip]]`: a virtual IP, port and protocol and the backends behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vip {
+    pub(crate) name: Spanned<String>,
+    pub(crate) address: Spanned<IpValue>,
+    pub(crate) port: Spanned<i64>,
+    pub(crate) protocol: Spanned<Protocol>,
+    pub(crate) maglev_table_size: Option<Spanned<i64>>,
+    pub(crate) timeouts: Option<Spanned<TimeoutSettings>>,
+    #[serde(default)]
+    pub(crate) backend: Vec<Backend>,
+}
+
+impl Vip {
+    /// The VIP's unique name.
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+
+    /// The virtual IP address clients connect to.
+    pub fn address(&self) -> IpAddr {
+        self.address.get_ref().0
+    }
+
+    /// The port clients connect to (1..=65535).
+    pub fn port(&self) -> u16 {
+        u16::try_from(*self.port.get_ref()).unwrap_or(0)
+    }
+
+    /// TCP or UDP.
+    pub fn protocol(&self) -> Protocol {
+        *self.protocol.get_ref()
+    }
+
+    /// The Maglev lookup-table size, a prime; default 65 537.
+    pub fn table_size(&self) -> u32 {
+        int_or(&self.maglev_table_size, DEFAULT_TABLE_SIZE)
+    }
+
+    /// This VIP's timeouts: its own overrides over `defaults` (normally
+    /// [`MuxConfig::timeouts`]).
+    pub fn timeouts(&self, defaults: &Timeouts) -> Timeouts {
+        match &self.timeouts {
+            Some(overrides) => overrides.get_ref().merge_over(defaults),
+            None => *defaults,
+        }
+    }
+
+    /// The backends, in file order (never empty after validation).
+    pub fn backends(&self) -> &[Backend] {
+        &self.backend
+    }
+}
+
+/// Whether a backend takes new flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// Takes new flows in proportion to its weight; the default.
+    #[default]
+    Active,
+    /// Takes no new flows; flows it already has keep going to it.
+    Draining,
+}
+
+impl fmt::Display for BackendState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendState::Active => "active",
+            BackendState::Draining => "draining",
+        })
+    }
+}
+
+/// One `[[vip.backend]]`: a DIP (host agent address) behind a VIP.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub(crate) address: Spanned<IpValue>,
+    pub(crate) weight: Option<Spanned<i64>>,
+    pub(crate) state: Option<Spanned<BackendState>>,
+}
+
+impl Backend {
+    /// The DIP; IPv4 or IPv6, independent of the VIP's family.
+    pub fn address(&self) -> IpAddr {
+        self.address.get_ref().0
+    }
+
+    /// Relative share of new flows, 0..=10000; default 100.
+    pub fn weight(&self) -> u32 {
+        int_or(&self.weight, DEFAULT_WEIGHT)
+    }
+
+    /// Active or draining; default active.
+    pub fn state(&self) -> BackendState {
+        self.state
+            .as_ref()
+            .map(|v| *v.get_ref())
+            .unwrap_or_default()
+    }
+
+    /// True when the backend should receive new flows: active with a non-zero weight.
+    pub fn takes_new_flows(&self) -> bool {
+        self.state() == BackendState::Active && self.weight() > 0
+    }
+}

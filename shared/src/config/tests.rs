@@ -1,0 +1,874 @@
+//! Parse and validation tests: the shipped files, syntax/type errors, one test per semantic
+//! rule (asserting the exact line:column and a substring of the message), error collection
+//! and defaults.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../configs/mux.example.toml");
+const DEMO: &str = include_str!("../../../configs/mux.demo.toml");
+
+/// A valid head: `io = "mem"` and both tunnel sources, so VIP tests need nothing else.
+const HEAD: &str = "[mux]\nname = \"t\"\n[dataplane]\nio = \"mem\"\n[tunnel]\n\
+                    source_v4 = \"10.0.0.11\"\nsource_v6 = \"fd00::11\"\n";
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    match parse(text, "t.toml") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0,
+    }
+}
+
+/// 1-based line and column of the `nth` (0-based) occurrence of `needle` in `text`.
+fn position(text: &str, needle: &str, nth: usize) -> (usize, usize) {
+    let offset = text
+        .match_indices(needle)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("{needle:?} occurs fewer than {} times", nth + 1))
+        .0;
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// Asserts `text` is refused with exactly one error, located at the `nth` occurrence of `at`,
+/// whose message contains `needle`.
+fn refused_at_nth(text: &str, at: &str, nth: usize, needle: &str) {
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "expected one error, got {errs:#?}\n{text}");
+    let e = &errs[0];
+    assert_eq!(
+        (e.line, e.column),
+        position(text, at, nth),
+        "wrong position for {e}"
+    );
+    assert!(
+        e.message.contains(needle),
+        "{:?} does not contain {needle:?}",
+        e.message
+    );
+    assert_eq!(e.file, "t.toml");
+}
+
+fn refused_at(text: &str, at: &str, needle: &str) {
+    refused_at_nth(text, at, 0, needle);
+}
+
+fn valid(text: &str) -> MuxConfig {
+    parse(text, "t.toml").unwrap_or_else(|e| panic!("refused:\n{e}\n{text}"))
+}
+
+/// `HEAD` plus one TCP VIP `web` on 192.0.2.10:80 with the given extra keys and backends.
+fn web(extra: &str, backends: &str) -> String {
+    format!(
+        "{HEAD}[[vip]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = 80\n\
+         protocol = \"tcp\"\n{extra}{backends}"
+    )
+}
+
+fn backend(address: &str) -> String {
+    format!("[[vip.backend]]\naddress = \"{address}\"\n")
+}
+
+// ---- the shipped files ------------------------------------------------------------------
+
+#[test]
+fn example_file_parses_and_validates() {
+    let c = parse(EXAMPLE, "configs/mux.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.name(), "mux1");
+    assert_eq!(c.dataplane().io(), IoKind::Afxdp);
+    assert_eq!(c.dataplane().interface(), Some("eth0"));
+    assert_eq!(c.dataplane().workers(), 2);
+    assert_eq!(
+        c.next_hop().address(),
+        Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+    );
+    assert_eq!(c.next_hop().mac(), None);
+    let names: Vec<_> = c.vips().iter().map(Vip::name).collect();
+    assert_eq!(names, ["web", "dns", "web6"]);
+    let web = &c.vips()[0];
+    assert_eq!(web.timeouts(&c.timeouts()).tcp_established, 600);
+    assert_eq!(web.backends()[1].weight(), 200);
+    assert_eq!(web.backends()[2].state(), BackendState::Draining);
+    assert_eq!(c.vips()[2].table_size(), 1009);
+}
+
+#[test]
+fn demo_file_parses_and_validates() {
+    let c = parse(DEMO, "configs/mux.demo.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.dataplane().io(), IoKind::Mem);
+    assert_eq!(c.dataplane().interface(), None);
+    assert_eq!(c.next_hop().mac(), Some([2, 0, 0, 0, 0, 0xfe]));
+    assert_eq!(c.next_hop().source_mac(), Some([2, 0, 0, 0, 0, 1]));
+    assert_eq!(c.tunnel().source_v4(), Some(Ipv4Addr::new(10, 0, 0, 11)));
+    assert_eq!(
+        c.tunnel().source_v6(),
+        Some("fd00::11".parse::<Ipv6Addr>().unwrap())
+    );
+
+    let summary: Vec<_> = c
+        .vips()
+        .iter()
+        .map(|v| {
+            let backends: Vec<_> = v
+                .backends()
+                .iter()
+                .map(|b| (b.address().to_string(), b.state()))
+                .collect();
+            (
+                v.name(),
+                SocketAddr::new(v.address(), v.port()),
+                v.protocol(),
+                backends,
+            )
+        })
+        .collect();
+    let a = BackendState::Active;
+    let d = BackendState::Draining;
+    let ip = |s: &str| s.to_string();
+    assert_eq!(
+        summary,
+        [
+            (
+                "web",
+                "192.0.2.10:80".parse().unwrap(),
+                Protocol::Tcp,
+                vec![
+                    (ip("10.1.0.1"), a),
+                    (ip("10.1.0.2"), a),
+                    (ip("10.1.0.3"), d)
+                ]
+            ),
+            (
+                "dns",
+                "192.0.2.53:53".parse().unwrap(),
+                Protocol::Udp,
+                vec![(ip("10.1.0.1"), a), (ip("10.1.0.2"), a)]
+            ),
+            (
+                "web6",
+                "[2001:db8::10]:443".parse().unwrap(),
+                Protocol::Tcp,
+                vec![(ip("fd00:1::1"), a), (ip("fd00:1::2"), a)]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn load_file_reads_and_names_the_file() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let c = load_file(&dir.join("mux.demo.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.name(), "demo");
+
+    let missing = dir.join("no-such-file.toml");
+    let e = load_file(&missing).unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert_eq!((e.0[0].line, e.0[0].column), (0, 0));
+    assert_eq!(e.0[0].file, missing.display().to_string());
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!("{}: cannot read", missing.display())),
+        "{shown}"
+    );
+    assert!(shown.contains("check the path"), "{shown}");
+}
+
+#[test]
+fn equality_ignores_layout_and_comments() {
+    let compact = "[mux]\nname=\"t\"\n[dataplane]\nio=\"mem\"\n";
+    let spaced = "# c\n\n[mux]\n  name = \"t\"   # n\n\n[dataplane]\n  io = \"mem\"\n";
+    assert_eq!(valid(compact), valid(spaced));
+    assert_ne!(valid(compact), valid(&compact.replace("\"t\"", "\"u\"")));
+}
+
+// ---- syntax and type errors ---------------------------------------------------------------
+
+#[test]
+fn syntax_error_is_one_error_at_its_position() {
+    let text = "[mux]\nname = \"t\"\n[dataplane]\nworkers = = 3\n";
+    refused_at_nth(text, "=", 2, "expected");
+    let e = &errors(text)[0];
+    assert_eq!((e.line, e.column), (4, 11));
+    assert!(e.to_string().starts_with("t.toml:4:11: "), "{e}");
+
+    let unclosed = "[mux]\nname = \"t\n";
+    let errs = errors(unclosed);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].line, 2);
+}
+
+#[test]
+fn unknown_field_names_it_and_lists_the_expected_ones() {
+    let text = web("", "[[vip.backend]]\naddress = \"10.1.0.1\"\nwieght = 5\n");
+    refused_at(&text, "wieght", "unknown field `wieght`");
+    let msg = &errors(&text)[0].message;
+    for key in ["`address`", "`weight`", "`state`", "fix the spelling"] {
+        assert!(msg.contains(key), "{msg}");
+    }
+    // Unknown sections too.
+    let text = format!("{HEAD}[nexthop]\nmac = \"02:00:00:00:00:01\"\n");
+    refused_at(&text, "nexthop", "unknown field `nexthop`");
+}
+
+#[test]
+fn wrong_type_is_reported_at_the_value() {
+    let text = web(
+        "",
+        "[[vip.backend]]\naddress = \"10.1.0.1\"\nweight = \"heavy\"\n",
+    );
+    refused_at(&text, "\"heavy\"", "expected an integer");
+    let text = web("", "[[vip.backend]]\naddress = 10\n");
+    refused_at(&text, "10\n", "put the value in double quotes");
+    let text = format!("{HEAD}[timeouts]\nudp = 1.5\n");
+    refused_at(&text, "1.5", "expected an integer");
+}
+
+#[test]
+fn malformed_values_are_reported_at_the_value_with_an_example() {
+    let text = web("", &backend("10.1.0.300"));
+    refused_at(&text, "\"10.1.0.300\"", "expected an IP address such as");
+    let text = web("", &backend("10.1.0.0/24"));
+    refused_at(&text, "\"10.1.0.0/24\"", "without a prefix length");
+    let text = format!("{HEAD}[next_hop]\nmac = \"02:00:00:00:00\"\n");
+    refused_at(&text, "\"02:00", "expected a MAC address such as");
+    let text = format!("{HEAD}[admin]\nlisten = \"127.0.0.1\"\n");
+    refused_at(&text, "\"127.0.0.1\"", "expected an address:port");
+}
+
+#[test]
+fn unknown_enum_values_list_the_allowed_ones() {
+    let text = "[mux]\nname = \"t\"\n[dataplane]\nio = \"xdp\"\n";
+    refused_at(text, "\"xdp\"", "`afxdp`, `afpacket`, `dpdk`, `mem`");
+    let text = web("", &backend("10.1.0.1")).replace("\"tcp\"", "\"sctp\"");
+    refused_at(&text, "\"sctp\"", "expected `tcp` or `udp`");
+    let text = web(
+        "",
+        "[[vip.backend]]\naddress = \"10.1.0.1\"\nstate = \"down\"\n",
+    );
+    refused_at(&text, "\"down\"", "`active` or `draining`");
+}
+
+#[test]
+fn missing_required_keys_point_at_their_table() {
+    refused_at(
+        "[mux]\n",
+        "[mux]",
+        "[mux] is missing the required key `name`",
+    );
+    let errs = errors("");
+    assert_eq!(errs.len(), 1);
+    assert_eq!((errs[0].line, errs[0].column), (1, 1));
+    assert!(
+        errs[0].message.contains("section `mux` is missing"),
+        "{}",
+        errs[0].message
+    );
+    let text = format!("{HEAD}[[vip]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = 80\n");
+    refused_at(&text, "[[vip]]", "missing the required key `protocol`");
+}
+
+// ---- collection of several errors ---------------------------------------------------------
+
+#[test]
+fn every_semantic_error_is_reported_in_file_order() {
+    let text = format!(
+        "[mux]\nname = \"t\"\n[dataplane]\nio = \"mem\"\nworkers = 0\n[tunnel]\n\
+         source_v6 = \"fd00::11\"\n[timeouts]\nudp = 0\n\
+         [[vip]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = 0\nprotocol = \"tcp\"\n\
+         maglev_table_size = 100\n{}{}\
+         [[vip.backend]]\naddress = \"10.1.0.2\"\nweight = 20000\n\
+         [[vip]]\nname = \"web\"\naddress = \"224.0.0.1\"\nport = 80\nprotocol = \"udp\"\n",
+        backend("10.1.0.1"),
+        backend("10.1.0.1"),
+    );
+    let errs = errors(&text);
+    let got: Vec<_> = errs
+        .iter()
+        .map(|e| (e.line, e.column, e.message.split(';').next().unwrap_or("")))
+        .collect();
+    let at = |needle: &str, nth: usize| position(&text, needle, nth);
+    let expected = [
+        (
+            at("0\n", 0),
+            "[dataplane]: workers must be between 1 and 128 (got 0)",
+        ),
+        (
+            at("0\n", 1),
+            "[timeouts]: udp must be between 1 and 86400 (got 0)",
+        ),
+        (
+            at("0\n", 2),
+            "vip \"web\": port must be between 1 and 65535 (got 0)",
+        ),
+        (
+            at("100\n", 0),
+            "vip \"web\": maglev_table_size must be a prime (got 100)",
+        ),
+        (
+            at("\"10.1.0.1\"", 0),
+            "vip \"web\" backend 10.1.0.1: IPv4 backends need an IPv4 tunnel source, but [tunnel] source_v4 is not set",
+        ),
+        (
+            at("\"10.1.0.1\"", 1),
+            "vip \"web\" backend 10.1.0.1: listed twice in this VIP (first at line 17)",
+        ),
+        (
+            at("20000", 0),
+            "vip \"web\" backend 10.1.0.2: weight must be between 0 and 10000 (got 20000)",
+        ),
+        (
+            at("\"web\"", 1),
+            "vip \"web\": the name is already used by the VIP at line 11",
+        ),
+        (at("\"web\"", 1), "vip \"web\": has no backends"),
+        (
+            at("\"224.0.0.1\"", 0),
+            "vip \"web\": address 224.0.0.1 is a multicast address",
+        ),
+    ];
+    let expected: Vec<_> = expected.iter().map(|&((l, c), m)| (l, c, m)).collect();
+    assert_eq!(got, expected, "{}", ConfigErrors(errs.clone()));
+    // The display has one line per error.
+    assert_eq!(
+        ConfigErrors(errs).to_string().lines().count(),
+        expected.len()
+    );
+}
+
+#[test]
+fn the_documented_example_message_is_produced_verbatim() {
+    // Line 12, column 11, as in the module documentation.
+    let text = "[mux]\nname = \"t\"\n[dataplane]\nio = \"mem\"\n[tunnel]\n\
+                source_v4 = \"10.0.0.11\"\n[[vip]]\nname = \"web\"\naddress = \"192.0.2.10\"\n\
+                port = 80\nprotocol = \"tcp\"\n[[vip.backend]]\n";
+    let text = text.replace(
+        "[[vip.backend]]\n",
+        "backend = [{ address = \"10.1.0.7\",\n   weight = 20000 }]\n",
+    );
+    let errs = parse(&text, "configs/mux.toml").unwrap_err();
+    assert_eq!(
+        errs.to_string(),
+        "configs/mux.toml:13:13: vip \"web\" backend 10.1.0.7: weight must be between 0 and \
+         10000 (got 20000); lower it or set state = \"draining\""
+    );
+}
+
+// ---- one test per semantic rule -----------------------------------------------------------
+
+#[test]
+fn duplicate_vip_name() {
+    let mut text = web("", &backend("10.1.0.1"));
+    text.push_str(
+        "[[vip]]\nname = \"web\"\naddress = \"192.0.2.11\"\nport = 80\nprotocol = \"tcp\"\n",
+    );
+    text.push_str(&backend("10.1.0.1"));
+    refused_at_nth(
+        &text,
+        "\"web\"",
+        1,
+        "the name is already used by the VIP at line 9",
+    );
+}
+
+#[test]
+fn duplicate_address_port_protocol() {
+    let mut text = web("", &backend("10.1.0.1"));
+    text.push_str(
+        "[[vip]]\nname = \"web2\"\naddress = \"192.0.2.10\"\nport = 80\nprotocol = \"tcp\"\n",
+    );
+    text.push_str(&backend("10.1.0.2"));
+    refused_at_nth(
+        &text,
+        "\"192.0.2.10\"",
+        1,
+        "192.0.2.10:80/tcp is already served by vip \"web\" (line 9)",
+    );
+    // The same address and port with the other protocol is a different service.
+    valid(&text.replace(
+        "port = 80\nprotocol = \"tcp\"\n[[vip.backend]]\naddress = \"10.1.0.2\"",
+        "port = 80\nprotocol = \"udp\"\n[[vip.backend]]\naddress = \"10.1.0.2\"",
+    ));
+    // IPv6 services are shown in brackets.
+    let v6 = format!(
+        "{HEAD}[[vip]]\nname = \"a\"\naddress = \"2001:db8::10\"\nport = 443\nprotocol = \"tcp\"\n{}\
+         [[vip]]\nname = \"b\"\naddress = \"2001:DB8::10\"\nport = 443\nprotocol = \"tcp\"\n{}",
+        backend("fd00:1::1"),
+        backend("fd00:1::2")
+    );
+    refused_at(
+        &v6,
+        "\"2001:DB8::10\"",
+        "[2001:db8::10]:443/tcp is already served by vip \"a\"",
+    );
+}
+
+#[test]
+fn duplicate_backend_within_a_vip() {
+    let text = web(
+        "",
+        &format!(
+            "{}{}{}",
+            backend("10.1.0.1"),
+            backend("10.1.0.2"),
+            backend("10.1.0.1")
+        ),
+    );
+    refused_at_nth(
+        &text,
+        "\"10.1.0.1\"",
+        1,
+        "listed twice in this VIP (first at line 14)",
+    );
+    // The same backend in two VIPs is fine.
+    let mut text = web("", &backend("10.1.0.1"));
+    text.push_str(
+        "[[vip]]\nname = \"dns\"\naddress = \"192.0.2.10\"\nport = 53\nprotocol = \"udp\"\n",
+    );
+    text.push_str(&backend("10.1.0.1"));
+    valid(&text);
+}
+
+#[test]
+fn vip_without_backends() {
+    let text = web("", "");
+    refused_at(
+        &text,
+        "\"web\"",
+        "vip \"web\": has no backends; add at least one [[vip.backend]]",
+    );
+}
+
+#[test]
+fn vip_whose_backends_all_take_no_new_flows_is_valid() {
+    let text = web(
+        "",
+        "[[vip.backend]]\naddress = \"10.1.0.1\"\nstate = \"draining\"\n\
+         [[vip.backend]]\naddress = \"10.1.0.2\"\nweight = 0\n",
+    );
+    let c = valid(&text);
+    let b = c.vips()[0].backends();
+    assert!(!b[0].takes_new_flows());
+    assert!(!b[1].takes_new_flows());
+    assert_eq!(b[1].state(), BackendState::Active);
+    assert_eq!(b[1].weight(), 0);
+}
+
+#[test]
+fn more_than_65535_backends() {
+    let mut backends = String::from("backend = [\n");
+    for i in 0..=MAX_BACKENDS_PER_VIP as u32 {
+        let [_, b, c, d] = i.to_be_bytes();
+        backends.push_str(&format!("{{address=\"10.{b}.{c}.{d}\"}},\n"));
+    }
+    backends.push_str("]\n");
+    let text = web("", &backends);
+    refused_at(
+        &text,
+        "\"web\"",
+        "has 65536 backends, more than the 65535 allowed",
+    );
+}
+
+#[test]
+fn table_size_not_prime() {
+    let text = web("maglev_table_size = 65536\n", &backend("10.1.0.1"));
+    refused_at(
+        &text,
+        "65536",
+        "maglev_table_size must be a prime (got 65536); use 65537",
+    );
+    let text = web("maglev_table_size = 1\n", &backend("10.1.0.1"));
+    refused_at(&text, "1\n[[vip", "must be a prime (got 1); use 2");
+}
+
+#[test]
+fn table_size_smaller_than_backend_count() {
+    let backends: String = (1..=4).map(|i| backend(&format!("10.1.0.{i}"))).collect();
+    let text = web("maglev_table_size = 3\n", &backends);
+    refused_at(
+        &text,
+        "3\n",
+        "maglev_table_size (3) is smaller than the number of backends (4); use a prime at least 100 times the backend count, such as 401",
+    );
+    valid(&text.replace("= 3\n", "= 5\n"));
+}
+
+#[test]
+fn table_size_too_large() {
+    let text = web("maglev_table_size = 1000033\n", &backend("10.1.0.1"));
+    refused_at(
+        &text,
+        "1000033",
+        "maglev_table_size must be at most 1000003 (got 1000033)",
+    );
+    valid(&text.replace("1000033", "1000003"));
+}
+
+#[test]
+fn tunnel_source_v4_missing_for_ipv4_backends() {
+    let text = web(
+        "",
+        &format!("{}{}", backend("fd00:1::1"), backend("10.1.0.1")),
+    )
+    .replace("source_v4 = \"10.0.0.11\"\n", "");
+    refused_at(
+        &text,
+        "\"10.1.0.1\"",
+        "IPv4 backends need an IPv4 tunnel source, but [tunnel] source_v4 is not set; add source_v4",
+    );
+}
+
+#[test]
+fn tunnel_source_v6_missing_for_ipv6_backends() {
+    let text = web(
+        "",
+        &format!(
+            "{}{}{}",
+            backend("10.1.0.1"),
+            backend("fd00:1::1"),
+            backend("fd00:1::2")
+        ),
+    )
+    .replace("source_v6 = \"fd00::11\"\n", "");
+    // Reported once, at the first backend that needs it.
+    refused_at(
+        &text,
+        "\"fd00:1::1\"",
+        "IPv6 backends need an IPv6 tunnel source",
+    );
+    // Only the families in use need a source.
+    valid(&web("", &backend("10.1.0.1")).replace("source_v6 = \"fd00::11\"\n", ""));
+}
+
+#[test]
+fn tunnel_source_of_the_wrong_family() {
+    let text = web("", &backend("10.1.0.1")).replace("\"10.0.0.11\"", "\"fd00::12\"");
+    refused_at(
+        &text,
+        "\"fd00::12\"",
+        "[tunnel]: source_v4 is fd00::12, an IPv6 address; set source_v4 to this MUX's IPv4 address and put fd00::12 in source_v6",
+    );
+    let text = web("", &backend("fd00:1::1")).replace("\"fd00::11\"", "\"10.0.0.12\"");
+    refused_at(
+        &text,
+        "\"10.0.0.12\"",
+        "[tunnel]: source_v6 is 10.0.0.12, an IPv4 address",
+    );
+}
+
+#[test]
+fn tunnel_source_must_be_unicast() {
+    let text = web("", &backend("10.1.0.1")).replace("\"10.0.0.11\"", "\"0.0.0.0\"");
+    refused_at(
+        &text,
+        "\"0.0.0.0\"",
+        "[tunnel]: source_v4 0.0.0.0 is unspecified",
+    );
+}
+
+#[test]
+fn port_zero_and_out_of_range() {
+    let text = web("", &backend("10.1.0.1")).replace("port = 80", "port = 0");
+    refused_at(
+        &text,
+        "0\nprotocol",
+        "vip \"web\": port must be between 1 and 65535 (got 0); use the port clients connect to",
+    );
+    let text = web("", &backend("10.1.0.1")).replace("port = 80", "port = 65536");
+    refused_at(&text, "65536", "(got 65536)");
+    let c = valid(&web("", &backend("10.1.0.1")).replace("port = 80", "port = 65535"));
+    assert_eq!(c.vips()[0].port(), 65535);
+}
+
+#[test]
+fn unusable_vip_addresses() {
+    for (addr, problem) in [
+        ("0.0.0.0", "is unspecified"),
+        ("::", "is unspecified"),
+        ("239.1.1.1", "is a multicast address"),
+        ("ff02::1", "is a multicast address"),
+        ("255.255.255.255", "is the broadcast address"),
+        ("127.0.0.1", "is a loopback address"),
+        ("::1", "is a loopback address"),
+        (
+            "::ffff:192.0.2.10",
+            "is an IPv4-mapped IPv6 address; write it as plain IPv4: \"192.0.2.10\"",
+        ),
+    ] {
+        let text = web("", &backend("10.1.0.1")).replace("\"192.0.2.10\"", &format!("\"{addr}\""));
+        refused_at(
+            &text,
+            &format!("\"{addr}\""),
+            &format!("vip \"web\": address {addr} {problem}"),
+        );
+    }
+}
+
+#[test]
+fn unusable_backend_addresses_including_loopback() {
+    for (addr, problem) in [
+        ("127.0.0.2", "is a loopback address"),
+        ("::1", "is a loopback address"),
+        ("0.0.0.0", "is unspecified"),
+        ("224.0.0.5", "is a multicast address"),
+        ("255.255.255.255", "is the broadcast address"),
+    ] {
+        let text = web("", &backend(addr));
+        refused_at(
+            &text,
+            &format!("\"{addr}\""),
+            &format!("vip \"web\" backend {addr}: the address {problem}; use the routable address"),
+        );
+    }
+    let text = web("", &backend("192.0.2.10"));
+    refused_at_nth(&text, "\"192.0.2.10\"", 1, "the backend is the VIP itself");
+}
+
+#[test]
+fn interface_required_unless_mem() {
+    let text =
+        "[mux]\nname = \"t\"\n[dataplane]\nio = \"afpacket\"\n[next_hop]\naddress = \"10.0.0.1\"\n";
+    refused_at(
+        text,
+        "[dataplane]",
+        "[dataplane]: interface is required with io = \"afpacket\"; add interface = \"eth0\"",
+    );
+    // No [dataplane] at all: io defaults to afpacket, the error points at the file's start.
+    let text = "[mux]\nname = \"t\"\n[next_hop]\naddress = \"10.0.0.1\"\n";
+    refused_at(text, "[mux]", "interface is required");
+    let text = "[mux]\nname = \"t\"\n[dataplane]\nio = \"dpdk\"\ninterface = \"eth0\"\n[next_hop]\naddress = \"10.0.0.1\"\n";
+    assert_eq!(valid(text).dataplane().interface(), Some("eth0"));
+    let bad = text.replace("\"eth0\"", "\"eth0/1\"");
+    refused_at(&bad, "\"eth0/1\"", "is not a valid interface name");
+}
+
+#[test]
+fn next_hop_needs_mac_or_address_unless_mem() {
+    let base = "[mux]\nname = \"t\"\n[dataplane]\ninterface = \"eth0\"\n";
+    let text = format!("{base}[next_hop]\nsource_mac = \"02:00:00:00:00:11\"\n");
+    refused_at(
+        &text,
+        "[next_hop]",
+        "[next_hop]: neither mac nor address is set",
+    );
+    refused_at(base, "[mux]", "neither mac nor address is set");
+    let pinned = valid(&format!("{base}[next_hop]\nmac = \"02:00:00:00:00:fe\"\n"));
+    assert_eq!(pinned.next_hop().mac(), Some([2, 0, 0, 0, 0, 0xfe]));
+    assert_eq!(pinned.next_hop().address(), None);
+    valid(&format!("{base}[next_hop]\naddress = \"fe80::1\"\n"));
+    valid("[mux]\nname = \"t\"\n[dataplane]\nio = \"mem\"\n");
+}
+
+#[test]
+fn next_hop_values_must_be_unicast() {
+    let text = format!("{HEAD}[next_hop]\nmac = \"01:00:5e:00:00:01\"\n");
+    refused_at(
+        &text,
+        "\"01:",
+        "[next_hop]: mac 01:00:5e:00:00:01 is a multicast or broadcast MAC",
+    );
+    let text = format!("{HEAD}[next_hop]\nsource_mac = \"00:00:00:00:00:00\"\n");
+    refused_at(
+        &text,
+        "\"00:",
+        "[next_hop]: source_mac 00:00:00:00:00:00 is all zeros",
+    );
+    let text = format!("{HEAD}[next_hop]\naddress = \"255.255.255.255\"\n");
+    refused_at(
+        &text,
+        "\"255",
+        "[next_hop]: address 255.255.255.255 is the broadcast address",
+    );
+}
+
+#[test]
+fn dataplane_ranges() {
+    for (key, bad, range) in [
+        ("workers", "0", "between 1 and 128"),
+        ("workers", "129", "between 1 and 128"),
+        ("flow_table_capacity", "1023", "between 1024 and 268435456"),
+        (
+            "flow_table_capacity",
+            "268435457",
+            "between 1024 and 268435456",
+        ),
+        ("burst_size", "0", "between 1 and 256"),
+        ("burst_size", "257", "between 1 and 256"),
+        ("mtu", "1279", "between 1280 and 9216"),
+        ("mtu", "9217", "between 1280 and 9216"),
+    ] {
+        let text = HEAD.replace("io = \"mem\"\n", &format!("io = \"mem\"\n{key} = {bad}\n"));
+        refused_at(
+            &text,
+            &format!("{bad}\n"),
+            &format!("[dataplane]: {key} must be {range} (got {bad})"),
+        );
+    }
+    let edges = HEAD.replace(
+        "io = \"mem\"\n",
+        "io = \"mem\"\nworkers = 128\nflow_table_capacity = 268435456\nburst_size = 256\nmtu = 9216\n",
+    );
+    let dp = valid(&edges).dataplane().clone();
+    assert_eq!(
+        (
+            dp.workers(),
+            dp.flow_table_capacity(),
+            dp.burst_size(),
+            dp.mtu()
+        ),
+        (128, 1 << 28, 256, 9216)
+    );
+}
+
+#[test]
+fn timeout_ranges_global_and_per_vip() {
+    for key in ["tcp_syn", "tcp_established", "tcp_closing", "udp"] {
+        let text = format!("{HEAD}[timeouts]\n{key} = 86401\n");
+        refused_at(
+            &text,
+            "86401",
+            &format!("[timeouts]: {key} must be between 1 and 86400 (got 86401)"),
+        );
+    }
+    let text = web("timeouts = { udp = 0 }\n", &backend("10.1.0.1"));
+    refused_at(
+        &text,
+        "0 }",
+        "vip \"web\" timeouts: udp must be between 1 and 86400 (got 0)",
+    );
+    let text = web("timeouts = { udpp = 3 }\n", &backend("10.1.0.1"));
+    refused_at(&text, "udpp", "unknown field `udpp`");
+}
+
+#[test]
+fn weight_range() {
+    let text = web(
+        "",
+        "[[vip.backend]]\naddress = \"10.1.0.7\"\nweight = 20000\n",
+    );
+    refused_at(
+        &text,
+        "20000",
+        "vip \"web\" backend 10.1.0.7: weight must be between 0 and 10000 (got 20000); lower it or set state = \"draining\"",
+    );
+    let text = web("", "[[vip.backend]]\naddress = \"10.1.0.7\"\nweight = -1\n");
+    refused_at(&text, "-1", "(got -1); use 0 to stop new flows");
+    let c = valid(&web(
+        "",
+        "[[vip.backend]]\naddress = \"10.1.0.7\"\nweight = 10000\n",
+    ));
+    assert_eq!(c.vips()[0].backends()[0].weight(), 10000);
+}
+
+#[test]
+fn names_must_suit_logs_and_metrics() {
+    let text = HEAD.replace("name = \"t\"", "name = \"\"");
+    refused_at(
+        &text,
+        "\"\"",
+        "[mux]: name \"\" cannot be used in logs and metrics",
+    );
+    let text = web("", &backend("10.1.0.1")).replace("\"web\"", "\"my web\"");
+    refused_at(
+        &text,
+        "\"my web\"",
+        "vip \"my web\": name \"my web\" cannot be used",
+    );
+}
+
+// ---- defaults and overrides -------------------------------------------------------------
+
+#[test]
+fn defaults_apply_when_optional_keys_are_absent() {
+    let text = "[mux]\nname = \"t\"\n[dataplane]\ninterface = \"eth0\"\n[tunnel]\n\
+                source_v4 = \"10.0.0.11\"\n[next_hop]\naddress = \"10.0.0.1\"\n\
+                [[vip]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = 80\nprotocol = \"udp\"\n\
+                [[vip.backend]]\naddress = \"10.1.0.1\"\n";
+    let c = valid(text);
+    let dp = c.dataplane();
+    assert_eq!(dp.io(), IoKind::Afpacket);
+    assert_eq!(
+        (
+            dp.workers(),
+            dp.flow_table_capacity(),
+            dp.burst_size(),
+            dp.mtu()
+        ),
+        (1, 1_048_576, 32, 1500)
+    );
+    assert_eq!(
+        c.admin().listen(),
+        "127.0.0.1:9100".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(c.next_hop().source_mac(), None);
+    assert_eq!(c.tunnel().source_v6(), None);
+    assert_eq!(
+        c.timeouts(),
+        Timeouts {
+            tcp_syn: 5,
+            tcp_established: 300,
+            tcp_closing: 10,
+            udp: 30
+        }
+    );
+    let vip = &c.vips()[0];
+    assert_eq!(vip.table_size(), 65_537);
+    assert_eq!(vip.protocol(), Protocol::Udp);
+    assert_eq!(vip.protocol().number(), 17);
+    assert_eq!(Protocol::Tcp.number(), 6);
+    assert_eq!(vip.timeouts(&c.timeouts()), c.timeouts());
+    let b = &vip.backends()[0];
+    assert_eq!((b.weight(), b.state()), (100, BackendState::Active));
+    assert!(b.takes_new_flows());
+}
+
+#[test]
+fn per_vip_timeout_overrides_merge_over_the_global_ones() {
+    let text = format!(
+        "{HEAD}[timeouts]\ntcp_syn = 3\nudp = 60\n\
+         [[vip]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = 80\nprotocol = \"tcp\"\n\
+         timeouts = {{ tcp_established = 600, udp = 5 }}\n{}",
+        backend("10.1.0.1")
+    );
+    let c = valid(&text);
+    let global = c.timeouts();
+    assert_eq!(
+        global,
+        Timeouts {
+            tcp_syn: 3,
+            tcp_established: 300,
+            tcp_closing: 10,
+            udp: 60
+        }
+    );
+    assert_eq!(
+        c.vips()[0].timeouts(&global),
+        Timeouts {
+            tcp_syn: 3,
+            tcp_established: 600,
+            tcp_closing: 10,
+            udp: 5
+        }
+    );
+    // The table form works too.
+    let table_form = text.replace(
+        "timeouts = { tcp_established = 600, udp = 5 }\n[[vip.backend]]",
+        "[vip.timeouts]\ntcp_established = 600\nudp = 5\n[[vip.backend]]",
+    );
+    assert_eq!(valid(&table_form), c);
+}
+
+#[test]
+fn admin_listen_and_display_names() {
+    let c = valid(&format!("{HEAD}[admin]\nlisten = \"[::1]:9200\"\n"));
+    assert_eq!(
+        c.admin().listen(),
+        "[::1]:9200".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(IoKind::Afxdp.to_string(), "afxdp");
+    assert_eq!(BackendState::Draining.to_string(), "draining");
+    assert_eq!(Protocol::Udp.to_string(), "udp");
+}

@@ -1,0 +1,488 @@
+//! Semantic validation: every rule a well-typed configuration must also satisfy.
+//!
+//! [`MuxConfig::validate`] walks the whole configuration and records every violation at the
+//! span of the value at fault (or of the section header, or of the first value that makes a
+//! missing one necessary), then returns them sorted in file order. It never stops at the first
+//! error: an operator fixing a file should need one run, not one run per mistake.
+//!
+//! Every message reads `CONTEXT: what is wrong (got VALUE); how to fix it`, where CONTEXT is
+//! `[section]`, `vip "NAME"` or `vip "NAME" backend ADDRESS`.
+//!
+//! The rules themselves are listed in the `config` module documentation.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde_spanned::Spanned;
+
+use super::error::{Collector, ConfigErrors};
+use super::schema::{
+    Backend, IoKind, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MuxConfig,
+    TimeoutSettings, Vip,
+};
+use super::values::{IpValue, MacValue};
+
+impl MuxConfig {
+    /// Checks every semantic rule (listed in the [module documentation](crate::config)) and returns all violations,
+    /// in file order. `origin` is the file name shown in messages and `text` the exact text
+    /// this configuration was parsed from (spans are byte offsets into it).
+    pub fn validate(&self, origin: &str, text: &str) -> Result<(), ConfigErrors> {
+        let mut c = Collector::new(origin, text);
+        check_name(&mut c, "[mux]", &self.mux.get_ref().name);
+        self.check_dataplane(&mut c);
+        self.check_tunnel(&mut c);
+        self.check_next_hop(&mut c);
+        check_timeouts(&mut c, "[timeouts]", &self.timeouts);
+        self.check_vips(&mut c);
+        c.finish()
+    }
+
+    fn check_dataplane(&self, c: &mut Collector<'_>) {
+        let dp = self.dataplane.get_ref();
+        let ctx = "[dataplane]";
+        if let Some(v) = &dp.workers {
+            check_range(c, ctx, "workers", v, 1, 128, "run one worker per RX queue");
+        }
+        if let Some(v) = &dp.flow_table_capacity {
+            let fix = "size it for the concurrent flows of one worker (default 1048576)";
+            check_range(c, ctx, "flow_table_capacity", v, 1024, 1 << 28, fix);
+        }
+        if let Some(v) = &dp.burst_size {
+            check_range(c, ctx, "burst_size", v, 1, 256, "32 suits most NICs");
+        }
+        if let Some(v) = &dp.mtu {
+            let fix = "set the MTU of the link toward the hosts";
+            check_range(c, ctx, "mtu", v, 1280, 9216, fix);
+        }
+        match &dp.interface {
+            Some(name) if !is_interface_name(name.get_ref()) => c.at(
+                name.span(),
+                format!(
+                    "{ctx}: interface {:?} is not a valid interface name; use the kernel's name \
+                     of the NIC, 1 to 15 characters without '/', ':' or spaces",
+                    name.get_ref()
+                ),
+            ),
+            Some(_) => {}
+            None if dp.io() != IoKind::Mem => c.at(
+                self.dataplane.span(),
+                format!(
+                    "{ctx}: interface is required with io = \"{}\"; add interface = \"eth0\" \
+                     (the NIC facing the router) under [dataplane], or use io = \"mem\" for an \
+                     offline run",
+                    dp.io()
+                ),
+            ),
+            None => {}
+        }
+    }
+
+    fn check_tunnel(&self, c: &mut Collector<'_>) {
+        let t = &self.tunnel;
+        for (key, field, want_v4) in [
+            ("source_v4", &t.source_v4, true),
+            ("source_v6", &t.source_v6, false),
+        ] {
+            let Some(source) = field else { continue };
+            let addr = source.get_ref().0;
+            if addr.is_ipv4() != want_v4 {
+                let (family, other, other_key) = if want_v4 {
+                    ("IPv4", "an IPv6", "source_v6")
+                } else {
+                    ("IPv6", "an IPv4", "source_v4")
+                };
+                c.at(
+                    source.span(),
+                    format!(
+                        "[tunnel]: {key} is {addr}, {other} address; set {key} to this MUX's \
+                         {family} address and put {addr} in {other_key}"
+                    ),
+                );
+            } else {
+                check_unicast(
+                    c,
+                    source,
+                    &format!("[tunnel]: {key} {addr}"),
+                    "use a unicast address of this MUX that the host agents accept",
+                );
+            }
+        }
+        // A missing source is reported once per family, at the first backend that needs it.
+        let backends = || {
+            self.vip
+                .iter()
+                .flat_map(|v| v.backend.iter().map(move |b| (v, b)))
+        };
+        for (key, family, set, is_family) in [
+            (
+                "source_v4",
+                "IPv4",
+                t.source_v4.is_some(),
+                IpAddr::is_ipv4 as fn(&IpAddr) -> bool,
+            ),
+            ("source_v6", "IPv6", t.source_v6.is_some(), IpAddr::is_ipv6),
+        ] {
+            if set {
+                continue;
+            }
+            if let Some((vip, b)) = backends().find(|(_, b)| is_family(&b.address())) {
+                c.at(
+                    b.address.span(),
+                    format!(
+                        "{}: {family} backends need an {family} tunnel source, but [tunnel] \
+                         {key} is not set; add {key} = \"<this MUX's {family} address>\" under \
+                         [tunnel]",
+                        backend_ctx(vip, b)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn check_next_hop(&self, c: &mut Collector<'_>) {
+        let nh = self.next_hop.get_ref();
+        if nh.mac.is_none() && nh.address.is_none() && self.dataplane.get_ref().io() != IoKind::Mem
+        {
+            c.at(
+                self.next_hop.span(),
+                "[next_hop]: neither mac nor address is set, so encapsulated packets have nowhere \
+                 to go; add address = \"<gateway IP>\" (its MAC is resolved) or pin mac = \
+                 \"<gateway MAC>\" under [next_hop]; only io = \"mem\" may omit both"
+                    .to_owned(),
+            );
+        }
+        for (key, mac) in [("mac", &nh.mac), ("source_mac", &nh.source_mac)] {
+            if let Some(mac) = mac {
+                check_mac(c, key, mac);
+            }
+        }
+        if let Some(addr) = &nh.address {
+            let ctx = format!("[next_hop]: address {}", addr.get_ref().0);
+            check_unicast(c, addr, &ctx, "use the gateway's unicast address");
+        }
+    }
+
+    fn check_vips(&self, c: &mut Collector<'_>) {
+        // name → line of first definition; (address, port, protocol) → (name, line).
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut services = HashMap::new();
+        for vip in &self.vip {
+            let ctx = format!("vip {:?}", vip.name());
+            check_name(c, &ctx, &vip.name);
+            let name_line = c.line_of(vip.name.span().start);
+            if let Some(first) = names.get(vip.name()) {
+                c.at(
+                    vip.name.span(),
+                    format!(
+                        "{ctx}: the name is already used by the VIP at line {first}; give each \
+                         VIP a unique name"
+                    ),
+                );
+            } else {
+                names.insert(vip.name(), name_line);
+            }
+
+            check_unicast(
+                c,
+                &vip.address,
+                &format!("{ctx}: address {}", vip.address()),
+                "a VIP must be a unicast address clients can reach",
+            );
+            let port_ok = check_range(
+                c,
+                &ctx,
+                "port",
+                &vip.port,
+                1,
+                65535,
+                "use the port clients connect to",
+            );
+            if port_ok {
+                let key = (vip.address(), vip.port(), vip.protocol());
+                let service = format!(
+                    "{}/{}",
+                    std::net::SocketAddr::new(vip.address(), vip.port()),
+                    vip.protocol()
+                );
+                if let Some((other, line)) = services.get(&key) {
+                    c.at(
+                        vip.address.span(),
+                        format!(
+                            "{ctx}: {service} is already served by vip {other:?} (line {line}); \
+                             change the address, port or protocol, or move these backends into \
+                             vip {other:?}"
+                        ),
+                    );
+                } else {
+                    services.insert(key, (vip.name(), name_line));
+                }
+            }
+
+            if let Some(t) = &vip.timeouts {
+                check_timeouts(c, &format!("{ctx} timeouts"), t.get_ref());
+            }
+            check_table_size(c, &ctx, vip);
+            check_backends(c, &ctx, vip);
+        }
+    }
+}
+
+fn check_table_size(c: &mut Collector<'_>, ctx: &str, vip: &Vip) {
+    let Some(size) = &vip.maglev_table_size else {
+        return; // the default (65537) is prime and above MAX_BACKENDS_PER_VIP
+    };
+    let n = *size.get_ref();
+    let max = i64::from(MAX_TABLE_SIZE);
+    if n > max {
+        c.at(
+            size.span(),
+            format!(
+                "{ctx}: maglev_table_size must be at most {max} (got {n}); use {max} or a \
+                 smaller prime such as 65537"
+            ),
+        );
+        return;
+    }
+    if !is_prime(n) {
+        c.at(
+            size.span(),
+            format!(
+                "{ctx}: maglev_table_size must be a prime (got {n}); use {}, the next prime",
+                next_prime(n)
+            ),
+        );
+    }
+    let count = vip.backend.len();
+    if (1..=MAX_BACKENDS_PER_VIP).contains(&count) && n < count as i64 {
+        let suggestion = next_prime((count as i64).saturating_mul(100).min(max));
+        c.at(
+            size.span(),
+            format!(
+                "{ctx}: maglev_table_size ({n}) is smaller than the number of backends ({count}); \
+                 use a prime at least 100 times the backend count, such as {suggestion}"
+            ),
+        );
+    }
+}
+
+fn check_backends(c: &mut Collector<'_>, ctx: &str, vip: &Vip) {
+    let count = vip.backend.len();
+    if count == 0 {
+        c.at(
+            vip.name.span(),
+            format!(
+                "{ctx}: has no backends; add at least one [[vip.backend]] with its address (to \
+                 stop new flows, keep the backends and set state = \"draining\")"
+            ),
+        );
+    } else if count > MAX_BACKENDS_PER_VIP {
+        c.at(
+            vip.name.span(),
+            format!(
+                "{ctx}: has {count} backends, more than the {MAX_BACKENDS_PER_VIP} allowed; \
+                 split the service across several VIPs"
+            ),
+        );
+    }
+    let mut seen: HashMap<IpAddr, usize> = HashMap::new();
+    for b in &vip.backend {
+        let bctx = backend_ctx(vip, b);
+        let addr = b.address();
+        check_unicast(
+            c,
+            &b.address,
+            &format!("{bctx}: the address"),
+            "use the routable address of the backend's host agent",
+        );
+        if addr == vip.address() {
+            c.at(
+                b.address.span(),
+                format!(
+                    "{bctx}: the backend is the VIP itself, which would loop packets back to \
+                     this MUX; use the host agent's own address"
+                ),
+            );
+        }
+        if let Some(first) = seen.get(&addr) {
+            c.at(
+                b.address.span(),
+                format!(
+                    "{bctx}: listed twice in this VIP (first at line {first}); remove one, or \
+                     change its address"
+                ),
+            );
+        } else {
+            seen.insert(addr, c.line_of(b.address.span().start));
+        }
+        if let Some(w) = &b.weight {
+            let fix = if *w.get_ref() < 0 {
+                "use 0 to stop new flows to this backend"
+            } else {
+                "lower it or set state = \"draining\""
+            };
+            check_range(c, &bctx, "weight", w, 0, i64::from(MAX_WEIGHT), fix);
+        }
+    }
+}
+
+fn backend_ctx(vip: &Vip, b: &Backend) -> String {
+    format!("vip {:?} backend {}", vip.name(), b.address())
+}
+
+fn check_timeouts(c: &mut Collector<'_>, ctx: &str, t: &TimeoutSettings) {
+    for (key, field) in t.fields() {
+        if let Some(v) = field {
+            let fix = "give the idle timeout in whole seconds, at most one day";
+            check_range(c, ctx, key, v, 1, i64::from(MAX_TIMEOUT_SECS), fix);
+        }
+    }
+}
+
+/// Records an error unless `lo <= value <= hi`; returns whether the value is in range.
+fn check_range(
+    c: &mut Collector<'_>,
+    ctx: &str,
+    key: &str,
+    value: &Spanned<i64>,
+    lo: i64,
+    hi: i64,
+    fix: &str,
+) -> bool {
+    let v = *value.get_ref();
+    let ok = (lo..=hi).contains(&v);
+    if !ok {
+        c.at(
+            value.span(),
+            format!("{ctx}: {key} must be between {lo} and {hi} (got {v}); {fix}"),
+        );
+    }
+    ok
+}
+
+fn check_name(c: &mut Collector<'_>, ctx: &str, name: &Spanned<String>) {
+    let n = name.get_ref();
+    let ok = (1..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        c.at(
+            name.span(),
+            format!(
+                "{ctx}: name {n:?} cannot be used in logs and metrics; use 1 to 64 letters, \
+                 digits, '-', '_' or '.'"
+            ),
+        );
+    }
+}
+
+fn is_interface_name(name: &str) -> bool {
+    // Linux IFNAMSIZ is 16 including the NUL.
+    (1..=15).contains(&name.len())
+        && !name
+            .chars()
+            .any(|ch| ch == '/' || ch == ':' || ch.is_whitespace() || ch.is_control())
+}
+
+fn check_mac(c: &mut Collector<'_>, key: &str, mac: &Spanned<MacValue>) {
+    let m = *mac.get_ref();
+    let problem = if m.is_zero() {
+        "is all zeros"
+    } else if m.is_group() {
+        "is a multicast or broadcast MAC (the lowest bit of the first byte is set)"
+    } else {
+        return;
+    };
+    c.at(
+        mac.span(),
+        format!("[next_hop]: {key} {m} {problem}; use the unicast MAC of the interface"),
+    );
+}
+
+/// Records an error unless `addr` is a usable unicast address. `ctx` names it (`vip "web":
+/// address 10.0.0.1`); `fix` says what to use instead.
+fn check_unicast(c: &mut Collector<'_>, addr: &Spanned<IpValue>, ctx: &str, fix: &str) {
+    let problem = match addr.get_ref().0 {
+        IpAddr::V4(a) if a.is_unspecified() => "is unspecified",
+        IpAddr::V4(a) if a.is_broadcast() => "is the broadcast address",
+        IpAddr::V4(a) if a.is_multicast() => "is a multicast address",
+        IpAddr::V4(a) if a.is_loopback() => "is a loopback address",
+        IpAddr::V6(a) if a.is_unspecified() => "is unspecified",
+        IpAddr::V6(a) if a.is_multicast() => "is a multicast address",
+        IpAddr::V6(a) if a.is_loopback() => "is a loopback address",
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => return mapped(c, addr, ctx, v4),
+            None => return,
+        },
+        IpAddr::V4(_) => return,
+    };
+    c.at(addr.span(), format!("{ctx} {problem}; {fix}"));
+}
+
+fn mapped(c: &mut Collector<'_>, addr: &Spanned<IpValue>, ctx: &str, v4: Ipv4Addr) {
+    c.at(
+        addr.span(),
+        format!("{ctx} is an IPv4-mapped IPv6 address; write it as plain IPv4: \"{v4}\""),
+    );
+}
+
+/// Trial division; the numbers checked here are at most [`MAX_TABLE_SIZE`].
+fn is_prime(n: i64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    if n % 2 == 0 {
+        return n == 2;
+    }
+    let mut d = 3;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 2;
+    }
+    true
+}
+
+/// The smallest prime `>= n` (at least 2).
+fn next_prime(n: i64) -> i64 {
+    let mut p = n.max(2);
+    while !is_prime(p) {
+        p += 1;
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_interface_name, is_prime, next_prime};
+
+    #[test]
+    fn primes_are_recognised() {
+        let small: Vec<i64> = (-3..40).filter(|&n| is_prime(n)).collect();
+        assert_eq!(small, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37]);
+        assert!(is_prime(65_537));
+        assert!(is_prime(1_000_003));
+        assert!(!is_prime(65_536));
+        assert!(!is_prime(1_000_001)); // 101 × 9901
+        assert!(!is_prime(10_403)); // 101 × 103: needs the d * d <= n bound to be inclusive enough
+        assert!(!is_prime(9)); // 3 × 3: d * d == n
+    }
+
+    #[test]
+    fn next_prime_is_the_smallest_prime_at_or_above() {
+        assert_eq!(next_prime(-5), 2);
+        assert_eq!(next_prime(65_536), 65_537);
+        assert_eq!(next_prime(65_537), 65_537);
+        assert_eq!(next_prime(1_000_000), 1_000_003);
+    }
+
+    #[test]
+    fn interface_names_follow_linux_rules() {
+        assert!(is_interface_name("eth0"));
+        assert!(is_interface_name("enp3s0f1np1"));
+        assert!(!is_interface_name(""));
+        assert!(!is_interface_name("a-very-long-interface"));
+        assert!(!is_interface_name("eth 0"));
+        assert!(!is_interface_name("eth0/1"));
+    }
+}

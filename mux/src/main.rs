@@ -52,6 +52,10 @@ enum Command {
         /// Also write the frames handed to the kernel (non-VIP traffic) to this capture.
         #[arg(long)]
         to_kernel: Option<PathBuf>,
+        /// Print the result as JSON (counters by name, per VIP, per backend) instead of a
+        /// summary for people.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -78,8 +82,9 @@ fn main() -> ExitCode {
             input,
             output,
             to_kernel,
+            json,
         } => match mux::control::replay::replay(&config, &input, &output, to_kernel.as_deref()) {
-            Ok(outcome) => {
+            Ok(outcome) if json => {
                 let summary = serde_json::json!({
                     "frames_in": outcome.frames_in,
                     "frames_out": outcome.frames_out,
@@ -90,6 +95,13 @@ fn main() -> ExitCode {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&summary).expect("JSON values serialize")
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(outcome) => {
+                print!(
+                    "{}",
+                    mux::control::report::replay_summary(&outcome, &input, &output)
                 );
                 ExitCode::SUCCESS
             }

@@ -134,6 +134,7 @@ fn replay_writes_what_the_mux_would_send_in_order() {
         .arg(&output)
         .arg("--to-kernel")
         .arg(&kernel)
+        .arg("--json")
         .output()
         .unwrap();
     assert!(

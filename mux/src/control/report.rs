@@ -2,7 +2,12 @@
 //!
 //! Shared by `mux replay` (printed at the end) and, later, the admin endpoint's `/v1/status`.
 
+use std::fmt::Write as _;
+use std::path::Path;
+
 use serde_json::{Map, Value, json};
+
+use crate::control::replay::ReplayOutcome;
 
 use crate::dataplane::counters::WorkerCounters;
 use crate::dataplane::snapshot::Snapshot;
@@ -37,4 +42,69 @@ pub fn counters_json(counters: &WorkerCounters, snap: &Snapshot) -> Value {
         "forwarded_per_vip": per_vip,
         "forwarded_per_backend": per_backend,
     })
+}
+
+/// A summary of a replay for people: what went where, why frames were dropped, how flows and
+/// backends were used.
+pub fn replay_summary(outcome: &ReplayOutcome, input: &Path, output: &Path) -> String {
+    let c = &outcome.counters;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "replayed {} frames from {}",
+        outcome.frames_in,
+        input.display()
+    );
+    let _ = writeln!(
+        s,
+        "  transmitted {:>7}  -> {} ({} encapsulated to backends, {} ICMP too-big replies to clients)",
+        outcome.frames_out,
+        output.display(),
+        c.forwarded,
+        c.icmp_too_big_sent
+    );
+    let _ = writeln!(
+        s,
+        "  to kernel   {:>7}  (not for a VIP: ARP, other addresses and ports)",
+        c.to_kernel
+    );
+    let drops: Vec<String> = c
+        .named()
+        .into_iter()
+        .filter(|(name, v)| name.starts_with("drop_") && *v > 0)
+        .map(|(name, v)| format!("{} {v}", &name["drop_".len()..]))
+        .collect();
+    let _ = writeln!(
+        s,
+        "  dropped     {:>7}  {}",
+        c.dropped_total(),
+        if drops.is_empty() {
+            String::new()
+        } else {
+            format!("({})", drops.join(", "))
+        }
+    );
+    let _ = writeln!(
+        s,
+        "flows: {} new, {} hits, {} re-hashed, {} evicted, {} table-full; {} fragments, {} ICMP errors routed to backends",
+        c.new_flows,
+        c.flow_hits,
+        c.flows_rehashed,
+        c.flows_evicted,
+        c.flow_table_full,
+        c.fragments_forwarded,
+        c.icmp_errors_forwarded
+    );
+    for (title, key) in [
+        ("per VIP", "forwarded_per_vip"),
+        ("per backend", "forwarded_per_backend"),
+    ] {
+        let _ = writeln!(s, "forwarded {title}:");
+        if let Some(map) = outcome.report[key].as_object() {
+            for (name, n) in map {
+                let _ = writeln!(s, "  {name:<32} {n:>7}");
+            }
+        }
+    }
+    s
 }

@@ -57,4 +57,14 @@ pub trait Port {
 
     /// Frees every buffer in `burst` (draining it).
     fn free(&mut self, burst: &mut Vec<Self::Buf>);
+
+    /// Blocks for at most `timeout` until frames may be ready (an idle worker calls this
+    /// instead of spinning). Ports without a way to wait return at once.
+    fn wait(&mut self, timeout: std::time::Duration) {
+        let _ = timeout;
+    }
+
+    /// Work the port must do even when no frames arrive (e.g. reclaiming transmitted buffers,
+    /// flushing a TX batch). The worker calls it once per poll.
+    fn maintain(&mut self) {}
 }

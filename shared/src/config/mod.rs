@@ -23,7 +23,9 @@
 //! - `maglev_table_size` is a prime, at least the backend count and at most 1 000 003;
 //! - `[tunnel] source_v4` is set (and IPv4) when any backend is IPv4; `source_v6` likewise;
 //! - unless `io = "mem"`: `[dataplane] interface` is set, and `[next_hop]` has a `mac` or an
-//!   `address`; MACs are unicast and non-zero.
+//!   `address`; MACs are unicast and non-zero;
+//! - `[lifecycle] drain_seconds` is 0..=3600; `[bgp]` paths are absolute, and
+//!   `speaker = "bird"` needs `bird_include`.
 //!
 //! A file without any `[[vip]]` is valid: the MUX runs and forwards nothing.
 //!
@@ -53,10 +55,11 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::{
-    Admin, Backend, BackendState, DEFAULT_ADMIN_LISTEN, DEFAULT_BURST_SIZE,
-    DEFAULT_FLOW_TABLE_CAPACITY, DEFAULT_MTU, DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT, DEFAULT_WORKERS,
-    Dataplane, IoKind, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT,
-    MuxConfig, NextHop, Protocol, TimeoutSettings, Timeouts, Tunnel, Vip,
+    Admin, Backend, BackendState, Bgp, DEFAULT_ADMIN_LISTEN, DEFAULT_BIRD_SOCKET,
+    DEFAULT_BURST_SIZE, DEFAULT_DRAIN_SECONDS, DEFAULT_FLOW_TABLE_CAPACITY, DEFAULT_MTU,
+    DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT, DEFAULT_WORKERS, Dataplane, IoKind, Lifecycle,
+    MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT,
+    MuxConfig, NextHop, Protocol, Speaker, TimeoutSettings, Timeouts, Tunnel, Vip,
 };
 
 /// Parses and validates a configuration. `origin` is the file name shown in messages.

@@ -56,6 +56,10 @@ pub struct MuxConfig {
     #[serde(default)]
     pub(crate) admin: Admin,
     #[serde(default)]
+    pub(crate) lifecycle: Lifecycle,
+    #[serde(default)]
+    pub(crate) bgp: Bgp,
+    #[serde(default)]
     pub(crate) timeouts: TimeoutSettings,
     #[serde(default)]
     pub(crate) vip: Vec<Vip>,
@@ -91,6 +95,16 @@ impl MuxConfig {
     /// `[admin]`.
     pub fn admin(&self) -> &Admin {
         &self.admin
+    }
+
+    /// `[lifecycle]`.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// `[bgp]`.
+    pub fn bgp(&self) -> &Bgp {
+        &self.bgp
     }
 
     /// `[timeouts]` resolved: the file's values over the built-in defaults.
@@ -256,6 +270,79 @@ impl Admin {
         self.listen
             .as_ref()
             .map_or(DEFAULT_ADMIN_LISTEN, |v| v.get_ref().0)
+    }
+}
+
+/// Default `[lifecycle] drain_seconds`.
+pub const DEFAULT_DRAIN_SECONDS: u32 = 5;
+/// Largest accepted `[lifecycle] drain_seconds`.
+pub const MAX_DRAIN_SECONDS: u32 = 3600;
+
+/// `[lifecycle]`: how the daemon stops.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    pub(crate) drain_seconds: Option<Spanned<i64>>,
+}
+
+impl Lifecycle {
+    /// Seconds the daemon keeps forwarding after withdrawing its routes on SIGTERM, so the
+    /// routers move traffic away before the workers stop; default 5.
+    pub fn drain_seconds(&self) -> u32 {
+        int_or(&self.drain_seconds, DEFAULT_DRAIN_SECONDS)
+    }
+}
+
+/// Which BGP speaker announces the VIPs (`[bgp] speaker`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Speaker {
+    /// Announce nothing (the operator routes VIPs some other way); the default.
+    #[default]
+    None,
+    /// BIRD 2: the MUX writes its VIP routes to `bird_include` and asks BIRD to reconfigure.
+    Bird,
+}
+
+impl fmt::Display for Speaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Speaker::None => "none",
+            Speaker::Bird => "bird",
+        })
+    }
+}
+
+/// Default `[bgp] bird_socket`.
+pub const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
+
+/// `[bgp]`: VIP announcement through an existing BGP daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bgp {
+    pub(crate) speaker: Option<Spanned<Speaker>>,
+    pub(crate) bird_socket: Option<Spanned<String>>,
+    pub(crate) bird_include: Option<Spanned<String>>,
+}
+
+impl Bgp {
+    /// The speaker; default `none`.
+    pub fn speaker(&self) -> Speaker {
+        self.speaker
+            .as_ref()
+            .map_or(Speaker::None, |s| *s.get_ref())
+    }
+
+    /// BIRD's control socket (`birdc -s`); default `/run/bird/bird.ctl`.
+    pub fn bird_socket(&self) -> &str {
+        self.bird_socket
+            .as_ref()
+            .map_or(DEFAULT_BIRD_SOCKET, |s| s.get_ref().as_str())
+    }
+
+    /// The file the MUX writes its VIP routes to, included by BIRD's configuration.
+    pub fn bird_include(&self) -> Option<&str> {
+        self.bird_include.as_ref().map(|s| s.get_ref().as_str())
     }
 }
 

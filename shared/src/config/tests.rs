@@ -872,3 +872,27 @@ fn admin_listen_and_display_names() {
     assert_eq!(BackendState::Draining.to_string(), "draining");
     assert_eq!(Protocol::Udp.to_string(), "udp");
 }
+
+#[test]
+fn lifecycle_and_bgp_defaults_and_rules() {
+    let c = valid(HEAD);
+    assert_eq!(c.lifecycle().drain_seconds(), DEFAULT_DRAIN_SECONDS);
+    assert_eq!(c.bgp().speaker(), Speaker::None);
+    assert_eq!(c.bgp().bird_socket(), DEFAULT_BIRD_SOCKET);
+    let c = valid(&format!(
+        "{HEAD}[lifecycle]\ndrain_seconds = 0\n[bgp]\nspeaker = \"bird\"\nbird_include = \"/etc/bird/mux.conf\"\n"
+    ));
+    assert_eq!(c.lifecycle().drain_seconds(), 0);
+    assert_eq!(c.bgp().speaker(), Speaker::Bird);
+    assert_eq!(c.bgp().bird_include(), Some("/etc/bird/mux.conf"));
+
+    let text = format!(
+        "{HEAD}[lifecycle]\ndrain_seconds = 7200\n[bgp]\nspeaker = \"bird\"\nbird_socket = \"bird.ctl\"\n"
+    );
+    let errors = parse(&text, "t.toml").unwrap_err();
+    let messages: Vec<_> = errors.errors().iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages.len(), 3, "{errors}");
+    assert!(messages[0].contains("drain_seconds must be between 0 and 3600"));
+    assert!(messages[1].contains("needs bird_include"));
+    assert!(messages[2].contains("bird_socket must be an absolute path"));
+}

@@ -17,8 +17,8 @@ use serde_spanned::Spanned;
 
 use super::error::{Collector, ConfigErrors};
 use super::schema::{
-    Backend, IoKind, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MuxConfig,
-    TimeoutSettings, Vip,
+    Backend, IoKind, MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS,
+    MAX_WEIGHT, MuxConfig, Speaker, TimeoutSettings, Vip,
 };
 use super::values::{IpValue, MacValue};
 
@@ -33,6 +33,7 @@ impl MuxConfig {
         self.check_tunnel(&mut c);
         self.check_next_hop(&mut c);
         check_timeouts(&mut c, "[timeouts]", &self.timeouts);
+        self.check_lifecycle_and_bgp(&mut c);
         self.check_vips(&mut c);
         c.finish()
     }
@@ -74,6 +75,51 @@ impl MuxConfig {
                 ),
             ),
             None => {}
+        }
+    }
+
+    fn check_lifecycle_and_bgp(&self, c: &mut Collector<'_>) {
+        if let Some(v) = &self.lifecycle.drain_seconds {
+            let fix = "give the seconds to keep forwarding after withdrawing routes (default 5)";
+            check_range(
+                c,
+                "[lifecycle]",
+                "drain_seconds",
+                v,
+                0,
+                i64::from(MAX_DRAIN_SECONDS),
+                fix,
+            );
+        }
+        let bgp = &self.bgp;
+        for (key, value) in [
+            ("bird_socket", &bgp.bird_socket),
+            ("bird_include", &bgp.bird_include),
+        ] {
+            if let Some(path) = value
+                && !path.get_ref().starts_with('/')
+            {
+                c.at(
+                    path.span(),
+                    format!(
+                        "[bgp]: {key} must be an absolute path (got {:?}); write the full path, \
+                         e.g. \"/etc/bird/mux-vips.conf\"",
+                        path.get_ref()
+                    ),
+                );
+            }
+        }
+        if let Some(speaker) = &bgp.speaker
+            && *speaker.get_ref() == Speaker::Bird
+            && bgp.bird_include.is_none()
+        {
+            c.at(
+                speaker.span(),
+                "[bgp]: speaker = \"bird\" needs bird_include, the file the MUX writes its VIP \
+                 routes to; add bird_include = \"/etc/bird/mux-vips.conf\" and `include` it in \
+                 bird.conf"
+                    .to_string(),
+            );
         }
     }
 

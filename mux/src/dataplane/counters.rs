@@ -11,7 +11,10 @@ use serde::Serialize;
 use super::verdict::DropReason;
 
 /// Counters of one worker (or the sum over workers).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// `Clone::clone_from` is implemented by hand so that publishing counters to the control plane
+/// reuses the destination's vectors instead of allocating.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct WorkerCounters {
     /// Frames received from the port.
     pub rx: u64,
@@ -48,6 +51,49 @@ pub struct WorkerCounters {
     pub vip_forwarded: Vec<u64>,
     /// Frames forwarded per backend, indexed by the backend's stable id.
     pub backend_forwarded: Vec<u64>,
+}
+
+impl Clone for WorkerCounters {
+    fn clone(&self) -> Self {
+        let mut out = WorkerCounters::default();
+        out.clone_from(self);
+        out
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let WorkerCounters {
+            rx,
+            rx_bytes,
+            forwarded,
+            flow_hits,
+            new_flows,
+            flows_rehashed,
+            flows_evicted,
+            flow_table_full,
+            fragments_forwarded,
+            icmp_errors_forwarded,
+            icmp_too_big_sent,
+            to_kernel,
+            drops,
+            vip_forwarded,
+            backend_forwarded,
+        } = source;
+        self.rx = *rx;
+        self.rx_bytes = *rx_bytes;
+        self.forwarded = *forwarded;
+        self.flow_hits = *flow_hits;
+        self.new_flows = *new_flows;
+        self.flows_rehashed = *flows_rehashed;
+        self.flows_evicted = *flows_evicted;
+        self.flow_table_full = *flow_table_full;
+        self.fragments_forwarded = *fragments_forwarded;
+        self.icmp_errors_forwarded = *icmp_errors_forwarded;
+        self.icmp_too_big_sent = *icmp_too_big_sent;
+        self.to_kernel = *to_kernel;
+        self.drops = *drops;
+        self.vip_forwarded.clone_from(vip_forwarded);
+        self.backend_forwarded.clone_from(backend_forwarded);
+    }
 }
 
 impl WorkerCounters {
@@ -167,6 +213,22 @@ mod tests {
         assert_eq!(a.dropped(DropReason::NoBackend), 2);
         assert_eq!(a.backend_forwarded, vec![0, 0, 7]);
         assert_eq!(a.dropped_total(), 2);
+    }
+
+    #[test]
+    fn clone_copies_every_field() {
+        let mut a = WorkerCounters {
+            rx: 1,
+            to_kernel: 2,
+            ..Default::default()
+        };
+        a.drop(DropReason::MalformedIpv6);
+        a.ensure_ids(3, 4);
+        a.backend_forwarded[3] = 9;
+        let mut b = WorkerCounters::default();
+        b.clone_from(&a);
+        assert_eq!(a, b);
+        assert_eq!(a.clone(), a);
     }
 
     #[test]

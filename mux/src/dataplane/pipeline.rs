@@ -91,6 +91,11 @@ impl Pipeline {
         &self.flows
     }
 
+    /// The worker's flow table, mutable (for the incremental census).
+    pub fn flow_table_mut(&mut self) -> &mut FlowTable {
+        &mut self.flows
+    }
+
     /// Processes a burst: rewrites each buffer in place and writes its verdict.
     ///
     /// `now` is the worker's coarse clock in seconds. `bufs` and `verdicts` have the same

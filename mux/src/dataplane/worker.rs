@@ -6,14 +6,50 @@
 //! [`Port::to_kernel`], [`Port::free`].
 //!
 //! The burst vectors are allocated once, at their full capacity; the loop never allocates.
-//! The snapshot is passed in per burst by the caller (the daemon loads it once per burst from
-//! its `arc-swap` pointer; tests and replay pass a fixed one).
+//! [`Worker::poll`] takes the snapshot from its caller (tests and replay pass a fixed one);
+//! [`Worker::run`], the daemon's loop, loads it once per burst from the `arc-swap` pointer the
+//! control plane publishes to, so a reload takes effect between two bursts.
+//!
+//! What the control plane sees of a running worker is [`WorkerStats`]: the worker copies its
+//! counters there every [`PUBLISH_INTERVAL`] (a `try_lock`, never a wait) and counts its live
+//! flows a slice of the table at a time, so no single burst stalls behind a full scan.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 use mux_shared::port::Port;
 
+use super::counters::WorkerCounters;
 use super::pipeline::{MAX_BURST, Pipeline};
 use super::snapshot::Snapshot;
 use super::verdict::Verdict;
+
+/// How often a running worker publishes its counters.
+pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+/// Buckets of the flow table counted per publish (a full sweep of a 4 M-entry table takes
+/// about 6 s).
+const CENSUS_BUCKETS_PER_PUBLISH: usize = 16 * 1024;
+/// Empty polls in a row before an idle worker blocks in [`Port::wait`].
+const SPINS_BEFORE_WAIT: u32 = 64;
+/// How long an idle worker blocks at most (bounds the reaction time to a stop request).
+const IDLE_WAIT: Duration = Duration::from_millis(2);
+
+/// What a worker publishes for the control plane.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// The worker's counters as of its last publish.
+    pub counters: Mutex<WorkerCounters>,
+    /// Live flow-table entries as of the last completed census sweep.
+    pub live_flows: AtomicU64,
+    /// Capacity of the worker's flow table.
+    pub flow_capacity: AtomicU64,
+    /// Generation of the snapshot the worker used for its last burst.
+    pub generation: AtomicU64,
+    /// Set once the worker is polling its port.
+    pub running: AtomicBool,
+}
 
 /// A worker: a port and the pipeline state that goes with it.
 #[derive(Debug)]
@@ -72,6 +108,69 @@ impl<P: Port> Worker<P> {
             self.port.free(&mut self.dropped);
         }
         n
+    }
+
+    /// The daemon's loop: poll until `stop` is set, loading the current snapshot once per
+    /// burst. `clock_origin` is the instant the flow clock counts seconds from.
+    pub fn run(
+        &mut self,
+        snapshots: &ArcSwap<Snapshot>,
+        stats: &WorkerStats,
+        stop: &AtomicBool,
+        clock_origin: Instant,
+    ) {
+        stats.flow_capacity.store(
+            self.pipeline.flow_table().capacity() as u64,
+            Ordering::Relaxed,
+        );
+        stats.running.store(true, Ordering::Release);
+        let mut idle = 0u32;
+        let mut next_publish = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let snap = snapshots.load();
+            let instant = Instant::now();
+            let now = instant.duration_since(clock_origin).as_secs() as u32;
+            let n = self.poll(&snap, now);
+            self.port.maintain();
+            if n == 0 {
+                idle += 1;
+                if idle >= SPINS_BEFORE_WAIT {
+                    self.port.wait(IDLE_WAIT);
+                }
+            } else {
+                idle = 0;
+            }
+            if instant >= next_publish {
+                stats.generation.store(snap.generation(), Ordering::Relaxed);
+                self.publish(stats, now);
+                next_publish = instant + PUBLISH_INTERVAL;
+            }
+        }
+        // Last word: everything counted up to the stop.
+        let now = clock_origin.elapsed().as_secs() as u32;
+        if let Ok(mut shared) = stats.counters.lock() {
+            shared.clone_from(&self.pipeline.counters);
+        }
+        stats.live_flows.store(
+            self.pipeline.flow_table().live_entries(now) as u64,
+            Ordering::Relaxed,
+        );
+        stats.running.store(false, Ordering::Release);
+    }
+
+    /// Copies the counters out (if the control plane is not reading them right now) and
+    /// advances the flow census.
+    fn publish(&mut self, stats: &WorkerStats, now: u32) {
+        if let Ok(mut shared) = stats.counters.try_lock() {
+            shared.clone_from(&self.pipeline.counters);
+        }
+        if let Some(live) = self
+            .pipeline
+            .flow_table_mut()
+            .census_step(now, CENSUS_BUCKETS_PER_PUBLISH)
+        {
+            stats.live_flows.store(live as u64, Ordering::Relaxed);
+        }
     }
 
     /// The verdicts of the last burst (for tests and replay), in receive order.

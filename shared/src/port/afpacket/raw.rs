@@ -1,0 +1,94 @@
+//! A plain AF_PACKET socket for injecting and capturing frames one at a time.
+//!
+//! Not a data-path port: no ring, one syscall per frame. It serves the tests, the lab and
+//! simple generators, which need to put exact bytes on a wire and read back exactly what
+//! arrived. Like the port's ring, a received frame gets its stripped 802.1Q tag put back (from
+//! `PACKET_AUXDATA`), so captures are the frames as they were on the wire. The socket ignores
+//! its own transmissions.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use super::{AfPacketError, sys};
+
+/// An AF_PACKET socket bound to one interface (see the module doc).
+#[derive(Debug)]
+pub struct RawSocket {
+    fd: OwnedFd,
+}
+
+impl RawSocket {
+    /// Opens a socket bound to `ifname` (in the calling thread's network namespace), receiving
+    /// every protocol except its own transmissions.
+    pub fn open(ifname: &str) -> Result<Self, AfPacketError> {
+        let sys_err = |step: &'static str| {
+            move |source: io::Error| AfPacketError::Sys {
+                ifname: ifname.to_owned(),
+                step,
+                source,
+            }
+        };
+        let fd = sys::packet_socket().map_err(sys_err("socket(AF_PACKET)"))?;
+        let ifindex = sys::ifindex(ifname).map_err(|source| AfPacketError::NoInterface {
+            ifname: ifname.to_owned(),
+            source,
+        })?;
+        sys::set_packet_int(&fd, libc::PACKET_AUXDATA, 1).map_err(sys_err("PACKET_AUXDATA"))?;
+        sys::set_packet_int(&fd, libc::PACKET_IGNORE_OUTGOING, 1)
+            .map_err(sys_err("PACKET_IGNORE_OUTGOING"))?;
+        sys::bind_all(&fd, ifindex).map_err(sys_err("bind"))?;
+        Ok(RawSocket { fd })
+    }
+
+    /// Transmits one whole frame (Ethernet header included).
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        let n = sys::send_one(self.fd.as_raw_fd(), frame)?;
+        if n != frame.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "packet socket sent part of a frame",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for one frame and copies it into `buf`, VLAN tag re-inserted.
+    /// Returns its length, or `None` on timeout. A frame that does not fit in `buf` (tag
+    /// included) is an `InvalidData` error.
+    pub fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        if buf.len() < 18 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "capture buffer shorter than an 802.1Q header",
+            ));
+        }
+        let deadline = Instant::now() + timeout;
+        let room = buf.len() - 4;
+        loop {
+            if let Some(r) = sys::recv_with_vlan(self.fd.as_raw_fd(), &mut buf[..room])? {
+                if r.truncated {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "captured frame longer than the buffer",
+                    ));
+                }
+                let len = match r.vlan {
+                    Some((tpid, tci)) if r.len >= 12 => {
+                        buf.copy_within(12..r.len, 16);
+                        buf[12..14].copy_from_slice(&tpid.to_be_bytes());
+                        buf[14..16].copy_from_slice(&tci.to_be_bytes());
+                        r.len + 4
+                    }
+                    _ => r.len,
+                };
+                return Ok(Some(len));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            sys::poll_in(self.fd.as_raw_fd(), left)?;
+        }
+    }
+}

@@ -14,6 +14,7 @@
 //! - Every method is non-blocking. A port that cannot transmit a buffer frees it and counts it in
 //!   its own statistics; the pipeline never waits for a port.
 
+pub mod afxdp;
 pub mod mem;
 
 /// Headroom every port guarantees in front of a received frame.

@@ -15,6 +15,7 @@
 //!   its own statistics; the pipeline never waits for a port.
 
 pub mod afpacket;
+pub mod afxdp;
 pub mod mem;
 
 /// Headroom every port guarantees in front of a received frame.

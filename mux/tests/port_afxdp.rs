@@ -1,0 +1,446 @@
+//! The AF_XDP port on a real veth pair in a throw-away network namespace.
+//!
+//! Each test creates `muxt-xdp-<pid>-<test>` with a veth pair `xa` (the MUX side: XDP program
+//! and socket) ↔ `xb` (the client/router side: frames injected and captured with AF_PACKET).
+//! The socket work happens on a dedicated thread that enters the namespace with `setns`.
+//! Needs root; without it (or without AF_XDP) each test prints why it is skipped.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mux::dataplane::pipeline::Pipeline;
+use mux::dataplane::worker::Worker;
+use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_shared::port::afxdp::lab::{PacketSocket, enter_netns};
+use mux_shared::port::afxdp::{AfXdpConfig, AfXdpError, AfXdpPort, XdpFrame, XdpMode, XdpProgram};
+use mux_shared::port::{MIN_HEADROOM, PacketBuf, Port};
+
+const MUX_IF: &str = "xa";
+const PEER_IF: &str = "xb";
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A network namespace with the veth pair, deleted on drop (also when a test fails).
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn create(test: &str) -> Result<Netns, String> {
+        let name = format!("muxt-xdp-{}-{test}", std::process::id());
+        let _ = sh(&["ip", "netns", "del", &name]);
+        sh(&["ip", "netns", "add", &name])?;
+        let ns = Netns { name };
+        let n = ns.name.as_str();
+        // No IPv6 autoconfiguration chatter on the links.
+        for key in ["all", "default"] {
+            let _ = sh(&[
+                "ip",
+                "netns",
+                "exec",
+                n,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+            ]);
+        }
+        sh(&[
+            "ip", "-n", n, "link", "add", MUX_IF, "type", "veth", "peer", "name", PEER_IF,
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            n,
+            "link",
+            "set",
+            MUX_IF,
+            "address",
+            "02:00:00:00:00:01",
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            n,
+            "link",
+            "set",
+            PEER_IF,
+            "address",
+            "02:00:00:00:00:fe",
+        ])?;
+        sh(&["ip", "-n", n, "link", "set", MUX_IF, "up"])?;
+        sh(&["ip", "-n", n, "link", "set", PEER_IF, "up"])?;
+        // A fresh veth end can show NO-CARRIER for a moment: wait for both.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let up = [MUX_IF, PEER_IF].iter().all(|dev| {
+                Command::new("ip")
+                    .args(["-n", n, "-o", "link", "show", dev])
+                    .output()
+                    .map(|o| {
+                        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+                        s.contains("LOWER_UP") && !s.contains("NO-CARRIER")
+                    })
+                    .unwrap_or(false)
+            });
+            if up {
+                return Ok(ns);
+            }
+            if Instant::now() > deadline {
+                return Err("veth pair never got carrier".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = sh(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+/// Runs `body` on a thread inside a fresh namespace, or prints why it cannot.
+fn in_lab(test: &str, body: impl FnOnce(&str) -> Result<(), String> + Send + 'static) {
+    if !is_root() {
+        eprintln!("SKIPPED {test}: AF_XDP tests need root");
+        return;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("SKIPPED {test}: the `ip` tool is not installed");
+        return;
+    }
+    let ns = match Netns::create(test) {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("SKIPPED {test}: cannot build the namespace lab: {e}");
+            return;
+        }
+    };
+    let name = ns.name.clone();
+    let result = std::thread::spawn(move || {
+        enter_netns(&name).map_err(|e| format!("setns: {e}"))?;
+        body(&name)
+    })
+    .join();
+    drop(ns);
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.starts_with("SKIP:") => eprintln!("SKIPPED {test}: {}", &e[5..]),
+        Ok(Err(e)) => panic!("{test}: {e}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// The configuration the brief asks for, trying zero-copy first.
+const FULL: AfXdpConfig = AfXdpConfig {
+    frames: 4096,
+    ring_size: 2048,
+    zero_copy: true,
+};
+
+/// Attaches the program with the fixture's VIPs and opens the socket on queue 0.
+fn setup(config: AfXdpConfig) -> Result<(XdpProgram, AfXdpPort), String> {
+    // EAFNOSUPPORT (97): a kernel built without XDP sockets.
+    let unavailable = |e: &AfXdpError| matches!(e, AfXdpError::Sys { source, .. } if source.raw_os_error() == Some(97));
+    let mut prog = match XdpProgram::attach(MUX_IF, 1) {
+        Ok(p) => p,
+        Err(e) => return Err(format!("attach: {e}")),
+    };
+    let port = match AfXdpPort::open(MUX_IF, 0, &config) {
+        Ok(p) => p,
+        Err(e) if unavailable(&e) => return Err(format!("SKIP:AF_XDP unavailable: {e}")),
+        Err(e) => return Err(format!("open: {e}")),
+    };
+    prog.register_socket(0, port.fd())
+        .map_err(|e| e.to_string())?;
+    let snap = snapshot(FIXTURE_CONFIG);
+    let keys: Vec<_> = snap
+        .parts
+        .vips
+        .iter()
+        .map(|v| (v.key.addr, v.key.port, v.key.protocol))
+        .collect();
+    prog.update_vips(&keys).map_err(|e| e.to_string())?;
+    Ok((prog, port))
+}
+
+/// Receives from the port until `n` frames arrived or `timeout` passed.
+fn recv_n(port: &mut AfXdpPort, n: usize, timeout: Duration) -> Vec<XdpFrame> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::with_capacity(n + 64);
+    while got.len() < n && Instant::now() < deadline {
+        port.maintain();
+        if port.recv(&mut got, 64) == 0 {
+            port.wait(Duration::from_millis(10));
+        }
+    }
+    got
+}
+
+/// Whether `ip link` shows an XDP program on the MUX side.
+fn xdp_attached(ns: &str) -> bool {
+    Command::new("ip")
+        .args(["-n", ns, "-d", "link", "show", MUX_IF])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("prog/xdp"))
+        .unwrap_or(false)
+}
+
+fn c4() -> std::net::IpAddr {
+    ip("198.51.100.7")
+}
+fn c6() -> std::net::IpAddr {
+    ip("2001:db8:c::7")
+}
+
+fn arp() -> Vec<u8> {
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xfe, 0x08, 0x06]);
+    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 0xfe, 10, 0, 0, 1]);
+    arp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, 11]);
+    arp
+}
+
+#[test]
+fn vip_frames_reach_the_socket_and_everything_else_the_kernel() {
+    in_lab("steer", |ns| {
+        let (prog, mut port) = setup(FULL)?;
+        eprintln!(
+            "AF_XDP on veth: mode {:?}, need_wakeup {}, XDP program of {} instructions",
+            port.mode(),
+            port.uses_need_wakeup(),
+            prog.instruction_count()
+        );
+        assert!(xdp_attached(ns), "the program is attached to {MUX_IF}");
+        assert_eq!(port.mode(), XdpMode::Copy, "veth has no zero-copy");
+        let peer = PacketSocket::bind(PEER_IF).map_err(|e| e.to_string())?;
+        let kernel_side = PacketSocket::bind(MUX_IF).map_err(|e| e.to_string())?;
+        let web = ip("192.0.2.10");
+        let vip_frames = vec![
+            PacketBuilder::tcp(c4(), 40000, web, 80, SYN)
+                .payload_len(10)
+                .build(),
+            PacketBuilder::udp(c4(), 5353, ip("192.0.2.53"), 53)
+                .payload_len(30)
+                .build(),
+            PacketBuilder::tcp(c6(), 40000, ip("2001:db8::10"), 443, SYN).build(),
+            PacketBuilder::tcp(c4(), 40000, web, 80, ACK)
+                .vlan(42)
+                .build(),
+            PacketBuilder::udp(c4(), 5353, ip("192.0.2.53"), 53)
+                .payload_len(64)
+                .fragment(1480, false)
+                .build(),
+            PacketBuilder::tcp(c4(), 40000, web, 80, ACK)
+                .payload_len(1460)
+                .build(),
+        ];
+        let other_frames = vec![
+            arp(),
+            PacketBuilder::tcp(c4(), 40000, web, 8080, SYN).build(),
+            PacketBuilder::udp(c4(), 40000, web, 80).build(),
+            PacketBuilder::tcp(c4(), 40000, ip("192.0.2.99"), 80, SYN).build(),
+            PacketBuilder::icmp(c4(), web, 8, 0, 0x0001_0001)
+                .payload_len(16)
+                .build(),
+            PacketBuilder::tcp(c4(), 179, ip("10.0.0.11"), 179, SYN).build(),
+        ];
+        // Interleave: VIP, other, VIP, other...
+        for (v, o) in vip_frames.iter().zip(&other_frames) {
+            peer.send(v).map_err(|e| e.to_string())?;
+            peer.send(o).map_err(|e| e.to_string())?;
+        }
+
+        let mut got = recv_n(&mut port, vip_frames.len(), Duration::from_secs(5));
+        let received: Vec<Vec<u8>> = got.iter().map(|f| f.data().to_vec()).collect();
+        for f in &got {
+            assert!(f.headroom() >= MIN_HEADROOM, "headroom {}", f.headroom());
+        }
+        assert_eq!(
+            received, vip_frames,
+            "VIP frames arrive on the XSK byte-identical"
+        );
+        // Nothing else arrives on the socket.
+        let extra = recv_n(&mut port, 1, Duration::from_millis(300));
+        assert!(
+            extra.is_empty(),
+            "{} unexpected frames on the XSK",
+            extra.len()
+        );
+        port.free(&mut got);
+
+        // The kernel side of xa saw exactly the non-VIP frames.
+        let seen = kernel_side
+            .collect(Duration::from_secs(2), other_frames.len())
+            .map_err(|e| e.to_string())?;
+        assert_eq!(seen, other_frames, "non-VIP frames go to the kernel");
+        let stats = port.stats();
+        assert_eq!(stats.rx, vip_frames.len() as u64);
+        assert_eq!(stats.freed, vip_frames.len() as u64);
+        let k = port.xdp_statistics().map_err(|e| e.to_string())?;
+        assert_eq!(k.rx_dropped, 0);
+        assert_eq!(k.rx_ring_full, 0);
+        // Closing the BPF link detaches the program: nothing is left behind.
+        drop(port);
+        drop(prog);
+        assert!(!xdp_attached(ns), "the program is detached on drop");
+        Ok(())
+    });
+}
+
+#[test]
+fn pipeline_over_afxdp_transmits_what_the_memory_port_does() {
+    in_lab("pipeline", |_| {
+        let (_prog, port) = setup(FULL)?;
+        let peer = PacketSocket::bind(PEER_IF).map_err(|e| e.to_string())?;
+        let snap = snapshot(FIXTURE_CONFIG);
+        let web = ip("192.0.2.10");
+        let syn = PacketBuilder::tcp(c4(), 40000, web, 80, SYN)
+            .payload_len(10)
+            .build();
+        let inputs = vec![
+            syn.clone(),
+            PacketBuilder::udp(c4(), 5353, ip("192.0.2.53"), 53)
+                .payload_len(30)
+                .build(),
+            PacketBuilder::tcp(c6(), 40000, ip("2001:db8::10"), 443, SYN).build(),
+            PacketBuilder::udp(c6(), 5353, ip("2001:db8::53"), 53)
+                .payload_len(20)
+                .build(),
+            PacketBuilder::tcp(c4(), 40000, ip("192.0.2.20"), 80, SYN).build(),
+            PacketBuilder::tcp(c4(), 40001, web, 80, ACK)
+                .vlan(42)
+                .build(),
+            PacketBuilder::tcp(c4(), 40002, web, 80, ACK)
+                .tos(0xb9)
+                .build(),
+            // Too big for the 1500-byte MTU once encapsulated, DF set: an ICMP reply.
+            PacketBuilder::tcp(c4(), 40003, web, 80, ACK)
+                .payload_len(1460)
+                .build(),
+            // Fragments: routed by the address-only key.
+            PacketBuilder::udp(c4(), 5353, ip("192.0.2.53"), 53)
+                .payload_len(64)
+                .fragment(1480, false)
+                .build(),
+        ];
+        // What the in-memory port transmits for the same inputs.
+        let reference = run(&snap, &inputs);
+        assert_eq!(reference.transmitted.len(), inputs.len());
+        // And, independently of the MUX's code, the first one.
+        assert_eq!(
+            reference.transmitted[0],
+            expected_ipip_v4(&inner_ip(&syn, 14), [10, 1, 0, 1], None)
+        );
+
+        let mut worker = Worker::new(port, Pipeline::new(4096, 7), 32);
+        for f in &inputs {
+            peer.send(f).map_err(|e| e.to_string())?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut processed = 0;
+        while processed < inputs.len() && Instant::now() < deadline {
+            worker.port.maintain();
+            let n = worker.poll(&snap, 100);
+            if n == 0 {
+                worker.port.wait(Duration::from_millis(10));
+            }
+            processed += n;
+        }
+        assert_eq!(processed, inputs.len(), "all inputs reached the worker");
+        let captured = peer
+            .collect(Duration::from_secs(3), inputs.len())
+            .map_err(|e| e.to_string())?;
+        // Let the kernel finish and recycle the TX frames.
+        for _ in 0..10 {
+            worker.port.maintain();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(captured.len(), reference.transmitted.len());
+        for (i, (got, want)) in captured.iter().zip(&reference.transmitted).enumerate() {
+            assert_eq!(got, want, "frame {i} differs from the in-memory port's");
+        }
+        let stats = worker.port.stats();
+        assert_eq!(stats.tx, inputs.len() as u64);
+        assert_eq!(stats.tx_ring_full, 0);
+        assert_eq!(worker.pipeline.counters, reference.counters);
+        let k = worker.port.xdp_statistics().map_err(|e| e.to_string())?;
+        assert_eq!(k.tx_invalid_descs, 0);
+        Ok(())
+    });
+}
+
+#[test]
+fn frames_sent_from_the_socket_reach_the_peer_and_are_recycled() {
+    in_lab("recycle", |_| {
+        // A tiny UMEM: 64 frames, rings of 32.
+        let small = AfXdpConfig {
+            frames: 64,
+            ring_size: 32,
+            zero_copy: false,
+        };
+        let (_prog, mut port) = setup(small)?;
+        let peer = PacketSocket::bind(PEER_IF).map_err(|e| e.to_string())?;
+        let frame = PacketBuilder::udp(c4(), 5353, ip("192.0.2.53"), 53)
+            .payload_len(30)
+            .build();
+        // Many more round trips than the UMEM has frames: frames must come back from the
+        // completion ring, or reception stalls.
+        let rounds = 500;
+        let mut burst = Vec::with_capacity(64);
+        for i in 0..rounds {
+            peer.send(&frame).map_err(|e| e.to_string())?;
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while burst.is_empty() && Instant::now() < deadline {
+                port.maintain();
+                if port.recv(&mut burst, 64) == 0 {
+                    port.wait(Duration::from_millis(5));
+                }
+            }
+            if burst.len() != 1 {
+                return Err(format!("round {i}: received {} frames", burst.len()));
+            }
+            // Prepend 4 bytes in the headroom and send it back out.
+            assert!(burst[0].push_front(4));
+            burst[0].data_mut()[..4].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+            let tail = burst[0].data()[4..].to_vec();
+            assert_eq!(port.send(&mut burst), 1);
+            let back = peer
+                .recv(Duration::from_secs(2))
+                .map_err(|e| e.to_string())?
+                .ok_or(format!("round {i}: nothing came back"))?;
+            assert_eq!(&back[..4], &[0xde, 0xad, 0xbe, 0xef]);
+            assert_eq!(&back[4..], &tail[..]);
+        }
+        let stats = port.stats();
+        assert_eq!((stats.rx, stats.tx), (rounds, rounds));
+        Ok(())
+    });
+}

@@ -5,7 +5,7 @@
 //! - `replay --config FILE --input IN.pcap --output OUT.pcap` — run the real pipeline over a
 //!   capture offline and print the counters as JSON.
 //!
-//! The forwarding daemon (`mux run`) arrives with real packet I/O; see the README's status.
+//! - `run --config FILE` — the forwarding daemon.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +23,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the MUX: forward packets for the configured VIPs until SIGTERM.
+    ///
+    /// One worker thread per RX queue polls the interface named in [dataplane] (AF_XDP or
+    /// AF_PACKET) and encapsulates VIP traffic toward the backends. VIPs are announced through
+    /// BIRD ([bgp]) once the workers forward. SIGHUP reloads the file (a bad file is refused
+    /// and the running config keeps serving); SIGTERM withdraws the routes, keeps forwarding for
+    /// [lifecycle] drain_seconds, and exits. Status and metrics are served on [admin] listen:
+    /// /metrics, /healthz, /readyz, /v1/status. Logs go to stderr (RUST_LOG or --log-level).
+    Run {
+        /// The TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Log level: error, warn, info, debug or trace (RUST_LOG overrides it).
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
     /// Validate a MUX configuration file.
     ///
     /// Exits 0 when the file is valid. Otherwise prints each error as `FILE:LINE:COL: message`
@@ -62,6 +78,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config, log_level } => {
+            init_logging(&log_level);
+            match mux::control::daemon::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    for line in e.to_string().lines() {
+                        tracing::error!("{line}");
+                    }
+                    eprintln!("mux run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { file } => match mux_shared::config::load_file(&file) {
             Ok(cfg) => {
                 println!(
@@ -111,4 +140,15 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Structured logs on stderr; `RUST_LOG` wins over `--log-level`.
+fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
 }

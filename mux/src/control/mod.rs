@@ -5,8 +5,17 @@
 //! - [`registry`] — stable VIP and backend ids that survive reloads.
 //! - [`replay`] — `mux replay`: the real pipeline over a pcap, offline.
 //! - [`report`] — counters as JSON with names.
+//! - [`daemon`] — `mux run`: workers, signals, reload, graceful start and stop, built from
+//!   [`state`] (what the threads share), [`admin`] and [`metrics`] (the HTTP endpoint),
+//!   [`neighbour`] (MAC addresses) and [`announce`] (VIP routes through BIRD).
 
+pub mod admin;
+pub mod announce;
 pub mod compile;
+pub mod daemon;
+pub mod metrics;
+pub mod neighbour;
 pub mod registry;
 pub mod replay;
 pub mod report;
+pub mod state;

@@ -161,6 +161,7 @@ pub struct Dataplane {
     pub(crate) flow_table_capacity: Option<Spanned<i64>>,
     pub(crate) burst_size: Option<Spanned<i64>>,
     pub(crate) mtu: Option<Spanned<i64>>,
+    pub(crate) cpus: Option<Spanned<Vec<i64>>>,
 }
 
 /// The value of an optional integer field converted to its plain type, or `default`.
@@ -200,6 +201,13 @@ impl Dataplane {
     /// Egress MTU toward the hosts; default 1500, range 1280..=9216.
     pub fn mtu(&self) -> u16 {
         int_or(&self.mtu, DEFAULT_MTU)
+    }
+
+    /// CPUs to pin the workers to (worker i on `cpus[i]`); `None`: not pinned.
+    pub fn cpus(&self) -> Option<Vec<usize>> {
+        self.cpus
+            .as_ref()
+            .map(|v| v.get_ref().iter().map(|c| (*c).max(0) as usize).collect())
     }
 }
 

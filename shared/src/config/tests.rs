@@ -896,3 +896,16 @@ fn lifecycle_and_bgp_defaults_and_rules() {
     assert!(messages[1].contains("needs bird_include"));
     assert!(messages[2].contains("bird_socket must be an absolute path"));
 }
+
+#[test]
+fn cpus_pin_one_worker_each() {
+    let c = valid(&HEAD.replace("io = \"mem\"", "io = \"mem\"\nworkers = 2\ncpus = [1, 0]"));
+    assert_eq!(c.dataplane().cpus(), Some(vec![1, 0]));
+    assert_eq!(valid(HEAD).dataplane().cpus(), None);
+    let bad = HEAD.replace("io = \"mem\"", "io = \"mem\"\nworkers = 2\ncpus = [1]");
+    let errors = parse(&bad, "t.toml").unwrap_err();
+    assert!(
+        errors.to_string().contains("cpus must list one CPU number"),
+        "{errors}"
+    );
+}

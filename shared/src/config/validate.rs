@@ -55,6 +55,20 @@ impl MuxConfig {
             let fix = "set the MTU of the link toward the hosts";
             check_range(c, ctx, "mtu", v, 1280, 9216, fix);
         }
+        if let Some(cpus) = &dp.cpus {
+            let workers = dp.workers();
+            let list = cpus.get_ref();
+            if list.len() < workers || list.iter().any(|c| !(0..1024).contains(c)) {
+                c.at(
+                    cpus.span(),
+                    format!(
+                        "{ctx}: cpus must list one CPU number (0..1023) per worker, {workers} in \
+                         all (got {list:?}); e.g. cpus = [2, 3] for workers = 2, or remove it to \
+                         leave placement to the kernel"
+                    ),
+                );
+            }
+        }
         match &dp.interface {
             Some(name) if !is_interface_name(name.get_ref()) => c.at(
                 name.span(),

@@ -231,6 +231,13 @@ impl Port for MemPort {
         self.freed_count += burst.len() as u64;
         self.recycle(burst, None);
     }
+
+    /// Sleeps when nothing is queued (an idle daemon on the in-memory port must not spin).
+    fn wait(&mut self, timeout: std::time::Duration) {
+        if self.pending() == 0 {
+            std::thread::sleep(timeout);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,264 @@
+//! `/metrics`: the daemon's state in the Prometheus text format.
+//!
+//! A `prometheus-client` collector builds every metric on demand from [`DaemonState`] (the
+//! workers' published counters, the snapshot, reload and announcement state), so nothing on
+//! the data path knows about Prometheus and a scrape costs the workers nothing.
+//!
+//! Metric reference (all counters end in `_total`):
+//! - `mux_packets_total{outcome}` — frames by outcome: `rx`, `forwarded`, `to_kernel`,
+//!   `icmp_too_big_sent`, `fragments_forwarded`, `icmp_errors_forwarded`;
+//! - `mux_rx_bytes_total`;
+//! - `mux_dropped_packets_total{reason}` — one series per drop reason;
+//! - `mux_flow_events_total{event}` — `hit`, `new`, `rehashed`, `evicted`, `table_full`;
+//! - `mux_vip_forwarded_packets_total{vip}`, `mux_backend_forwarded_packets_total{vip,backend}`;
+//! - `mux_backend_up{vip,backend,state}` — 1 per backend, labelled with its state;
+//! - `mux_flows{worker}`, `mux_flow_capacity{worker}` — live flow entries and table size;
+//! - `mux_config_generation`, `mux_reloads_total{result}`, `mux_ready`, `mux_vip_announced{address}`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use mux_shared::flow_key::unmap;
+
+use crate::control::state::{DaemonState, Phase, backend_state_name};
+use crate::dataplane::verdict::DropReason;
+
+type Labels = Vec<(String, String)>;
+
+#[derive(Debug)]
+struct MuxCollector(Arc<DaemonState>);
+
+/// Renders the current metrics as Prometheus text.
+pub fn render(state: &Arc<DaemonState>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(MuxCollector(Arc::clone(state))));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.push_str("# encoding failed\n");
+    }
+    out
+}
+
+fn counter_family(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: &[(Labels, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    if let [(labels, v)] = series
+        && labels.is_empty()
+    {
+        return ConstCounter::new(*v).encode(m);
+    }
+    for (labels, v) in series {
+        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge_family(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: &[(Labels, i64)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    if let [(labels, v)] = series
+        && labels.is_empty()
+    {
+        return ConstGauge::new(*v).encode(m);
+    }
+    for (labels, v) in series {
+        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn label(k: &str, v: impl ToString) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+impl Collector for MuxCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let state = &self.0;
+        let c = state.counters();
+        let snap = state.snapshot.load();
+
+        let outcomes = [
+            ("rx", c.rx),
+            ("forwarded", c.forwarded),
+            ("to_kernel", c.to_kernel),
+            ("icmp_too_big_sent", c.icmp_too_big_sent),
+            ("fragments_forwarded", c.fragments_forwarded),
+            ("icmp_errors_forwarded", c.icmp_errors_forwarded),
+        ];
+        let series: Vec<_> = outcomes
+            .iter()
+            .map(|(o, v)| (vec![label("outcome", o)], *v))
+            .collect();
+        counter_family(
+            &mut e,
+            "mux_packets",
+            "Frames by outcome, summed over workers.",
+            &series,
+        )?;
+        counter_family(
+            &mut e,
+            "mux_rx_bytes",
+            "Bytes received.",
+            &[(vec![], c.rx_bytes)],
+        )?;
+        let series: Vec<_> = DropReason::ALL
+            .iter()
+            .map(|r| (vec![label("reason", r.name())], c.dropped(*r)))
+            .collect();
+        counter_family(
+            &mut e,
+            "mux_dropped_packets",
+            "Dropped frames by reason.",
+            &series,
+        )?;
+        let events = [
+            ("hit", c.flow_hits),
+            ("new", c.new_flows),
+            ("rehashed", c.flows_rehashed),
+            ("evicted", c.flows_evicted),
+            ("table_full", c.flow_table_full),
+        ];
+        let series: Vec<_> = events
+            .iter()
+            .map(|(ev, v)| (vec![label("event", ev)], *v))
+            .collect();
+        counter_family(&mut e, "mux_flow_events", "Flow-table outcomes.", &series)?;
+
+        let series: Vec<_> = snap
+            .parts
+            .vips
+            .iter()
+            .map(|v| {
+                let n = c.vip_forwarded.get(v.id as usize).copied().unwrap_or(0);
+                (vec![label("vip", &v.name)], n)
+            })
+            .collect();
+        counter_family(
+            &mut e,
+            "mux_vip_forwarded_packets",
+            "Frames forwarded per VIP.",
+            &series,
+        )?;
+        let mut per_backend = Vec::new();
+        let mut up = Vec::new();
+        for (id, b) in snap.parts.backends.iter().enumerate() {
+            let Some(b) = b else { continue };
+            let vip = snap
+                .parts
+                .vips
+                .iter()
+                .find(|v| v.id == b.vip_id)
+                .map_or("?", |v| v.name.as_str());
+            let addr = unmap(b.address).to_string();
+            let n = c.backend_forwarded.get(id).copied().unwrap_or(0);
+            per_backend.push((vec![label("vip", vip), label("backend", &addr)], n));
+            up.push((
+                vec![
+                    label("vip", vip),
+                    label("backend", &addr),
+                    label("state", backend_state_name(b.state)),
+                ],
+                1,
+            ));
+        }
+        counter_family(
+            &mut e,
+            "mux_backend_forwarded_packets",
+            "Frames forwarded per backend.",
+            &per_backend,
+        )?;
+        gauge_family(
+            &mut e,
+            "mux_backend_up",
+            "1 per configured backend, labelled with its state.",
+            &up,
+        )?;
+
+        let flows: Vec<_> = state
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                (
+                    vec![label("worker", i)],
+                    w.live_flows.load(Ordering::Relaxed) as i64,
+                )
+            })
+            .collect();
+        gauge_family(
+            &mut e,
+            "mux_flows",
+            "Live flow-table entries per worker (last census).",
+            &flows,
+        )?;
+        let caps: Vec<_> = state
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                (
+                    vec![label("worker", i)],
+                    w.flow_capacity.load(Ordering::Relaxed) as i64,
+                )
+            })
+            .collect();
+        gauge_family(
+            &mut e,
+            "mux_flow_capacity",
+            "Flow-table slots per worker.",
+            &caps,
+        )?;
+
+        gauge_family(
+            &mut e,
+            "mux_config_generation",
+            "Generation of the configuration being served.",
+            &[(vec![], snap.generation() as i64)],
+        )?;
+        let reloads = [
+            (
+                vec![label("result", "ok")],
+                state.reloads.ok.load(Ordering::Relaxed),
+            ),
+            (
+                vec![label("result", "failed")],
+                state.reloads.failed.load(Ordering::Relaxed),
+            ),
+        ];
+        counter_family(&mut e, "mux_reloads", "SIGHUP reloads by result.", &reloads)?;
+        let ready = i64::from(state.phase() == Phase::Ready);
+        gauge_family(
+            &mut e,
+            "mux_ready",
+            "1 while forwarding and announcing.",
+            &[(vec![], ready)],
+        )?;
+        let announced: Vec<_> = state
+            .announced
+            .lock()
+            .map(|a| a.iter().map(|x| (vec![label("address", x)], 1)).collect())
+            .unwrap_or_default();
+        gauge_family(
+            &mut e,
+            "mux_vip_announced",
+            "1 per VIP address announced over BGP.",
+            &announced,
+        )?;
+        Ok(())
+    }
+}

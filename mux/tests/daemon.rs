@@ -1,0 +1,198 @@
+//! `mux run` as a process: readiness, status, metrics, reloads good and bad, graceful stop.
+//! Uses `io = "mem"` (no NIC, no root); the real-I/O path is covered by the port tests and
+//! the lab smoke test.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running daemon, killed on drop if the test failed before stopping it.
+struct Daemon {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(port: u16, extra_backend: bool) -> String {
+    let mut s = common::FIXTURE_CONFIG.replace(
+        "[mux]\nname = \"fixture\"",
+        &format!("[mux]\nname = \"fixture\"\n\n[admin]\nlisten = \"127.0.0.1:{port}\"\n\n[lifecycle]\ndrain_seconds = 1"),
+    );
+    if extra_backend {
+        s = s.replacen(
+            "  address = \"10.1.0.1\"\n",
+            "  address = \"10.1.0.1\"\n  [[vip.backend]]\n  address = \"10.1.0.7\"\n",
+            1,
+        );
+    }
+    s
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+fn status(port: u16) -> serde_json::Value {
+    serde_json::from_str(&get(port, "/v1/status").expect("status answers").1).unwrap()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn start() -> Daemon {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("mux-daemon-test-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mux.toml"), config(port, false)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_mux"))
+        .args(["run", "--config"])
+        .arg(dir.join("mux.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Daemon { child, port, dir }
+}
+
+#[test]
+fn daemon_lifecycle_reloads_and_endpoints() {
+    let mut d = start();
+    let port = d.port;
+    wait_for("readiness", || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    assert_eq!(get(port, "/healthz").unwrap().0, 200);
+    assert_eq!(get(port, "/nope").unwrap().0, 404);
+    let s = status(port);
+    assert_eq!(s["phase"], "ready");
+    assert_eq!(s["generation"], 1);
+    assert_eq!(s["workers"][0]["running"], true);
+    assert_eq!(s["vips"].as_array().unwrap().len(), 6);
+    let metrics = get(port, "/metrics").unwrap().1;
+    assert!(metrics.contains("mux_config_generation 1"), "{metrics}");
+    assert!(metrics.contains("mux_dropped_packets_total{reason=\"no_backend\"} 0"));
+    assert!(
+        metrics
+            .contains("mux_backend_up{vip=\"drained\",backend=\"10.1.0.9\",state=\"draining\"} 1")
+    );
+
+    // A bad file is refused; the old configuration keeps serving.
+    let file = d.dir.join("mux.toml");
+    std::fs::write(&file, config(port, false) + "\nnot toml at all ===\n").unwrap();
+    signal(&d.child, "HUP");
+    wait_for("the refusal", || status(port)["reloads"]["failed"] == 1);
+    let s = status(port);
+    assert_eq!(s["generation"], 1);
+    assert!(
+        s["reloads"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("mux.toml:")
+    );
+    assert_eq!(s["phase"], "ready");
+
+    // A good file is published as generation 2.
+    std::fs::write(&file, config(port, true)).unwrap();
+    signal(&d.child, "HUP");
+    wait_for("the reload", || status(port)["generation"] == 2);
+    let s = status(port);
+    assert_eq!(s["reloads"]["ok"], 1);
+    assert_eq!(s["reloads"]["last_error"], serde_json::Value::Null);
+    assert_eq!(s["vips"][0]["backends"].as_array().unwrap().len(), 2);
+    wait_for("workers to adopt it", || {
+        status(port)["workers"][0]["generation"] == 2
+    });
+
+    // SIGTERM: draining, then a clean exit.
+    signal(&d.child, "TERM");
+    wait_for("draining", || {
+        get(port, "/readyz").is_none_or(|(code, body)| code == 503 && body.contains("draining"))
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(code) = d.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "daemon did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "exit status {code}");
+    let mut log = String::new();
+    d.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("reload refused"), "{log}");
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(log.contains("mux stopped"), "{log}");
+}
+
+#[test]
+fn daemon_refuses_to_start_on_a_bad_config() {
+    let dir = std::env::temp_dir().join(format!("mux-daemon-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mux.toml");
+    std::fs::write(
+        &file,
+        "[mux]\nname = \"x\"\n[dataplane]\nio = \"afpacket\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mux"))
+        .args(["run", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mux.toml:3:1") && stderr.contains("interface is required"),
+        "{stderr}"
+    );
+}

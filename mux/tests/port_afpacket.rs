@@ -8,128 +8,29 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::netns::{Netns, lab_available};
 use common::*;
 use mux::dataplane::pipeline::Pipeline;
 use mux::dataplane::verdict::Verdict;
 use mux::dataplane::worker::Worker;
 use mux_shared::flow_key::{FlowKey, canonical_addr};
 use mux_shared::packet_builder::{DEFAULT_SRC_MAC, PacketBuilder, tcp_flags::*};
-use mux_shared::port::afpacket::{AfPacketConfig, AfPacketPort, RawSocket, enter_netns};
+use mux_shared::port::afpacket::{AfPacketConfig, AfPacketPort, RawSocket};
 use mux_shared::port::{MIN_HEADROOM, PacketBuf, Port};
 use mux_shared::stable_hash;
 
 /// Every receive in these tests gives up after this long.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A network namespace with a veth pair `mux0` ↔ `peer0`, both up; deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    /// Creates the namespace, or returns `None` (after saying why) when not running as root.
-    fn create(test: &str) -> Option<Netns> {
-        if !is_root() {
-            eprintln!(
-                "skipping {test}: needs root (network namespaces, veth, packet sockets); \
-                 run `sudo -E cargo test -p mux --test port_afpacket`"
-            );
-            return None;
-        }
-        let ns = Netns {
-            name: format!("muxt-pkt-{}-{test}", std::process::id()),
-        };
-        run_ip(&["netns", "add", &ns.name]);
-        // No IPv6 on the links: no router solicitations or DAD frames in the captures.
-        for key in ["all", "default"] {
-            ns.exec(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-            ]);
-        }
-        run_ip(&[
-            "-n", &ns.name, "link", "add", "mux0", "type", "veth", "peer", "name", "peer0",
-        ]);
-        run_ip(&["-n", &ns.name, "link", "set", "mux0", "up"]);
-        run_ip(&["-n", &ns.name, "link", "set", "peer0", "up"]);
-        ns.wait_for_carrier(&["mux0", "peer0"]);
-        Some(ns)
+/// The test's namespace with the veth pair `mux0` ↔ `peer0`, or `None` (after saying why)
+/// when this process cannot build one.
+fn lab(test: &str) -> Option<Netns> {
+    if !lab_available(test) {
+        return None;
     }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/run/netns/{}", self.name))
-    }
-
-    fn exec(&self, args: &[&str]) {
-        let mut all = vec!["netns", "exec", &self.name];
-        all.extend_from_slice(args);
-        run_ip(&all);
-    }
-
-    /// A fresh veth end can show NO-CARRIER for a moment: wait until both are really up.
-    fn wait_for_carrier(&self, links: &[&str]) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let up = links.iter().all(|l| {
-                let out = Command::new("ip")
-                    .args(["-n", &self.name, "-o", "link", "show", l])
-                    .output()
-                    .expect("run ip");
-                let s = String::from_utf8_lossy(&out.stdout);
-                s.contains("LOWER_UP") && !s.contains("NO-CARRIER")
-            });
-            if up {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{links:?} never got carrier");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Runs `f` on a new thread inside the namespace (all socket work happens there).
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = self.path();
-        std::thread::spawn(move || {
-            enter_netns(&path).expect("setns into the test namespace");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn run_ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Some(Netns::create("pkt", test, ["mux0", "peer0"], None).expect("build the test namespace"))
 }
 
 /// A small ring so the tests start fast.
@@ -262,7 +163,7 @@ fn wire_frames() -> Vec<Vec<u8>> {
 
 #[test]
 fn frames_cross_the_port_byte_identical_with_their_vlan_tags() {
-    let Some(ns) = Netns::create("wire") else {
+    let Some(ns) = lab("wire") else {
         return;
     };
     ns.run(|| {
@@ -327,7 +228,7 @@ fn frames_cross_the_port_byte_identical_with_their_vlan_tags() {
 
 #[test]
 fn the_pipeline_over_afpacket_sends_what_the_in_memory_pipeline_sends() {
-    let Some(ns) = Netns::create("pipe") else {
+    let Some(ns) = lab("pipe") else {
         return;
     };
     ns.run(|| {
@@ -420,7 +321,7 @@ fn the_pipeline_over_afpacket_sends_what_the_in_memory_pipeline_sends() {
 
 #[test]
 fn a_fanout_group_receives_each_frame_exactly_once_and_keeps_flows_whole() {
-    let Some(ns) = Netns::create("fanout") else {
+    let Some(ns) = lab("fanout") else {
         return;
     };
     ns.run(|| {

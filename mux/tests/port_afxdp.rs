@@ -10,151 +10,43 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::netns::{Netns, lab_available};
 use common::*;
 use mux::dataplane::pipeline::Pipeline;
 use mux::dataplane::worker::Worker;
 use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
-use mux_shared::port::afxdp::lab::{PacketSocket, enter_netns};
+use mux_shared::port::afpacket::RawSocket;
 use mux_shared::port::afxdp::{AfXdpConfig, AfXdpError, AfXdpPort, XdpFrame, XdpMode, XdpProgram};
 use mux_shared::port::{MIN_HEADROOM, PacketBuf, Port};
 
 const MUX_IF: &str = "xa";
 const PEER_IF: &str = "xb";
 
-fn sh(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// A network namespace with the veth pair, deleted on drop (also when a test fails).
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create(test: &str) -> Result<Netns, String> {
-        let name = format!("muxt-xdp-{}-{test}", std::process::id());
-        let _ = sh(&["ip", "netns", "del", &name]);
-        sh(&["ip", "netns", "add", &name])?;
-        let ns = Netns { name };
-        let n = ns.name.as_str();
-        // No IPv6 autoconfiguration chatter on the links.
-        for key in ["all", "default"] {
-            let _ = sh(&[
-                "ip",
-                "netns",
-                "exec",
-                n,
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-            ]);
-        }
-        sh(&[
-            "ip", "-n", n, "link", "add", MUX_IF, "type", "veth", "peer", "name", PEER_IF,
-        ])?;
-        sh(&[
-            "ip",
-            "-n",
-            n,
-            "link",
-            "set",
-            MUX_IF,
-            "address",
-            "02:00:00:00:00:01",
-        ])?;
-        sh(&[
-            "ip",
-            "-n",
-            n,
-            "link",
-            "set",
-            PEER_IF,
-            "address",
-            "02:00:00:00:00:fe",
-        ])?;
-        sh(&["ip", "-n", n, "link", "set", MUX_IF, "up"])?;
-        sh(&["ip", "-n", n, "link", "set", PEER_IF, "up"])?;
-        // A fresh veth end can show NO-CARRIER for a moment: wait for both.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let up = [MUX_IF, PEER_IF].iter().all(|dev| {
-                Command::new("ip")
-                    .args(["-n", n, "-o", "link", "show", dev])
-                    .output()
-                    .map(|o| {
-                        let s = String::from_utf8_lossy(&o.stdout).into_owned();
-                        s.contains("LOWER_UP") && !s.contains("NO-CARRIER")
-                    })
-                    .unwrap_or(false)
-            });
-            if up {
-                return Ok(ns);
-            }
-            if Instant::now() > deadline {
-                return Err("veth pair never got carrier".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = sh(&["ip", "netns", "del", &self.name]);
-    }
-}
-
-/// Runs `body` on a thread inside a fresh namespace, or prints why it cannot.
+/// Runs `body` on a thread inside a fresh namespace, or prints why it cannot. `body` returns
+/// `Err("SKIP:<why>")` when the kernel lacks what the test needs.
 fn in_lab(test: &str, body: impl FnOnce(&str) -> Result<(), String> + Send + 'static) {
-    if !is_root() {
-        eprintln!("SKIPPED {test}: AF_XDP tests need root");
+    if !lab_available(test) {
         return;
     }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("SKIPPED {test}: the `ip` tool is not installed");
-        return;
-    }
-    let ns = match Netns::create(test) {
+    let ns = match Netns::create(
+        "xdp",
+        test,
+        [MUX_IF, PEER_IF],
+        Some(["02:00:00:00:00:01", "02:00:00:00:00:fe"]),
+    ) {
         Ok(ns) => ns,
         Err(e) => {
             eprintln!("SKIPPED {test}: cannot build the namespace lab: {e}");
             return;
         }
     };
-    let name = ns.name.clone();
-    let result = std::thread::spawn(move || {
-        enter_netns(&name).map_err(|e| format!("setns: {e}"))?;
-        body(&name)
-    })
-    .join();
+    let name = ns.name().to_owned();
+    let result = ns.run(move || body(&name));
     drop(ns);
     match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) if e.starts_with("SKIP:") => eprintln!("SKIPPED {test}: {}", &e[5..]),
-        Ok(Err(e)) => panic!("{test}: {e}"),
-        Err(panic) => std::panic::resume_unwind(panic),
+        Ok(()) => {}
+        Err(e) if e.starts_with("SKIP:") => eprintln!("SKIPPED {test}: {}", &e[5..]),
+        Err(e) => panic!("{test}: {e}"),
     }
 }
 
@@ -240,8 +132,8 @@ fn vip_frames_reach_the_socket_and_everything_else_the_kernel() {
         );
         assert!(xdp_attached(ns), "the program is attached to {MUX_IF}");
         assert_eq!(port.mode(), XdpMode::Copy, "veth has no zero-copy");
-        let peer = PacketSocket::bind(PEER_IF).map_err(|e| e.to_string())?;
-        let kernel_side = PacketSocket::bind(MUX_IF).map_err(|e| e.to_string())?;
+        let peer = RawSocket::open(PEER_IF).map_err(|e| e.to_string())?;
+        let kernel_side = RawSocket::open(MUX_IF).map_err(|e| e.to_string())?;
         let web = ip("192.0.2.10");
         let vip_frames = vec![
             PacketBuilder::tcp(c4(), 40000, web, 80, SYN)
@@ -319,7 +211,7 @@ fn vip_frames_reach_the_socket_and_everything_else_the_kernel() {
 fn pipeline_over_afxdp_transmits_what_the_memory_port_does() {
     in_lab("pipeline", |_| {
         let (_prog, port) = setup(FULL)?;
-        let peer = PacketSocket::bind(PEER_IF).map_err(|e| e.to_string())?;
+        let peer = RawSocket::open(PEER_IF).map_err(|e| e.to_string())?;
         let snap = snapshot(FIXTURE_CONFIG);
         let web = ip("192.0.2.10");
         let syn = PacketBuilder::tcp(c4(), 40000, web, 80, SYN)
@@ -407,7 +299,7 @@ fn frames_sent_from_the_socket_reach_the_peer_and_are_recycled() {
             zero_copy: false,
         };
         let (_prog, mut port) = setup(small)?;
-        let peer = PacketSocket::bind(PEER_IF).map_err(|e| e.to_string())?;
+        let peer = RawSocket::open(PEER_IF).map_err(|e| e.to_string())?;
         let frame = PacketBuilder::udp(c4(), 5353, ip("192.0.2.53"), 53)
             .payload_len(30)
             .build();
@@ -415,6 +307,7 @@ fn frames_sent_from_the_socket_reach_the_peer_and_are_recycled() {
         // completion ring, or reception stalls.
         let rounds = 500;
         let mut burst = Vec::with_capacity(64);
+        let mut capture = vec![0u8; 2048];
         for i in 0..rounds {
             peer.send(&frame).map_err(|e| e.to_string())?;
             let deadline = Instant::now() + Duration::from_secs(2);
@@ -432,10 +325,11 @@ fn frames_sent_from_the_socket_reach_the_peer_and_are_recycled() {
             burst[0].data_mut()[..4].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
             let tail = burst[0].data()[4..].to_vec();
             assert_eq!(port.send(&mut burst), 1);
-            let back = peer
-                .recv(Duration::from_secs(2))
+            let len = peer
+                .recv(&mut capture, Duration::from_secs(2))
                 .map_err(|e| e.to_string())?
                 .ok_or(format!("round {i}: nothing came back"))?;
+            let back = &capture[..len];
             assert_eq!(&back[..4], &[0xde, 0xad, 0xbe, 0xef]);
             assert_eq!(&back[4..], &tail[..]);
         }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::net::IpAddr;
 
 use mux::control::compile::{self, CompileOptions};

@@ -83,7 +83,7 @@ use std::time::Duration;
 use super::{MIN_HEADROOM, PacketBuf, Port};
 use ring::{Entry, RxRing};
 
-pub use raw::RawSocket;
+pub use raw::{MAX_CAPTURE, RawSocket};
 pub use sys::enter_netns;
 
 /// Geometry and options of an [`AfPacketPort`].

@@ -2,15 +2,26 @@
 //!
 //! Not a data-path port: no ring, one syscall per frame. It serves the tests, the lab and
 //! simple generators, which need to put exact bytes on a wire and read back exactly what
-//! arrived. Like the port's ring, a received frame gets its stripped 802.1Q tag put back (from
-//! `PACKET_AUXDATA`), so captures are the frames as they were on the wire. The socket ignores
-//! its own transmissions.
+//! arrived. It sees every frame arriving on its interface, including those an XDP program
+//! passes to the kernel, but not the ones this host transmits (`PACKET_IGNORE_OUTGOING`). Like
+//! the port's ring, a received frame gets its stripped 802.1Q tag put back (from
+//! `PACKET_AUXDATA`, as libpcap does), so captures are the frames as they were on the wire.
+//!
+//! [`RawSocket::recv`] copies into the caller's buffer and allocates nothing;
+//! [`RawSocket::collect`] is the allocating convenience for tests (one `Vec` per frame).
+//!
+//! It lives here rather than next to either port's tests: it is an AF_PACKET socket, and the
+//! AF_PACKET and AF_XDP tests and the lab all use this one copy (with [`super::enter_netns`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::{AfPacketError, sys};
+
+/// The largest frame [`RawSocket::collect`] captures (VLAN tag included); a packet socket never
+/// delivers more than 64 KiB.
+pub const MAX_CAPTURE: usize = 65536 + 4;
 
 /// An AF_PACKET socket bound to one interface (see the module doc).
 #[derive(Debug)]
@@ -41,7 +52,8 @@ impl RawSocket {
         Ok(RawSocket { fd })
     }
 
-    /// Transmits one whole frame (Ethernet header included).
+    /// Transmits one whole frame (Ethernet header included). Does not block: a full socket
+    /// buffer is a `WouldBlock` error.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         let n = sys::send_one(self.fd.as_raw_fd(), frame)?;
         if n != frame.len() {
@@ -90,5 +102,22 @@ impl RawSocket {
             }
             sys::poll_in(self.fd.as_raw_fd(), left)?;
         }
+    }
+
+    /// Receives every frame that arrives within `window`, stopping early once `enough` frames
+    /// were seen (frames already queued are taken even when `window` is zero). Frames of up to
+    /// [`MAX_CAPTURE`] bytes; allocates one buffer per call and one `Vec` per frame.
+    pub fn collect(&self, window: Duration, enough: usize) -> io::Result<Vec<Vec<u8>>> {
+        let deadline = Instant::now() + window;
+        let mut buf = vec![0u8; MAX_CAPTURE];
+        let mut out = Vec::new();
+        while out.len() < enough {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(&mut buf, left)? {
+                Some(len) => out.push(buf[..len].to_vec()),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 }

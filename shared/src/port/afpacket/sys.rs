@@ -339,7 +339,8 @@ pub(super) fn recv_with_vlan(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<Rec
 }
 
 /// Moves the calling thread into the network namespace at `path` (e.g.
-/// `/run/netns/<name>`, as `ip netns add` creates). Other threads are not affected.
+/// `/run/netns/<name>`, as `ip netns add` creates, or `/proc/<pid>/ns/net`). Sockets the thread
+/// creates afterwards live in that namespace; other threads are not affected.
 pub fn enter_netns(path: &Path) -> io::Result<()> {
     let file = std::fs::File::open(path)?;
     // SAFETY: plain syscall on a file descriptor we own for the duration of the call.

@@ -13,7 +13,6 @@
 //!   A received frame is processed in place and transmitted from the same UMEM frame: zero
 //!   copies between RX and TX (the kernel still copies once per direction in copy mode, as on
 //!   veth; none on zero-copy NICs).
-//! - `lab.rs`: namespace and raw-socket helpers for the tests and the namespace lab.
 //!
 //! Setup order: [`XdpProgram::attach`] → [`AfXdpPort::open`] per queue →
 //! [`XdpProgram::register_socket`] with [`AfXdpPort::fd`] → [`XdpProgram::update_vips`]
@@ -23,13 +22,14 @@
 //! The crate denies `unsafe_code`; this module is the exception, because AF_XDP is shared
 //! memory with the kernel and the `bpf()` system call has no safe interface. The unsafe code is
 //! limited to: the `bpf()` syscall and fd adoption (`bpf.rs`), `mmap` of the UMEM and the
-//! slices handed out over its frames (`socket.rs`), and a few libc calls (`setns`, AF_PACKET
-//! sockets, `poll`, `if_nametoindex`). Every block carries a `// SAFETY:` comment.
+//! slices handed out over its frames (`socket.rs`), and a few libc calls (`poll`,
+//! `if_nametoindex`). Every block carries a `// SAFETY:` comment. Namespace and raw-socket
+//! helpers for tests and the lab are AF_PACKET's: [`super::afpacket::enter_netns`] and
+//! [`super::afpacket::RawSocket`].
 #![allow(unsafe_code)]
 
 mod asm;
 mod bpf;
-pub mod lab;
 mod program;
 mod socket;
 

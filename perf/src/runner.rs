@@ -408,10 +408,11 @@ pub fn check(scenario: Scenario, c: &Counts, total: u64) -> Vec<String> {
             "only {:.2} % flow hits (expected ≥ 99 %)",
             100.0 * share(c.flow_hits)
         )),
-        Scenario::NewFlows if c.new_flows != total || c.flow_hits != 0 => w.push(format!(
-            "{} new flows and {} hits of {total} packets (expected all new)",
-            c.new_flows, c.flow_hits
-        )),
+        Scenario::NewFlows if c.new_flows + c.flow_table_full != total || c.flow_hits != 0 => w
+            .push(format!(
+                "{} new flows, {} table-full and {} hits of {total} packets (expected all misses)",
+                c.new_flows, c.flow_table_full, c.flow_hits
+            )),
         Scenario::Mixed if !(0.09..=0.12).contains(&share(c.new_flows)) => w.push(format!(
             "{:.2} % new flows (expected about 10 %)",
             100.0 * share(c.new_flows)
@@ -541,17 +542,29 @@ mod tests {
                 .unwrap()
                 .counters
         };
-        assert_eq!(by(Scenario::NewFlows).new_flows, 40_000);
-        assert_eq!(by(Scenario::NewFlows).flow_hits, 0);
+        // Every packet misses; a handful may meet a bucket of live established entries left by
+        // the warm-up and be forwarded unstored (counted as table-full).
+        let new = by(Scenario::NewFlows);
+        assert_eq!(new.new_flows + new.flow_table_full, 40_000);
+        assert!(new.new_flows >= 39_600);
+        assert_eq!(new.flow_hits, 0);
         let mixed = by(Scenario::Mixed);
-        assert_eq!(mixed.new_flows + mixed.flow_hits, 40_000);
+        assert_eq!(
+            mixed.new_flows + mixed.flow_hits + mixed.flow_table_full,
+            40_000
+        );
         assert!(by(Scenario::Established).flow_hits >= 39_600);
         assert!(by(Scenario::Ipv6).flow_hits >= 39_600);
         let text = render(&report);
         assert!(text.contains("new-flows") && !text.contains("WARNING"));
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["results"][2]["scenario"], "new-flows");
-        assert_eq!(json["results"][2]["counters"]["new_flows"], 40_000);
+        assert!(
+            json["results"][2]["counters"]["new_flows"]
+                .as_u64()
+                .unwrap()
+                >= 39_600
+        );
     }
 
     #[test]
@@ -565,7 +578,7 @@ mod tests {
         };
         assert!(check(Scenario::Mixed, &c, 100)[0].contains("50.00 % new flows"));
         assert!(check(Scenario::Established, &c, 100)[0].contains("50.00 % flow hits"));
-        assert!(check(Scenario::NewFlows, &c, 100)[0].contains("expected all new"));
+        assert!(check(Scenario::NewFlows, &c, 100)[0].contains("expected all misses"));
         let short = Counts { forwarded: 99, ..c };
         assert!(check(Scenario::Ipv6, &short, 100)[0].contains("forwarded 99 of 100"));
     }

@@ -164,7 +164,12 @@ impl FlowHash {
     /// 3 ns, against 17 ns for XXH3-128 over the key's canonical bytes.
     #[inline]
     pub fn new(key: &FlowKey, seed: u64) -> FlowHash {
-        let k = lane_keys(seed);
+        FlowHash::with_keys(key, &lane_keys(seed))
+    }
+
+    /// [`FlowHash::new`] with the lane keys already expanded (what a table keeps).
+    #[inline]
+    fn with_keys(key: &FlowKey, k: &[[u64; 4]; 2]) -> FlowHash {
         let s0 = u64::from_ne_bytes(key.src[..8].try_into().expect("8 bytes"));
         let s1 = u64::from_ne_bytes(key.src[8..].try_into().expect("8 bytes"));
         let d0 = u64::from_ne_bytes(key.dst[..8].try_into().expect("8 bytes"));
@@ -206,8 +211,7 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-/// Expands a table seed into the keys of the two hash lanes (SplitMix64). Cheap enough to redo
-/// per hash, and the compiler hoists it out of the burst loop.
+/// Expands a table seed into the keys of the two hash lanes (SplitMix64); a table does it once.
 #[inline(always)]
 fn lane_keys(seed: u64) -> [[u64; 4]; 2] {
     let mut state = seed;
@@ -333,8 +337,8 @@ pub struct FlowTable {
     buckets: Box<[Bucket]>,
     /// `buckets.len() - 1`.
     mask: u64,
-    /// Seed of [`FlowHash::new`] for this table.
-    seed: u64,
+    /// The seed expanded into the hash lanes' keys.
+    lane_keys: [[u64; 4]; 2],
     /// Incremental census ([`FlowTable::census_step`]): next bucket to count.
     census_cursor: usize,
     /// Live entries counted so far in the current sweep.
@@ -369,7 +373,7 @@ impl FlowTable {
         FlowTable {
             buckets: huge_page_slice(buckets),
             mask: (buckets - 1) as u64,
-            seed,
+            lane_keys: lane_keys(seed),
             census_cursor: 0,
             census_partial: 0,
         }
@@ -385,7 +389,7 @@ impl FlowTable {
     /// Hashes `key` with this table's seed.
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> FlowHash {
-        FlowHash::new(key, self.seed)
+        FlowHash::with_keys(key, &self.lane_keys)
     }
 
     #[inline]

@@ -68,7 +68,7 @@ pub struct Pipeline {
     flows: FlowTable,
     /// This worker's counters.
     pub counters: WorkerCounters,
-    slots: Box<[Option<Slot>]>,
+    slots: Box<[Slot]>,
     ident: u16,
     generation: u64,
 }
@@ -80,7 +80,7 @@ impl Pipeline {
         Pipeline {
             flows: FlowTable::with_capacity(flow_capacity, seed),
             counters: WorkerCounters::default(),
-            slots: vec![None; MAX_BURST].into_boxed_slice(),
+            slots: vec![SETTLED; MAX_BURST].into_boxed_slice(),
             ident: 0,
             generation: 0,
         }
@@ -115,17 +115,16 @@ impl Pipeline {
             let frame = buf.data();
             self.counters.rx += 1;
             self.counters.rx_bytes += frame.len() as u64;
-            let s = classify(snap, &self.flows, frame);
-            if let Pending::Flow { hash, .. } | Pending::IcmpError { hash, .. } = &s.pending {
+            *slot = classify(snap, &self.flows, frame);
+            if let Pending::Flow { hash, .. } | Pending::IcmpError { hash, .. } = &slot.pending {
                 self.flows.prefetch(hash);
             }
-            *slot = Some(s);
         }
-        for i in 0..bufs.len() {
-            let Some(slot) = self.slots[i].take() else {
-                continue;
-            };
-            let verdict = self.forward(snap, now, &mut bufs[i], &slot);
+        // Borrow the slots out of `self` (no allocation: an empty boxed slice) so pass 2 reads
+        // them in place while `forward` mutates the flow table and counters.
+        let slots = std::mem::take(&mut self.slots);
+        for (i, slot) in slots.iter().enumerate().take(bufs.len()) {
+            let verdict = self.forward(snap, now, &mut bufs[i], slot);
             match verdict {
                 Verdict::Forward => self.counters.forwarded += 1,
                 Verdict::Reply => self.counters.icmp_too_big_sent += 1,
@@ -134,6 +133,7 @@ impl Pipeline {
             }
             verdicts[i] = verdict;
         }
+        self.slots = slots;
     }
 
     /// Adopts a new snapshot between bursts: sizes the per-id counters.
@@ -350,6 +350,12 @@ fn classify(snap: &Snapshot, flows: &FlowTable, frame: &[u8]) -> Slot {
     };
     Slot { pending, parsed }
 }
+
+/// A slot before classification (never read as such).
+const SETTLED: Slot = Slot {
+    pending: Pending::Settled(Verdict::ToKernel),
+    parsed: EMPTY_PARSED,
+};
 
 /// A placeholder for settled slots (never read).
 const EMPTY_PARSED: Parsed = Parsed {

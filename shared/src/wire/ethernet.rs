@@ -36,11 +36,13 @@ pub struct Frame<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Frame<T> {
     /// Wraps `buffer` without validating it (see the [`crate::wire`] contract).
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Frame { buffer }
     }
 
     /// Wraps `buffer` after [`Frame::check_len`].
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let frame = Self::new_unchecked(buffer);
         frame.check_len()?;
@@ -49,6 +51,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
     /// Checks that the whole header (including an 802.1Q tag announced by the outer
     /// EtherType) is present: [`WireError::Truncated`] otherwise.
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         let data = self.buffer.as_ref();
         if data.len() < HEADER_LEN {
@@ -61,11 +64,13 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// Returns the underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// The whole frame.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         self.buffer.as_ref()
     }
@@ -78,21 +83,25 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// The destination MAC address.
+    #[inline]
     pub fn dst_addr(&self) -> MacAddr {
         MacAddr(get_array(self.buffer.as_ref(), field::DST))
     }
 
     /// The source MAC address.
+    #[inline]
     pub fn src_addr(&self) -> MacAddr {
         MacAddr(get_array(self.buffer.as_ref(), field::SRC))
     }
 
     /// The EtherType at bytes 12..14 ([`EtherType::Vlan`] for a tagged frame).
+    #[inline]
     pub fn outer_ethertype(&self) -> EtherType {
         EtherType::from(get_u16(self.buffer.as_ref(), field::ETHERTYPE))
     }
 
     /// The 802.1Q tag control information (PCP, DEI, VID) of a tagged frame.
+    #[inline]
     pub fn vlan_tci(&self) -> Option<u16> {
         if self.is_tagged() {
             Some(get_u16(self.buffer.as_ref(), field::VLAN_TCI))
@@ -102,12 +111,14 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// The 12-bit VLAN identifier of a tagged frame; `None` when untagged.
+    #[inline]
     pub fn vlan_id(&self) -> Option<u16> {
         self.vlan_tci().map(|tci| tci & 0x0FFF)
     }
 
     /// The EtherType of the payload: after the 802.1Q tag when there is one. A second tag is
     /// reported as its TPID ([`EtherType::Vlan`] or `Unknown(0x88a8)`), not parsed.
+    #[inline]
     pub fn ethertype(&self) -> EtherType {
         let at = if self.is_tagged() {
             field::INNER_ETHERTYPE
@@ -118,6 +129,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// Header length: [`HEADER_LEN`], plus [`VLAN_TAG_LEN`] when tagged.
+    #[inline]
     pub fn header_len(&self) -> usize {
         if self.is_tagged() {
             HEADER_LEN + VLAN_TAG_LEN
@@ -127,6 +139,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// Everything after the header.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         let data = self.buffer.as_ref();
         data.get(self.header_len()..).unwrap_or(&[])
@@ -135,11 +148,13 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     /// Sets the destination MAC address.
+    #[inline]
     pub fn set_dst_addr(&mut self, addr: MacAddr) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&addr.0);
     }
 
     /// Sets the source MAC address.
+    #[inline]
     pub fn set_src_addr(&mut self, addr: MacAddr) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&addr.0);
     }
@@ -147,6 +162,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     /// Sets the payload's EtherType: the one after the tag of a tagged frame, bytes 12..14
     /// otherwise. (Writing [`EtherType::Vlan`] into an untagged frame turns bytes 14..18 into a
     /// tag; do that only on a buffer you are building.)
+    #[inline]
     pub fn set_ethertype(&mut self, ethertype: EtherType) {
         let at = if self.is_tagged() {
             field::INNER_ETHERTYPE
@@ -158,6 +174,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
 
     /// Sets the 12-bit VLAN identifier of a tagged frame, keeping PCP and DEI. Returns `false`,
     /// changing nothing, on an untagged frame.
+    #[inline]
     pub fn set_vlan_id(&mut self, vid: u16) -> bool {
         match self.vlan_tci() {
             Some(tci) => {
@@ -170,6 +187,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     }
 
     /// Everything after the header, mutable.
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let start = self.header_len();
         let data = self.buffer.as_mut();
@@ -191,6 +209,7 @@ pub struct Repr {
 
 impl Repr {
     /// Reads the header of a checked frame (the payload EtherType, after any tag).
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(frame: &Frame<T>) -> Repr {
         Repr {
             dst: frame.dst_addr(),
@@ -203,6 +222,7 @@ impl Repr {
     ///
     /// # Panics
     /// If the buffer is shorter than [`HEADER_LEN`].
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut Frame<T>) {
         let data = frame.buffer.as_mut();
         data[field::DST].copy_from_slice(&self.dst.0);

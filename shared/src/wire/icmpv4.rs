@@ -59,11 +59,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Wraps `buffer` without validating it (see the [`crate::wire`] contract).
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
     /// Wraps `buffer` after [`Packet::check_len`].
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -71,6 +73,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// [`WireError::Truncated`] below 8 bytes.
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated);
@@ -79,69 +82,82 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Returns the underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// The raw message type.
+    #[inline]
     pub fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
     }
 
     /// The message type as an open enum.
+    #[inline]
     pub fn message(&self) -> Message {
         Message::from(self.msg_type())
     }
 
     /// The code.
+    #[inline]
     pub fn code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
 
     /// The checksum as stored.
+    #[inline]
     pub fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// Whether this is an error message that quotes the offending datagram: destination
     /// unreachable (3), source quench (4), time exceeded (11), parameter problem (12).
+    #[inline]
     pub fn is_error(&self) -> bool {
         matches!(self.msg_type(), 3 | 4 | 11 | 12)
     }
 
     /// Whether this is "fragmentation needed" (type 3, code 4).
+    #[inline]
     pub fn is_frag_needed(&self) -> bool {
         self.msg_type() == 3 && self.code() == CODE_FRAG_NEEDED
     }
 
     /// Bytes 6..8: the next-hop MTU of a "fragmentation needed" message (RFC 1191; `0` from
     /// routers predating it). Meaningless for other types.
+    #[inline]
     pub fn next_hop_mtu(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::NEXT_HOP_MTU)
     }
 
     /// Bytes 4..6: the identifier of an echo request or reply.
+    #[inline]
     pub fn echo_ident(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::ECHO_IDENT)
     }
 
     /// Bytes 6..8: the sequence number of an echo request or reply.
+    #[inline]
     pub fn echo_seq(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::ECHO_SEQ)
     }
 
     /// Byte 4: the pointer of a parameter problem.
+    #[inline]
     pub fn pointer(&self) -> u8 {
         self.buffer.as_ref()[field::POINTER]
     }
 
     /// Everything after the 8-byte header: for an error, the quoted original datagram (parse it
     /// with [`super::ipv4::Packet::new_checked_truncated`]); for an echo, its data.
+    #[inline]
     pub fn data(&self) -> &[u8] {
         self.buffer.as_ref().get(field::DATA..).unwrap_or(&[])
     }
 
     /// Whether the checksum (over the whole buffer) is correct.
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         checksum::internet_checksum(self.buffer.as_ref()) == 0
     }
@@ -149,27 +165,32 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the raw message type.
+    #[inline]
     pub fn set_msg_type(&mut self, msg_type: u8) {
         self.buffer.as_mut()[field::TYPE] = msg_type;
     }
 
     /// Sets the message type from the open enum.
+    #[inline]
     pub fn set_message(&mut self, message: Message) {
         self.set_msg_type(message.into());
     }
 
     /// Sets the code.
+    #[inline]
     pub fn set_code(&mut self, code: u8) {
         self.buffer.as_mut()[field::CODE] = code;
     }
 
     /// Sets the stored checksum.
+    #[inline]
     pub fn set_checksum(&mut self, check: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, check);
     }
 
     /// Sets the next-hop MTU (bytes 6..8) and zeroes the unused bytes 4..6, as "fragmentation
     /// needed" requires.
+    #[inline]
     pub fn set_next_hop_mtu(&mut self, mtu: u16) {
         let data = self.buffer.as_mut();
         set_u16(data, field::UNUSED, 0);
@@ -177,21 +198,25 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Sets the echo identifier.
+    #[inline]
     pub fn set_echo_ident(&mut self, ident: u16) {
         set_u16(self.buffer.as_mut(), field::ECHO_IDENT, ident);
     }
 
     /// Sets the echo sequence number.
+    #[inline]
     pub fn set_echo_seq(&mut self, seq: u16) {
         set_u16(self.buffer.as_mut(), field::ECHO_SEQ, seq);
     }
 
     /// Sets bytes 4..8 (the type-specific word) at once, e.g. to zero for time exceeded.
+    #[inline]
     pub fn set_rest_of_header(&mut self, value: u32) {
         super::set_u32(self.buffer.as_mut(), 4..8, value);
     }
 
     /// Everything after the header, mutable.
+    #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let data = self.buffer.as_mut();
         let start = field::DATA.min(data.len());
@@ -199,6 +224,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Recomputes and stores the checksum over the whole buffer.
+    #[inline]
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let check = checksum::internet_checksum(self.buffer.as_ref());

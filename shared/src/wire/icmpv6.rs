@@ -66,11 +66,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Wraps `buffer` without validating it (see the [`crate::wire`] contract).
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
     /// Wraps `buffer` after [`Packet::check_len`].
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -78,6 +80,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// [`WireError::Truncated`] below 8 bytes.
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated);
@@ -86,58 +89,69 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Returns the underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// The raw message type.
+    #[inline]
     pub fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
     }
 
     /// The message type as an open enum.
+    #[inline]
     pub fn message(&self) -> Message {
         Message::from(self.msg_type())
     }
 
     /// The code.
+    #[inline]
     pub fn code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
 
     /// The checksum as stored.
+    #[inline]
     pub fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// Whether this is an error message (type < 128, RFC 4443 §2.1), which quotes the offending
     /// datagram.
+    #[inline]
     pub fn is_error(&self) -> bool {
         self.msg_type() < 128
     }
 
     /// Bytes 4..8: the MTU of a "packet too big" message. Meaningless for other types.
+    #[inline]
     pub fn mtu(&self) -> u32 {
         get_u32(self.buffer.as_ref(), field::REST)
     }
 
     /// Bytes 4..8: the pointer of a parameter problem.
+    #[inline]
     pub fn pointer(&self) -> u32 {
         get_u32(self.buffer.as_ref(), field::REST)
     }
 
     /// Bytes 4..6: the identifier of an echo request or reply.
+    #[inline]
     pub fn echo_ident(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::ECHO_IDENT)
     }
 
     /// Bytes 6..8: the sequence number of an echo request or reply.
+    #[inline]
     pub fn echo_seq(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::ECHO_SEQ)
     }
 
     /// Everything after the 8-byte header: for an error, the quoted original datagram (parse it
     /// with [`super::ipv6::Packet::new_checked_truncated`]); for an echo, its data.
+    #[inline]
     pub fn data(&self) -> &[u8] {
         self.buffer.as_ref().get(field::DATA..).unwrap_or(&[])
     }
@@ -149,6 +163,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Whether the checksum over the pseudo header (these addresses) and the whole buffer is
     /// correct.
+    #[inline]
     pub fn verify_checksum(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
         let total = self.pseudo_sum(src, dst) + checksum::sum(self.buffer.as_ref());
         checksum::finish(total) == 0
@@ -157,46 +172,55 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the raw message type.
+    #[inline]
     pub fn set_msg_type(&mut self, msg_type: u8) {
         self.buffer.as_mut()[field::TYPE] = msg_type;
     }
 
     /// Sets the message type from the open enum.
+    #[inline]
     pub fn set_message(&mut self, message: Message) {
         self.set_msg_type(message.into());
     }
 
     /// Sets the code.
+    #[inline]
     pub fn set_code(&mut self, code: u8) {
         self.buffer.as_mut()[field::CODE] = code;
     }
 
     /// Sets the stored checksum.
+    #[inline]
     pub fn set_checksum(&mut self, check: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, check);
     }
 
     /// Sets bytes 4..8 to the MTU of a "packet too big" message.
+    #[inline]
     pub fn set_mtu(&mut self, mtu: u32) {
         set_u32(self.buffer.as_mut(), field::REST, mtu);
     }
 
     /// Sets bytes 4..8 (the type-specific word), e.g. to zero for time exceeded.
+    #[inline]
     pub fn set_rest_of_header(&mut self, value: u32) {
         set_u32(self.buffer.as_mut(), field::REST, value);
     }
 
     /// Sets the echo identifier.
+    #[inline]
     pub fn set_echo_ident(&mut self, ident: u16) {
         set_u16(self.buffer.as_mut(), field::ECHO_IDENT, ident);
     }
 
     /// Sets the echo sequence number.
+    #[inline]
     pub fn set_echo_seq(&mut self, seq: u16) {
         set_u16(self.buffer.as_mut(), field::ECHO_SEQ, seq);
     }
 
     /// Everything after the header, mutable.
+    #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let data = self.buffer.as_mut();
         let start = field::DATA.min(data.len());
@@ -205,6 +229,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Recomputes and stores the checksum over the pseudo header (these addresses) and the
     /// whole buffer.
+    #[inline]
     pub fn fill_checksum(&mut self, src: &[u8; 16], dst: &[u8; 16]) {
         self.set_checksum(0);
         let total = self.pseudo_sum(src, dst) + checksum::sum(self.buffer.as_ref());

@@ -49,11 +49,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Wraps `buffer` without validating it (see the [`crate::wire`] contract).
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
     /// Wraps `buffer` after [`Packet::check_len`].
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -62,6 +64,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Wraps a possibly truncated datagram (the one quoted in an ICMP error) after
     /// [`Packet::check_len_truncated`].
+    #[inline]
     pub fn new_checked_truncated(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len_truncated()?;
@@ -73,6 +76,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// [`WireError::Truncated`] when the options run past the buffer,
     /// [`WireError::BadTotalLen`] for `total_len < header_len`, and [`WireError::Truncated`] for
     /// `total_len > buffer.len()`.
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         self.check_len_truncated()?;
         if usize::from(self.total_len()) > self.buffer.as_ref().len() {
@@ -82,6 +86,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// [`Packet::check_len`] without the `total_len ≤ buffer.len()` check.
+    #[inline]
     pub fn check_len_truncated(&self) -> Result<(), WireError> {
         let data = self.buffer.as_ref();
         if data.len() < HEADER_LEN {
@@ -104,41 +109,49 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Returns the underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// The version nibble (4 for a checked packet).
+    #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
     /// The header length in bytes (`IHL × 4`, 20..=60).
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0F) * 4
     }
 
     /// The whole TOS byte: DSCP (upper 6 bits) and ECN (lower 2 bits).
+    #[inline]
     pub fn dscp_ecn(&self) -> u8 {
         self.buffer.as_ref()[field::TOS]
     }
 
     /// The DSCP (upper 6 bits of the TOS byte).
+    #[inline]
     pub fn dscp(&self) -> u8 {
         self.dscp_ecn() >> 2
     }
 
     /// The ECN codepoint (lower 2 bits of the TOS byte).
+    #[inline]
     pub fn ecn(&self) -> u8 {
         self.dscp_ecn() & 0x03
     }
 
     /// The total length (header + payload) in bytes.
+    #[inline]
     pub fn total_len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::TOTAL_LEN)
     }
 
     /// The identification field.
+    #[inline]
     pub fn ident(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::IDENT)
     }
@@ -148,67 +161,80 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The Don't Fragment flag.
+    #[inline]
     pub fn dont_frag(&self) -> bool {
         self.flags_frag() & FLAG_DF != 0
     }
 
     /// The More Fragments flag.
+    #[inline]
     pub fn more_frags(&self) -> bool {
         self.flags_frag() & FLAG_MF != 0
     }
 
     /// The fragment offset in bytes (the field × 8).
+    #[inline]
     pub fn frag_offset(&self) -> u16 {
         (self.flags_frag() & FRAG_OFFSET_MASK) * 8
     }
 
     /// Whether this packet is a fragment (MF set or a non-zero offset). Only the first
     /// fragment (offset 0) carries the transport header.
+    #[inline]
     pub fn is_fragment(&self) -> bool {
         self.flags_frag() & (FLAG_MF | FRAG_OFFSET_MASK) != 0
     }
 
     /// The time to live.
+    #[inline]
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
     /// The payload's protocol.
+    #[inline]
     pub fn protocol(&self) -> IpProtocol {
         IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
     }
 
     /// The header checksum as stored.
+    #[inline]
     pub fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The source address (raw octets).
+    #[inline]
     pub fn src_addr(&self) -> [u8; 4] {
         get_array(self.buffer.as_ref(), field::SRC)
     }
 
     /// The destination address (raw octets).
+    #[inline]
     pub fn dst_addr(&self) -> [u8; 4] {
         get_array(self.buffer.as_ref(), field::DST)
     }
 
     /// The source address.
+    #[inline]
     pub fn src_ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.src_addr())
     }
 
     /// The destination address.
+    #[inline]
     pub fn dst_ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.dst_addr())
     }
 
     /// The header including options (`..header_len`, clamped to the buffer).
+    #[inline]
     pub fn header(&self) -> &[u8] {
         clamped(self.buffer.as_ref(), 0, self.header_len())
     }
 
     /// Whether the header checksum is correct (`false` when the header is not all present).
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         let data = self.buffer.as_ref();
         match data.get(..self.header_len()) {
@@ -219,6 +245,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// The payload: `header_len..total_len`, clamped to the buffer (so a truncated view returns
     /// what is present).
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         clamped(
             self.buffer.as_ref(),
@@ -230,12 +257,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the version nibble.
+    #[inline]
     pub fn set_version(&mut self, version: u8) {
         let b = &mut self.buffer.as_mut()[field::VER_IHL];
         *b = (*b & 0x0F) | (version << 4);
     }
 
     /// Sets the header length in bytes (rounded down to a multiple of 4, at most 60).
+    #[inline]
     pub fn set_header_len(&mut self, len: usize) {
         let ihl = (len / 4).min(15) as u8;
         let b = &mut self.buffer.as_mut()[field::VER_IHL];
@@ -243,16 +272,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Sets the whole TOS byte (DSCP and ECN).
+    #[inline]
     pub fn set_dscp_ecn(&mut self, value: u8) {
         self.buffer.as_mut()[field::TOS] = value;
     }
 
     /// Sets the total length.
+    #[inline]
     pub fn set_total_len(&mut self, len: u16) {
         set_u16(self.buffer.as_mut(), field::TOTAL_LEN, len);
     }
 
     /// Sets the identification field.
+    #[inline]
     pub fn set_ident(&mut self, ident: u16) {
         set_u16(self.buffer.as_mut(), field::IDENT, ident);
     }
@@ -264,16 +296,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Sets the Don't Fragment flag.
+    #[inline]
     pub fn set_dont_frag(&mut self, on: bool) {
         self.set_flag(FLAG_DF, on);
     }
 
     /// Sets the More Fragments flag.
+    #[inline]
     pub fn set_more_frags(&mut self, on: bool) {
         self.set_flag(FLAG_MF, on);
     }
 
     /// Sets the fragment offset in bytes (rounded down to a multiple of 8).
+    #[inline]
     pub fn set_frag_offset(&mut self, offset: u16) {
         let flags = self.flags_frag() & !FRAG_OFFSET_MASK;
         set_u16(
@@ -284,31 +319,37 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Sets the time to live.
+    #[inline]
     pub fn set_ttl(&mut self, ttl: u8) {
         self.buffer.as_mut()[field::TTL] = ttl;
     }
 
     /// Sets the payload's protocol.
+    #[inline]
     pub fn set_protocol(&mut self, protocol: IpProtocol) {
         self.buffer.as_mut()[field::PROTOCOL] = protocol.into();
     }
 
     /// Sets the stored header checksum.
+    #[inline]
     pub fn set_checksum(&mut self, check: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, check);
     }
 
     /// Sets the source address (the checksum is not updated).
+    #[inline]
     pub fn set_src_addr(&mut self, addr: [u8; 4]) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&addr);
     }
 
     /// Sets the destination address (the checksum is not updated).
+    #[inline]
     pub fn set_dst_addr(&mut self, addr: [u8; 4]) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&addr);
     }
 
     /// Recomputes and stores the header checksum (over `..header_len`, clamped to the buffer).
+    #[inline]
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let check = checksum::internet_checksum(self.header());
@@ -316,6 +357,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// The payload, mutable (same bounds as [`Packet::payload`]).
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let start = self.header_len();
         let end = usize::from(self.total_len());
@@ -348,6 +390,7 @@ pub struct Repr {
 impl Repr {
     /// Reads the fields of a checked packet (options and fragmentation are not represented;
     /// `payload_len` is `total_len - header_len`).
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Repr {
         Repr {
             src: packet.src_addr(),
@@ -362,6 +405,7 @@ impl Repr {
     }
 
     /// The header length this representation emits.
+    #[inline]
     pub const fn header_len(&self) -> usize {
         HEADER_LEN
     }
@@ -371,6 +415,7 @@ impl Repr {
     ///
     /// # Panics
     /// If the buffer is shorter than [`HEADER_LEN`].
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
         let total = u16::try_from(HEADER_LEN + self.payload_len).unwrap_or(u16::MAX);
         let data = packet.buffer.as_mut();

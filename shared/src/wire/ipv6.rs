@@ -76,11 +76,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Wraps `buffer` without validating it (see the [`crate::wire`] contract).
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
     /// Wraps `buffer` after [`Packet::check_len`].
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -89,6 +91,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Wraps a possibly truncated datagram (the one quoted in an ICMPv6 error) after
     /// [`Packet::check_len_truncated`].
+    #[inline]
     pub fn new_checked_truncated(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len_truncated()?;
@@ -98,6 +101,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Validates the full form: [`WireError::Truncated`] below 40 bytes,
     /// [`WireError::BadVersion`], then [`WireError::Truncated`] when
     /// `40 + payload_len > buffer.len()`.
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         self.check_len_truncated()?;
         if HEADER_LEN + usize::from(self.payload_len()) > self.buffer.as_ref().len() {
@@ -107,6 +111,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// [`Packet::check_len`] without the payload-length check.
+    #[inline]
     pub fn check_len_truncated(&self) -> Result<(), WireError> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated);
@@ -118,6 +123,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Returns the underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
@@ -127,51 +133,61 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The version nibble (6 for a checked packet).
+    #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[0] >> 4
     }
 
     /// The traffic class (DSCP in the upper 6 bits, ECN in the lower 2).
+    #[inline]
     pub fn traffic_class(&self) -> u8 {
         ((self.ver_tc_flow() >> 20) & 0xFF) as u8
     }
 
     /// The 20-bit flow label.
+    #[inline]
     pub fn flow_label(&self) -> u32 {
         self.ver_tc_flow() & 0x000F_FFFF
     }
 
     /// The payload length (everything after the fixed header, extension headers included).
+    #[inline]
     pub fn payload_len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::PAYLOAD_LEN)
     }
 
     /// The next-header value of the fixed header.
+    #[inline]
     pub fn next_header(&self) -> IpProtocol {
         IpProtocol::from(self.buffer.as_ref()[field::NEXT_HEADER])
     }
 
     /// The hop limit.
+    #[inline]
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
     /// The source address (raw octets).
+    #[inline]
     pub fn src_addr(&self) -> [u8; 16] {
         get_array(self.buffer.as_ref(), field::SRC)
     }
 
     /// The destination address (raw octets).
+    #[inline]
     pub fn dst_addr(&self) -> [u8; 16] {
         get_array(self.buffer.as_ref(), field::DST)
     }
 
     /// The source address.
+    #[inline]
     pub fn src_ip(&self) -> Ipv6Addr {
         Ipv6Addr::from(self.src_addr())
     }
 
     /// The destination address.
+    #[inline]
     pub fn dst_ip(&self) -> Ipv6Addr {
         Ipv6Addr::from(self.dst_addr())
     }
@@ -182,11 +198,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The payload (extension headers included): `40..40 + payload_len`, clamped to the buffer.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         clamped(self.buffer.as_ref(), HEADER_LEN, self.stated_end())
     }
 
     /// Walks the extension-header chain to the upper-layer header (see the module doc).
+    #[inline]
     pub fn upper_layer(&self) -> Result<UpperLayer, WireError> {
         let data = self.buffer.as_ref();
         let stated_end = self.stated_end();
@@ -263,49 +281,58 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Sets the version nibble.
+    #[inline]
     pub fn set_version(&mut self, version: u8) {
         let v = (self.ver_tc_flow() & 0x0FFF_FFFF) | (u32::from(version & 0x0F) << 28);
         self.set_ver_tc_flow(v);
     }
 
     /// Sets the traffic class.
+    #[inline]
     pub fn set_traffic_class(&mut self, tc: u8) {
         let v = (self.ver_tc_flow() & 0xF00F_FFFF) | (u32::from(tc) << 20);
         self.set_ver_tc_flow(v);
     }
 
     /// Sets the flow label (the low 20 bits of `label`).
+    #[inline]
     pub fn set_flow_label(&mut self, label: u32) {
         let v = (self.ver_tc_flow() & 0xFFF0_0000) | (label & 0x000F_FFFF);
         self.set_ver_tc_flow(v);
     }
 
     /// Sets the payload length.
+    #[inline]
     pub fn set_payload_len(&mut self, len: u16) {
         set_u16(self.buffer.as_mut(), field::PAYLOAD_LEN, len);
     }
 
     /// Sets the fixed header's next-header value.
+    #[inline]
     pub fn set_next_header(&mut self, next: IpProtocol) {
         self.buffer.as_mut()[field::NEXT_HEADER] = next.into();
     }
 
     /// Sets the hop limit.
+    #[inline]
     pub fn set_hop_limit(&mut self, hop_limit: u8) {
         self.buffer.as_mut()[field::HOP_LIMIT] = hop_limit;
     }
 
     /// Sets the source address.
+    #[inline]
     pub fn set_src_addr(&mut self, addr: [u8; 16]) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&addr);
     }
 
     /// Sets the destination address.
+    #[inline]
     pub fn set_dst_addr(&mut self, addr: [u8; 16]) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&addr);
     }
 
     /// The payload, mutable (same bounds as [`Packet::payload`]).
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = self.stated_end();
         clamped_mut(self.buffer.as_mut(), HEADER_LEN, end)
@@ -334,6 +361,7 @@ pub struct Repr {
 
 impl Repr {
     /// Reads the fixed header of a checked packet.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Repr {
         Repr {
             src: packet.src_addr(),
@@ -347,6 +375,7 @@ impl Repr {
     }
 
     /// The header length this representation emits.
+    #[inline]
     pub const fn header_len(&self) -> usize {
         HEADER_LEN
     }
@@ -355,6 +384,7 @@ impl Repr {
     ///
     /// # Panics
     /// If the buffer is shorter than [`HEADER_LEN`].
+    #[inline]
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
         let first =
             (6u32 << 28) | (u32::from(self.traffic_class) << 20) | (self.flow_label & 0xF_FFFF);

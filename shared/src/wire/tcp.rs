@@ -51,51 +51,61 @@ impl TcpFlags {
     pub const CWR: TcpFlags = TcpFlags(0x80);
 
     /// The raw flag byte.
+    #[inline]
     pub const fn bits(self) -> u8 {
         self.0
     }
 
     /// Whether every flag of `other` is set.
+    #[inline]
     pub const fn contains(self, other: TcpFlags) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// FIN set.
+    #[inline]
     pub const fn fin(self) -> bool {
         self.contains(Self::FIN)
     }
 
     /// SYN set.
+    #[inline]
     pub const fn syn(self) -> bool {
         self.contains(Self::SYN)
     }
 
     /// RST set.
+    #[inline]
     pub const fn rst(self) -> bool {
         self.contains(Self::RST)
     }
 
     /// PSH set.
+    #[inline]
     pub const fn psh(self) -> bool {
         self.contains(Self::PSH)
     }
 
     /// ACK set.
+    #[inline]
     pub const fn ack(self) -> bool {
         self.contains(Self::ACK)
     }
 
     /// URG set.
+    #[inline]
     pub const fn urg(self) -> bool {
         self.contains(Self::URG)
     }
 
     /// ECE set.
+    #[inline]
     pub const fn ece(self) -> bool {
         self.contains(Self::ECE)
     }
 
     /// CWR set.
+    #[inline]
     pub const fn cwr(self) -> bool {
         self.contains(Self::CWR)
     }
@@ -126,11 +136,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Wraps `buffer` without validating it (see the [`crate::wire`] contract).
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
     /// Wraps `buffer` after [`Packet::check_len`].
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -139,6 +151,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// [`WireError::Truncated`] below 20 bytes, [`WireError::BadHeaderLen`] for a data offset
     /// below 5, [`WireError::Truncated`] when the options run past the buffer.
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -155,61 +168,73 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Returns the underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// The source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// The destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// The sequence number.
+    #[inline]
     pub fn seq(&self) -> u32 {
         get_u32(self.buffer.as_ref(), field::SEQ)
     }
 
     /// The acknowledgment number.
+    #[inline]
     pub fn ack(&self) -> u32 {
         get_u32(self.buffer.as_ref(), field::ACK)
     }
 
     /// The header length in bytes (data offset × 4, 20..=60).
+    #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::DATA_OFFSET] >> 4) * 4
     }
 
     /// The flags.
+    #[inline]
     pub fn flags(&self) -> TcpFlags {
         TcpFlags(self.buffer.as_ref()[field::FLAGS])
     }
 
     /// The receive window (unscaled).
+    #[inline]
     pub fn window(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::WINDOW)
     }
 
     /// The checksum as stored.
+    #[inline]
     pub fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The urgent pointer.
+    #[inline]
     pub fn urgent_ptr(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::URGENT)
     }
 
     /// The option bytes (`20..header_len`, clamped to the buffer).
+    #[inline]
     pub fn options(&self) -> &[u8] {
         super::clamped(self.buffer.as_ref(), HEADER_LEN, self.header_len())
     }
 
     /// The data after the header (clamped to the buffer).
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         let data = self.buffer.as_ref();
         super::clamped(data, self.header_len(), data.len())
@@ -224,12 +249,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Whether the checksum is correct for an IPv4 pseudo header with these addresses.
+    #[inline]
     pub fn verify_checksum_v4(&self, src: [u8; 4], dst: [u8; 4]) -> bool {
         let pseudo = checksum::pseudo_header_v4(src, dst, 6, self.segment_len_u16());
         checksum::finish(pseudo + checksum::sum(self.buffer.as_ref())) == 0
     }
 
     /// Whether the checksum is correct for an IPv6 pseudo header with these addresses.
+    #[inline]
     pub fn verify_checksum_v6(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
         let pseudo = checksum::pseudo_header_v6(src, dst, 6, self.segment_len_u32());
         checksum::finish(pseudo + checksum::sum(self.buffer.as_ref())) == 0
@@ -238,27 +265,32 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the source port (the checksum is not updated).
+    #[inline]
     pub fn set_src_port(&mut self, port: u16) {
         set_u16(self.buffer.as_mut(), field::SRC_PORT, port);
     }
 
     /// Sets the destination port (the checksum is not updated).
+    #[inline]
     pub fn set_dst_port(&mut self, port: u16) {
         set_u16(self.buffer.as_mut(), field::DST_PORT, port);
     }
 
     /// Sets the sequence number.
+    #[inline]
     pub fn set_seq(&mut self, seq: u32) {
         set_u32(self.buffer.as_mut(), field::SEQ, seq);
     }
 
     /// Sets the acknowledgment number.
+    #[inline]
     pub fn set_ack(&mut self, ack: u32) {
         set_u32(self.buffer.as_mut(), field::ACK, ack);
     }
 
     /// Sets the header length in bytes (rounded down to a multiple of 4, at most 60); the low
     /// nibble of byte 12 (reserved, AE) is kept.
+    #[inline]
     pub fn set_header_len(&mut self, len: usize) {
         let offset = (len / 4).min(15) as u8;
         let b = &mut self.buffer.as_mut()[field::DATA_OFFSET];
@@ -266,26 +298,31 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Sets the flags.
+    #[inline]
     pub fn set_flags(&mut self, flags: TcpFlags) {
         self.buffer.as_mut()[field::FLAGS] = flags.0;
     }
 
     /// Sets the receive window.
+    #[inline]
     pub fn set_window(&mut self, window: u16) {
         set_u16(self.buffer.as_mut(), field::WINDOW, window);
     }
 
     /// Sets the stored checksum.
+    #[inline]
     pub fn set_checksum(&mut self, check: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, check);
     }
 
     /// Sets the urgent pointer.
+    #[inline]
     pub fn set_urgent_ptr(&mut self, ptr: u16) {
         set_u16(self.buffer.as_mut(), field::URGENT, ptr);
     }
 
     /// The data after the header, mutable.
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let start = self.header_len();
         let data = self.buffer.as_mut();
@@ -294,6 +331,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Recomputes the checksum over an IPv4 pseudo header and the whole buffer.
+    #[inline]
     pub fn fill_checksum_v4(&mut self, src: [u8; 4], dst: [u8; 4]) {
         self.set_checksum(0);
         let pseudo = checksum::pseudo_header_v4(src, dst, 6, self.segment_len_u16());
@@ -302,6 +340,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Recomputes the checksum over an IPv6 pseudo header and the whole buffer.
+    #[inline]
     pub fn fill_checksum_v6(&mut self, src: &[u8; 16], dst: &[u8; 16]) {
         self.set_checksum(0);
         let pseudo = checksum::pseudo_header_v6(src, dst, 6, self.segment_len_u32());

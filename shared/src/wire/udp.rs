@@ -33,11 +33,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Wraps `buffer` without validating it (see the [`crate::wire`] contract).
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
     /// Wraps `buffer` after [`Packet::check_len`].
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -46,6 +48,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// [`WireError::Truncated`] below 8 bytes, [`WireError::BadLength`] for a length field
     /// below 8, [`WireError::Truncated`] when the length exceeds the buffer.
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         let buf_len = self.buffer.as_ref().len();
         if buf_len < HEADER_LEN {
@@ -62,27 +65,32 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Returns the underlying buffer.
+    #[inline]
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
     /// The source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// The destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// The length field (header + payload).
     #[allow(clippy::len_without_is_empty)]
+    #[inline]
     pub fn len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// The checksum as stored (`0`: none, IPv4 only).
+    #[inline]
     pub fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
@@ -93,17 +101,20 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The payload: `8..length`, clamped to the buffer.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         clamped(self.buffer.as_ref(), HEADER_LEN, usize::from(self.len()))
     }
 
     /// Whether the checksum is correct over IPv4; a `0` checksum ("none") is accepted.
+    #[inline]
     pub fn verify_checksum_v4(&self, src: [u8; 4], dst: [u8; 4]) -> bool {
         let check = self.checksum();
         check == 0 || checksum::udp_checksum_v4(src, dst, self.datagram()) == check
     }
 
     /// Whether the checksum is correct over IPv6; a `0` checksum is invalid (RFC 8200 §8.1).
+    #[inline]
     pub fn verify_checksum_v6(&self, src: &[u8; 16], dst: &[u8; 16]) -> bool {
         let check = self.checksum();
         check != 0 && checksum::udp_checksum_v6(src, dst, self.datagram()) == check
@@ -112,38 +123,45 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the source port (the checksum is not updated).
+    #[inline]
     pub fn set_src_port(&mut self, port: u16) {
         set_u16(self.buffer.as_mut(), field::SRC_PORT, port);
     }
 
     /// Sets the destination port (the checksum is not updated).
+    #[inline]
     pub fn set_dst_port(&mut self, port: u16) {
         set_u16(self.buffer.as_mut(), field::DST_PORT, port);
     }
 
     /// Sets the length field.
+    #[inline]
     pub fn set_len(&mut self, len: u16) {
         set_u16(self.buffer.as_mut(), field::LENGTH, len);
     }
 
     /// Sets the stored checksum.
+    #[inline]
     pub fn set_checksum(&mut self, check: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, check);
     }
 
     /// The payload, mutable (same bounds as [`Packet::payload`]).
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = usize::from(self.len());
         clamped_mut(self.buffer.as_mut(), HEADER_LEN, end)
     }
 
     /// Computes and stores the checksum over IPv4 (a computed `0` is stored as `0xFFFF`).
+    #[inline]
     pub fn fill_checksum_v4(&mut self, src: [u8; 4], dst: [u8; 4]) {
         let check = checksum::udp_checksum_v4(src, dst, self.datagram());
         self.set_checksum(check);
     }
 
     /// Computes and stores the checksum over IPv6 (a computed `0` is stored as `0xFFFF`).
+    #[inline]
     pub fn fill_checksum_v6(&mut self, src: &[u8; 16], dst: &[u8; 16]) {
         let check = checksum::udp_checksum_v6(src, dst, self.datagram());
         self.set_checksum(check);

@@ -13,6 +13,8 @@
 //! - `mux_vip_forwarded_packets_total{vip}`, `mux_backend_forwarded_packets_total{vip,backend}`;
 //! - `mux_backend_up{vip,backend,state}` — 1 per backend, labelled with its state;
 //! - `mux_flows{worker}`, `mux_flow_capacity{worker}` — live flow entries and table size;
+//! - `mux_port_packets_total{worker,direction}`, `mux_port_dropped_packets_total{worker,direction}`
+//!   — what each worker's port moved and lost (ring full, no buffer, refused);
 //! - `mux_config_generation`, `mux_reloads_total{result}`, `mux_ready`, `mux_vip_announced{address}`.
 
 use std::sync::Arc;
@@ -224,6 +226,31 @@ impl Collector for MuxCollector {
             &caps,
         )?;
 
+        let ports: Vec<_> = state
+            .workers
+            .iter()
+            .map(|w| w.port.lock().map(|p| *p).unwrap_or_default())
+            .collect();
+        let mut moved = Vec::new();
+        let mut lost = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            for (dir, n, dropped) in [("rx", p.rx, p.rx_dropped), ("tx", p.tx, p.tx_dropped)] {
+                moved.push((vec![label("worker", i), label("direction", dir)], n));
+                lost.push((vec![label("worker", i), label("direction", dir)], dropped));
+            }
+        }
+        counter_family(
+            &mut e,
+            "mux_port_packets",
+            "Frames moved by each worker's port.",
+            &moved,
+        )?;
+        counter_family(
+            &mut e,
+            "mux_port_dropped_packets",
+            "Frames each worker's port lost: receive ring full or no buffer (rx), transmit refused (tx).",
+            &lost,
+        )?;
         gauge_family(
             &mut e,
             "mux_config_generation",

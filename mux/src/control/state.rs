@@ -178,8 +178,15 @@ impl DaemonState {
             .iter()
             .enumerate()
             .map(|(i, w)| {
+                let port = w.port.lock().map(|p| *p).unwrap_or_default();
                 json!({
                     "index": i,
+                    "port": {
+                        "rx": port.rx,
+                        "tx": port.tx,
+                        "rx_dropped": port.rx_dropped,
+                        "tx_dropped": port.tx_dropped,
+                    },
                     "running": w.running.load(Ordering::Acquire),
                     "generation": w.generation.load(Ordering::Relaxed),
                     "live_flows": w.live_flows.load(Ordering::Relaxed),

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use mux_shared::port::Port;
+use mux_shared::port::{Port, PortStats};
 
 use super::counters::WorkerCounters;
 use super::pipeline::{MAX_BURST, Pipeline};
@@ -41,6 +41,8 @@ const IDLE_WAIT: Duration = Duration::from_millis(2);
 pub struct WorkerStats {
     /// The worker's counters as of its last publish.
     pub counters: Mutex<WorkerCounters>,
+    /// The port's counters as of the worker's last publish.
+    pub port: Mutex<PortStats>,
     /// Live flow-table entries as of the last completed census sweep.
     pub live_flows: AtomicU64,
     /// Capacity of the worker's flow table.
@@ -151,6 +153,10 @@ impl<P: Port> Worker<P> {
         if let Ok(mut shared) = stats.counters.lock() {
             shared.clone_from(&self.pipeline.counters);
         }
+        let port = self.port.stats();
+        if let Ok(mut shared) = stats.port.lock() {
+            *shared = port;
+        }
         stats.live_flows.store(
             self.pipeline.flow_table().live_entries(now) as u64,
             Ordering::Relaxed,
@@ -163,6 +169,10 @@ impl<P: Port> Worker<P> {
     fn publish(&mut self, stats: &WorkerStats, now: u32) {
         if let Ok(mut shared) = stats.counters.try_lock() {
             shared.clone_from(&self.pipeline.counters);
+        }
+        let port = self.port.stats();
+        if let Ok(mut shared) = stats.port.try_lock() {
+            *shared = port;
         }
         if let Some(live) = self
             .pipeline

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use super::{MIN_HEADROOM, PacketBuf, Port};
+use super::{MIN_HEADROOM, PacketBuf, Port, PortStats};
 
 /// Size of one pooled buffer: headroom plus a full 1500-byte-MTU frame with room to spare.
 pub const BUF_SIZE: usize = 2048;
@@ -107,6 +107,8 @@ pub struct MemPort {
     capture: Capture,
     transmitted: Vec<Vec<u8>>,
     kernel: Vec<Vec<u8>>,
+    /// Frames received so far.
+    pub rx_count: u64,
     /// Frames sent so far.
     pub tx_count: u64,
     /// Frames handed to the kernel so far.
@@ -126,6 +128,7 @@ impl MemPort {
             capture,
             transmitted: Vec::new(),
             kernel: Vec::new(),
+            rx_count: 0,
             tx_count: 0,
             kernel_count: 0,
             freed_count: 0,
@@ -211,6 +214,7 @@ impl Port for MemPort {
             burst.push(buf);
             n += 1;
         }
+        self.rx_count += n as u64;
         n
     }
 
@@ -230,6 +234,15 @@ impl Port for MemPort {
     fn free(&mut self, burst: &mut Vec<MemBuf>) {
         self.freed_count += burst.len() as u64;
         self.recycle(burst, None);
+    }
+
+    fn stats(&mut self) -> PortStats {
+        PortStats {
+            rx: self.rx_count,
+            tx: self.tx_count,
+            rx_dropped: 0,
+            tx_dropped: 0,
+        }
     }
 
     /// Sleeps when nothing is queued (an idle daemon on the in-memory port must not spin).

@@ -41,6 +41,21 @@ pub trait PacketBuf {
     fn set_len(&mut self, len: usize) -> bool;
 }
 
+/// What a port counts, in the same terms for every backend (each port keeps finer counters of
+/// its own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Frames handed to the worker.
+    pub rx: u64,
+    /// Frames handed to the NIC or kernel for transmission.
+    pub tx: u64,
+    /// Frames lost on the receive side before the worker saw them (ring full, no free
+    /// buffer, malformed ring entries).
+    pub rx_dropped: u64,
+    /// Frames the worker sent that the port could not transmit (ring full, too big, refused).
+    pub tx_dropped: u64,
+}
+
 /// A source and sink of packet bursts.
 pub trait Port {
     /// The buffer type this port hands out.
@@ -64,6 +79,12 @@ pub trait Port {
     /// instead of spinning). Ports without a way to wait return at once.
     fn wait(&mut self, timeout: std::time::Duration) {
         let _ = timeout;
+    }
+
+    /// The port's counters. Called by the worker between bursts, a few times a second (it may
+    /// make a system call to read the kernel's counters).
+    fn stats(&mut self) -> PortStats {
+        PortStats::default()
     }
 
     /// Work the port must do even when no frames arrive (e.g. reclaiming transmitted buffers,

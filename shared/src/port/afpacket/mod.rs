@@ -80,7 +80,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::{MIN_HEADROOM, PacketBuf, Port};
+use super::{MIN_HEADROOM, PacketBuf, Port, PortStats};
 use ring::{Entry, RxRing};
 
 pub use raw::{MAX_CAPTURE, RawSocket};
@@ -554,6 +554,16 @@ impl AfPacketPort {
 }
 
 impl Port for AfPacketPort {
+    fn stats(&mut self) -> PortStats {
+        let s = AfPacketPort::stats(self);
+        PortStats {
+            rx: s.rx,
+            tx: s.tx,
+            rx_dropped: s.rx_dropped + s.rx_oversize + s.rx_ring_errors,
+            tx_dropped: s.tx_errors + s.tx_oversize,
+        }
+    }
+
     type Buf = AfBuf;
 
     fn recv(&mut self, burst: &mut Vec<AfBuf>, max: usize) -> usize {

@@ -45,7 +45,7 @@ use xdpilone::{
 };
 
 use super::AfXdpError;
-use crate::port::{MIN_HEADROOM, PacketBuf, Port};
+use crate::port::{MIN_HEADROOM, PacketBuf, Port, PortStats};
 
 /// Size of one UMEM frame (a power of two, so a descriptor address rounds down to its frame).
 pub const FRAME_SIZE: usize = 4096;
@@ -531,6 +531,17 @@ impl Drop for AfXdpPort {
 }
 
 impl Port for AfXdpPort {
+    fn stats(&mut self) -> PortStats {
+        let s = self.stats;
+        let kernel = self.xdp_statistics().unwrap_or_default();
+        PortStats {
+            rx: s.rx,
+            tx: s.tx,
+            rx_dropped: kernel.rx_dropped + kernel.rx_ring_full + s.rx_invalid,
+            tx_dropped: s.tx_ring_full,
+        }
+    }
+
     type Buf = XdpFrame;
 
     fn recv(&mut self, burst: &mut Vec<XdpFrame>, max: usize) -> usize {

@@ -47,6 +47,9 @@ use xdpilone::{
 use super::AfXdpError;
 use crate::port::{MIN_HEADROOM, PacketBuf, Port, PortStats};
 
+/// Most TX slots reserved in one `transmit` call (more than any burst).
+const MAX_TX_RESERVE: u32 = 1024;
+
 /// Size of one UMEM frame (a power of two, so a descriptor address rounds down to its frame).
 pub const FRAME_SIZE: usize = 4096;
 /// Headroom configured in the UMEM, in front of the kernel's own `XDP_PACKET_HEADROOM` (256):
@@ -594,29 +597,48 @@ impl Port for AfXdpPort {
             return 0;
         }
         self.reap_completions();
-        let mut writer = self.tx.transmit(burst.len().min(u32::MAX as usize) as u32);
-        let room = writer.capacity() as usize;
+        // xdpilone's `transmit(n)` reserves from its cached view of the kernel's consumer and
+        // refreshes that view only when the cache shows no room at all, so one call may offer
+        // fewer slots than the ring really has. Reserve again until the frames are placed or
+        // a fresh view says the ring is full.
         let mut sent = 0;
-        for frame in burst.drain(..) {
-            if frame.umem_id != self.umem_id {
+        let mut frames = burst.drain(..).filter(|f| {
+            let ours = f.umem_id == self.umem_id;
+            if !ours {
                 self.stats.foreign += 1;
-                continue;
             }
-            self.outstanding -= 1;
-            if sent < room {
+            ours
+        });
+        let mut pending = frames.next();
+        while pending.is_some() {
+            let mut writer = self.tx.transmit(MAX_TX_RESERVE);
+            let room = writer.capacity();
+            if room == 0 {
+                break;
+            }
+            let mut placed = 0;
+            while placed < room {
+                let Some(frame) = pending.take() else { break };
                 writer.insert_once(XdpDesc {
                     addr: frame.addr + u64::from(frame.start),
                     len: frame.len,
                     options: 0,
                 });
-                sent += 1;
-            } else {
-                self.stats.tx_ring_full += 1;
-                self.free_list.push(frame.addr);
+                self.outstanding -= 1;
+                placed += 1;
+                pending = frames.next();
             }
+            writer.commit();
+            sent += placed as usize;
         }
-        writer.commit();
-        drop(writer);
+        // What did not fit goes back to the free list, counted.
+        while let Some(frame) = pending {
+            self.outstanding -= 1;
+            self.stats.tx_ring_full += 1;
+            self.free_list.push(frame.addr);
+            pending = frames.next();
+        }
+        drop(frames);
         self.stats.tx += sent as u64;
         if sent > 0 && (!self.need_wakeup || self.tx.needs_wakeup()) {
             self.kick_tx();

@@ -14,6 +14,9 @@
 //!   port, so the pipeline's own cost is the difference between the two.
 //! - [`demo`]: the deterministic demo capture (`configs/demo.pcap`) that exercises every branch
 //!   of `configs/mux.demo.toml` in `mux replay`.
+//! - [`traffic`]: real packets on real interfaces for the namespace lab — the generator
+//!   (`perf gen`), the sink that validates encapsulated packets (`perf sink`) and the lab's
+//!   verdict (`perf lab-summary`).
 //!
 //! # Invariants
 //!
@@ -36,3 +39,4 @@ pub mod baseline;
 pub mod demo;
 pub mod runner;
 pub mod scenario;
+pub mod traffic;

@@ -3,6 +3,8 @@
 //! Subcommands:
 //! - `pipeline` — the in-process benchmark of the real worker loop (see [`perf::runner`]).
 //! - `demo-capture` — writes the deterministic demo pcap (see [`perf::demo`]).
+//! - `gen`, `sink`, `lab-summary` — the namespace lab's traffic generator, its validating sink
+//!   and its verdict (see [`perf::traffic`]).
 //!
 //! The criterion micro-benchmarks (`parse`, `flow_table`, `maglev`) live in `perf/benches/`
 //! and run with `cargo bench -p perf`.
@@ -15,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use perf::runner::{self, Settings};
 use perf::scenario::{MAX_FLOWS, Scenario};
+use perf::traffic::{self, Prefix, Service};
 
 /// Benchmark drivers for the mux L4 load balancer.
 #[derive(Debug, Parser)]
@@ -56,6 +59,109 @@ enum Command {
         #[arg(long, default_value = "configs/demo.pcap")]
         output: PathBuf,
     },
+    /// Send N flows toward a VIP (or any address) on an interface, for a duration.
+    ///
+    /// Frames are built before sending and go out through an AF_PACKET socket, flows
+    /// round-robin. The flow list is reproducible from --seed; the report (JSON) lists it with
+    /// the packets sent, the drops on transmit and the rate achieved. Needs CAP_NET_RAW.
+    ///
+    /// Example (the lab's client namespace):
+    ///   perf gen --netns mlab-client --interface eth0 --src-mac 02:00:0a:00:01:02 \
+    ///     --dst-mac 02:00:0a:00:01:01 --vip 192.0.2.10:80/tcp --flows 1000 --rate 20000 \
+    ///     --duration 3 --syn-ack-mix --report gen.json
+    #[command(verbatim_doc_comment)]
+    Gen(GenArgs),
+    /// Count and validate the IP-in-IP packets arriving on an interface, for a duration.
+    ///
+    /// Checks each encapsulated packet (outer checksum, outer length = inner + 20, inner packet
+    /// untouched and addressed to a --vip) and records per inner flow which backend (outer
+    /// destination) and which MUX (outer source) carried it. Plain IP packets are counted too
+    /// (the baseline). Stops by itself after --duration and writes the report (JSON).
+    Sink(SinkArgs),
+    /// Print the verdict of a lab run from its results directory (see scripts/lab).
+    ///
+    /// Reads lab.json and the rounds' reports (generator, sinks, MUX status before/after)
+    /// and prints per round: sent, delivered, loss, Mpps, packets per MUX and per backend,
+    /// the round's checks; across rounds: same flow → same backend whichever MUX carried it,
+    /// and the MUX path's rate as a ratio of plain Linux forwarding.
+    LabSummary {
+        /// The results directory.
+        results: PathBuf,
+        /// Exit 1 when any check failed.
+        #[arg(long)]
+        check: bool,
+        /// Also write the evaluated outcome as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct GenArgs {
+    /// Interface to send on.
+    #[arg(long)]
+    interface: String,
+    /// Enter this network namespace (as made by `ip netns add`) first.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Source MAC of the frames (normally the sending interface's own).
+    #[arg(long, value_parser = traffic::parse_mac)]
+    src_mac: [u8; 6],
+    /// Destination MAC (the next router).
+    #[arg(long, value_parser = traffic::parse_mac)]
+    dst_mac: [u8; 6],
+    /// Client addresses are drawn from this prefix.
+    #[arg(long, default_value = "198.51.100.0/24")]
+    src_net: Prefix,
+    /// Destination of every flow: ADDR:PORT/tcp or ADDR:PORT/udp.
+    #[arg(long)]
+    vip: Service,
+    /// Number of distinct flows (source address and port varied).
+    #[arg(long, default_value_t = 1000)]
+    flows: usize,
+    /// Seed of the flow list (same seed, same flows).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Frame length in bytes, FCS excluded (60..=1514).
+    #[arg(long, default_value_t = 60)]
+    size: usize,
+    /// Packets per second; 0 sends flat out.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Seconds to send.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Send UDP instead of the --vip's protocol (the port stays).
+    #[arg(long)]
+    udp: bool,
+    /// TCP: the first packet of each flow is a SYN, the others ACKs (default: all ACKs).
+    #[arg(long)]
+    syn_ack_mix: bool,
+    /// Write the JSON report here (default: stdout).
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SinkArgs {
+    /// Interface to read.
+    #[arg(long)]
+    interface: String,
+    /// Enter this network namespace (as made by `ip netns add`) first.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Seconds to listen.
+    #[arg(long)]
+    duration: f64,
+    /// A VIP the inner packets may be addressed to (repeatable).
+    #[arg(long = "vip", required = true)]
+    vips: Vec<Service>,
+    /// Create this (empty) file once listening.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Write the JSON report here (default: stdout).
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -97,7 +203,144 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Gen(args) => generate(args),
+        Command::Sink(args) => sink(args),
+        Command::LabSummary {
+            results,
+            check,
+            json,
+        } => lab_summary(&results, check, json.as_deref()),
     }
+}
+
+fn seconds(s: f64, what: &str) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{what} {s}: give a positive number of seconds"))
+}
+
+fn write_report<T: serde::Serialize>(report: &T, path: Option<&std::path::Path>) -> ExitCode {
+    let text = match serde_json::to_string_pretty(report) {
+        Ok(t) => t + "\n",
+        Err(e) => {
+            eprintln!("cannot serialise the report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = match path {
+        Some(p) => std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display())),
+        None => std::io::stdout()
+            .write_all(text.as_bytes())
+            .map_err(|e| e.to_string()),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write the report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate(args: GenArgs) -> ExitCode {
+    let duration = match seconds(args.duration, "--duration") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("perf gen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut destination = args.vip;
+    if args.udp {
+        destination.protocol = traffic::PROTO_UDP;
+    }
+    let settings = traffic::generator::GenSettings {
+        interface: args.interface,
+        netns: args.netns,
+        src_mac: args.src_mac,
+        dst_mac: args.dst_mac,
+        src_net: args.src_net,
+        destination,
+        flows: args.flows,
+        seed: args.seed,
+        size: args.size,
+        rate: args.rate,
+        duration,
+        syn_ack_mix: args.syn_ack_mix,
+    };
+    match traffic::generator::run(&settings, |line| eprintln!("{line}")) {
+        Ok(report) => {
+            eprintln!(
+                "gen: sent {} frames in {:.2} s ({:.3} Mpps), {} dropped on send",
+                report.sent,
+                report.elapsed_seconds,
+                report.pps / 1e6,
+                report.dropped_on_send
+            );
+            write_report(&report, args.report.as_deref())
+        }
+        Err(e) => {
+            eprintln!("perf gen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sink(args: SinkArgs) -> ExitCode {
+    let duration = match seconds(args.duration, "--duration") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("perf sink: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let settings = traffic::sink::SinkSettings {
+        interface: args.interface,
+        netns: args.netns,
+        duration,
+        vips: args.vips,
+        ready_file: args.ready_file,
+    };
+    match traffic::sink::run(&settings, |line| eprintln!("{line}")) {
+        Ok(report) => {
+            eprintln!(
+                "sink {}: {} frames, {} encapsulated ({} invalid), {} plain, {} flows",
+                report.interface,
+                report.frames,
+                report.encapsulated,
+                report.invalid,
+                report.plain,
+                report.flows.len()
+            );
+            write_report(&report, args.report.as_deref())
+        }
+        Err(e) => {
+            eprintln!("perf sink: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn lab_summary(results: &std::path::Path, check: bool, json: Option<&std::path::Path>) -> ExitCode {
+    let run = match traffic::summary::load(results) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("perf lab-summary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = traffic::summary::evaluate(&run);
+    print!("{}", traffic::summary::render(&outcome));
+    if let Some(path) = json
+        && write_report(&outcome, Some(path)) != ExitCode::SUCCESS
+    {
+        return ExitCode::FAILURE;
+    }
+    if check && !outcome.passed() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn pipeline(args: PipelineArgs) -> ExitCode {

@@ -1,0 +1,935 @@
+//! `perf lab-summary`: the lab's verdict, from the reports its rounds left in a directory.
+//!
+//! The lab script (`scripts/lab`) runs traffic in *rounds* and keeps every report:
+//!
+//! ```text
+//! RESULTS/lab.json                 {"muxes": {"mux1": "10.0.11.2", ...}, "io": "afxdp", ...}
+//! RESULTS/<NN-name>/round.json     what the round is and what it must show (RoundSpec)
+//! RESULTS/<NN-name>/gen.json       the generator's report
+//! RESULTS/<NN-name>/sink-*.json    one report per host
+//! RESULTS/<NN-name>/status-<mux>-before.json, status-<mux>-after.json   GET /v1/status
+//! ```
+//!
+//! [`load`] reads that, [`evaluate`] computes per round: packets sent and delivered, loss,
+//! rate, packets per MUX (as the sinks saw them by outer source, and as each MUX counted them),
+//! per backend, and checks the round's expectations; across rounds it checks that every flow was
+//! encapsulated to one backend whichever MUX carried it, and computes the MUX path's rate as a
+//! ratio of the plain-forwarding baseline. [`render`] prints it for people.
+//!
+//! Checks that always apply to rounds through the MUXes: no invalid encapsulation, no VIP packet
+//! leaked unencapsulated, one backend per flow. `strict` rounds (fixed moderate rate) also
+//! demand zero loss and every flow delivered; throughput rounds (flat out) only measure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::generator::GenReport;
+use super::sink::SinkReport;
+use super::{FiveTuple, Service};
+
+/// The lab-wide facts (`lab.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabInfo {
+    /// MUX name → its tunnel source address.
+    pub muxes: BTreeMap<String, IpAddr>,
+    /// Packet I/O of the MUXes (`afxdp`, `afpacket`).
+    #[serde(default)]
+    pub io: String,
+}
+
+/// What a round is and what it must show (`round.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoundSpec {
+    /// Short name.
+    pub name: String,
+    /// One line for people.
+    pub title: String,
+    /// `"mux"` (through the VIP) or `"baseline"` (plain forwarding).
+    pub kind: String,
+    /// Zero loss and every flow delivered required.
+    pub strict: bool,
+    /// These MUXes must each have carried traffic.
+    pub expect_muxes: Vec<String>,
+    /// No MUX other than `expect_muxes` may have carried traffic.
+    pub only_muxes: bool,
+    /// These MUXes must show more successful reloads after the round than before.
+    pub expect_reloads_ok: Vec<String>,
+    /// These MUXes must show more refused reloads after the round than before.
+    pub expect_reloads_failed: Vec<String>,
+    /// Some flows must have been carried by another MUX than in an earlier round.
+    pub expect_moved: bool,
+    /// The round measures throughput (its rate is compared with the baseline's).
+    pub throughput: bool,
+}
+
+/// One round's inputs.
+#[derive(Clone, Debug)]
+pub struct Round {
+    /// Directory it was read from.
+    pub dir: PathBuf,
+    /// What it must show.
+    pub spec: RoundSpec,
+    /// The generator's report.
+    pub generator: GenReport,
+    /// The sinks' reports.
+    pub sinks: Vec<SinkReport>,
+    /// MUX name → (`/v1/status` before, after), either missing when the MUX was not running.
+    pub status: BTreeMap<String, (Option<Value>, Option<Value>)>,
+}
+
+/// A whole lab run's inputs.
+#[derive(Clone, Debug)]
+pub struct LabRun {
+    /// Lab facts.
+    pub info: LabInfo,
+    /// Rounds in order.
+    pub rounds: Vec<Round>,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads a results directory (layout in the module doc).
+pub fn load(dir: &Path) -> Result<LabRun, String> {
+    let info: LabInfo = read_json(&dir.join("lab.json"))?;
+    let mut round_dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("round.json").is_file())
+        .collect();
+    round_dirs.sort();
+    let mut rounds = Vec::new();
+    for rd in round_dirs {
+        let spec: RoundSpec = read_json(&rd.join("round.json"))?;
+        let generator: GenReport = read_json(&rd.join("gen.json"))?;
+        let mut sink_paths: Vec<PathBuf> = std::fs::read_dir(&rd)
+            .map_err(|e| format!("cannot list {}: {e}", rd.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("sink-") && n.ends_with(".json"))
+            })
+            .collect();
+        sink_paths.sort();
+        let sinks = sink_paths
+            .iter()
+            .map(|p| read_json(p))
+            .collect::<Result<Vec<SinkReport>, _>>()?;
+        let mut status = BTreeMap::new();
+        for name in info.muxes.keys() {
+            let get = |when: &str| {
+                let p = rd.join(format!("status-{name}-{when}.json"));
+                if p.is_file() {
+                    read_json::<Value>(&p).ok()
+                } else {
+                    None
+                }
+            };
+            status.insert(name.clone(), (get("before"), get("after")));
+        }
+        rounds.push(Round {
+            dir: rd,
+            spec,
+            generator,
+            sinks,
+            status,
+        });
+    }
+    if rounds.is_empty() {
+        return Err(format!(
+            "no rounds (directories with round.json) in {}",
+            dir.display()
+        ));
+    }
+    Ok(LabRun { info, rounds })
+}
+
+/// One check and whether it held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked, for people.
+    pub what: String,
+    /// Whether it held.
+    pub ok: bool,
+}
+
+/// Per-MUX figures of a round.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MuxFigures {
+    /// Packets the sinks received from this MUX (outer source).
+    pub at_sinks: u64,
+    /// `counters.forwarded` after minus before, when both were read.
+    pub forwarded: Option<u64>,
+    /// Frames the MUX's ports could not transmit during the round (`workers[].port.tx_dropped`).
+    pub port_tx_dropped: Option<u64>,
+    /// Frames the MUX's ports lost on receive during the round (`workers[].port.rx_dropped`).
+    pub port_rx_dropped: Option<u64>,
+    /// Phase after the round (`ready`, `draining`...), or `stopped`.
+    pub phase_after: String,
+}
+
+/// One round's outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct RoundOutcome {
+    /// Name.
+    pub name: String,
+    /// Title.
+    pub title: String,
+    /// Kind.
+    pub kind: String,
+    /// Frames the generator sent.
+    pub sent: u64,
+    /// Frames delivered to the sinks (valid encapsulated, or plain to the destination).
+    pub delivered: u64,
+    /// Invalid encapsulated packets.
+    pub invalid: u64,
+    /// `sent - delivered` (negative: duplicates).
+    pub lost: i64,
+    /// Generator's rate, packets per second.
+    pub sent_pps: f64,
+    /// Delivered packets per second of sending time.
+    pub delivered_pps: f64,
+    /// Flows the generator sent.
+    pub flows_sent: usize,
+    /// Of those, flows seen at a sink.
+    pub flows_delivered: usize,
+    /// Per MUX name.
+    pub per_mux: BTreeMap<String, MuxFigures>,
+    /// Packets per backend.
+    pub per_backend: BTreeMap<IpAddr, u64>,
+    /// Invalid packets by reason.
+    pub invalid_reasons: BTreeMap<String, u64>,
+    /// Flows carried by a different MUX than in an earlier round.
+    pub moved_flows: usize,
+    /// Frame size.
+    pub size: usize,
+    /// The round's checks.
+    pub checks: Vec<Check>,
+}
+
+/// The whole verdict.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    /// MUX I/O.
+    pub io: String,
+    /// Rounds.
+    pub rounds: Vec<RoundOutcome>,
+    /// Distinct flows seen through the MUXes.
+    pub flows_total: usize,
+    /// Flows carried by more than one MUX over the run.
+    pub flows_multi_mux: usize,
+    /// Flows that reached more than one backend (must be 0), with their backends.
+    pub inconsistent: Vec<(FiveTuple, Vec<IpAddr>)>,
+    /// Delivered pps of the throughput round through the MUXes.
+    pub mux_pps: Option<f64>,
+    /// Delivered pps of each baseline throughput round: (name, title, pps).
+    pub baselines: Vec<(String, String, f64)>,
+    /// Cross-round checks.
+    pub checks: Vec<Check>,
+}
+
+impl Outcome {
+    /// True when every check of every round and across rounds held.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+            && self.rounds.iter().all(|r| r.checks.iter().all(|c| c.ok))
+    }
+
+    /// The MUX path's rate as a fraction of the first baseline's.
+    pub fn ratio(&self) -> Option<f64> {
+        match (self.mux_pps, self.baselines.first()) {
+            (Some(m), Some((_, _, b))) if *b > 0.0 => Some(m / b),
+            _ => None,
+        }
+    }
+}
+
+fn counter(v: &Option<Value>, path: &[&str]) -> Option<u64> {
+    let mut cur = v.as_ref()?;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_u64()
+}
+
+fn delta(pair: &(Option<Value>, Option<Value>), path: &[&str]) -> Option<u64> {
+    Some(counter(&pair.1, path)?.saturating_sub(counter(&pair.0, path)?))
+}
+
+/// Sum over `workers[].port.<field>`.
+fn port_counter(v: &Option<Value>, field: &str) -> Option<u64> {
+    let workers = v.as_ref()?.get("workers")?.as_array()?;
+    let mut sum = 0;
+    for w in workers {
+        sum += w.get("port")?.get(field)?.as_u64()?;
+    }
+    Some(sum)
+}
+
+fn port_delta(pair: &(Option<Value>, Option<Value>), field: &str) -> Option<u64> {
+    Some(port_counter(&pair.1, field)?.saturating_sub(port_counter(&pair.0, field)?))
+}
+
+/// Computes every figure and check.
+pub fn evaluate(run: &LabRun) -> Outcome {
+    let by_addr: BTreeMap<IpAddr, &str> = run
+        .info
+        .muxes
+        .iter()
+        .map(|(n, a)| (*a, n.as_str()))
+        .collect();
+    // Flow → backends and MUXes over all MUX rounds so far.
+    let mut backends: BTreeMap<FiveTuple, BTreeSet<IpAddr>> = BTreeMap::new();
+    let mut muxes_seen: BTreeMap<FiveTuple, BTreeSet<IpAddr>> = BTreeMap::new();
+    let mut rounds = Vec::new();
+    let mut mux_pps = None;
+    let mut baselines = Vec::new();
+    for round in &run.rounds {
+        let g = &round.generator;
+        let spec = &round.spec;
+        let is_mux = spec.kind != "baseline";
+        let mut checks = Vec::new();
+        let mut per_backend: BTreeMap<IpAddr, u64> = BTreeMap::new();
+        let mut invalid_reasons: BTreeMap<String, u64> = BTreeMap::new();
+        let mut at_sinks: BTreeMap<IpAddr, u64> = BTreeMap::new();
+        let mut round_flows: BTreeMap<FiveTuple, BTreeSet<IpAddr>> = BTreeMap::new();
+        let (mut delivered, mut invalid, mut leaked, mut sink_drops) = (0u64, 0u64, 0u64, 0u64);
+        for s in &round.sinks {
+            invalid += s.invalid;
+            leaked += s.plain_to_vip;
+            sink_drops += s.sink_drops;
+            for (k, v) in &s.invalid_reasons {
+                *invalid_reasons.entry(k.clone()).or_default() += v;
+            }
+            if is_mux {
+                delivered += s.encapsulated;
+                for (b, n) in &s.per_backend {
+                    *per_backend.entry(*b).or_default() += n;
+                }
+                for (m, n) in &s.per_mux {
+                    *at_sinks.entry(*m).or_default() += n;
+                }
+                for f in &s.flows {
+                    round_flows
+                        .entry(f.flow)
+                        .or_default()
+                        .extend(f.muxes.keys().copied());
+                    backends
+                        .entry(f.flow)
+                        .or_default()
+                        .extend(f.backends.keys().copied());
+                }
+            } else {
+                delivered += s
+                    .plain_per_destination
+                    .get(&g.destination)
+                    .copied()
+                    .unwrap_or(0);
+            }
+        }
+        let dest: Option<Service> = g.destination.parse().ok();
+        let flows_delivered = match dest {
+            Some(d) if is_mux => g
+                .flow_list
+                .iter()
+                .filter(|f| {
+                    round_flows.contains_key(&FiveTuple {
+                        src: f.src,
+                        sport: f.sport,
+                        dst: d.addr,
+                        dport: d.port,
+                        protocol: d.protocol,
+                    })
+                })
+                .count(),
+            _ => 0,
+        };
+        let mut moved = 0;
+        for (flow, ms) in &round_flows {
+            if let Some(before) = muxes_seen.get(flow)
+                && !ms.is_subset(before)
+            {
+                moved += 1;
+            }
+        }
+        for (flow, ms) in &round_flows {
+            muxes_seen
+                .entry(*flow)
+                .or_default()
+                .extend(ms.iter().copied());
+        }
+        let per_mux: BTreeMap<String, MuxFigures> = run
+            .info
+            .muxes
+            .iter()
+            .map(|(name, addr)| {
+                let pair = round.status.get(name).cloned().unwrap_or((None, None));
+                let phase_after = pair
+                    .1
+                    .as_ref()
+                    .and_then(|v| v.get("phase"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("stopped")
+                    .to_string();
+                (
+                    name.clone(),
+                    MuxFigures {
+                        at_sinks: at_sinks.get(addr).copied().unwrap_or(0),
+                        forwarded: delta(&pair, &["counters", "forwarded"]),
+                        port_tx_dropped: port_delta(&pair, "tx_dropped"),
+                        port_rx_dropped: port_delta(&pair, "rx_dropped"),
+                        phase_after,
+                    },
+                )
+            })
+            .collect();
+        let unknown_mux: u64 = at_sinks
+            .iter()
+            .filter(|(a, _)| !by_addr.contains_key(a))
+            .map(|(_, n)| n)
+            .sum();
+        let lost = g.sent as i64 - delivered as i64;
+        let delivered_pps = if g.elapsed_seconds > 0.0 {
+            delivered as f64 / g.elapsed_seconds
+        } else {
+            0.0
+        };
+        let mut check = |what: String, ok: bool| checks.push(Check { what, ok });
+        check(format!("generator sent packets ({})", g.sent), g.sent > 0);
+        if spec.strict {
+            check(
+                format!("no loss: {delivered} of {} delivered", g.sent),
+                lost == 0 && g.dropped_on_send == 0,
+            );
+        }
+        if is_mux {
+            check(
+                format!("every packet encapsulated correctly ({invalid} invalid)"),
+                invalid == 0,
+            );
+            check(
+                format!("no VIP packet left unencapsulated ({leaked} seen)"),
+                leaked == 0,
+            );
+            check(
+                format!("only known MUXes as tunnel sources ({unknown_mux} from others)"),
+                unknown_mux == 0,
+            );
+            if spec.strict {
+                check(
+                    format!(
+                        "every flow delivered: {flows_delivered} of {}",
+                        g.flow_list.len()
+                    ),
+                    flows_delivered == g.flow_list.len(),
+                );
+            }
+        }
+        for name in &spec.expect_muxes {
+            let n = per_mux.get(name).map_or(0, |m| m.at_sinks);
+            check(format!("{name} carried traffic ({n} packets)"), n > 0);
+        }
+        if spec.only_muxes {
+            let others: u64 = per_mux
+                .iter()
+                .filter(|(n, _)| !spec.expect_muxes.contains(n))
+                .map(|(_, m)| m.at_sinks)
+                .sum();
+            check(
+                format!(
+                    "only {} carried traffic ({others} packets via others)",
+                    spec.expect_muxes.join(", ")
+                ),
+                others == 0 && unknown_mux == 0,
+            );
+        }
+        for (names, field) in [
+            (&spec.expect_reloads_ok, "ok"),
+            (&spec.expect_reloads_failed, "failed"),
+        ] {
+            for name in names {
+                let d = round
+                    .status
+                    .get(name)
+                    .and_then(|p| delta(p, &["reloads", field]));
+                let what = if field == "ok" {
+                    "reload applied"
+                } else {
+                    "bad config refused"
+                };
+                check(
+                    format!(
+                        "{name}: {what} (reloads.{field} +{})",
+                        d.map_or("?".into(), |d| d.to_string())
+                    ),
+                    d.is_some_and(|d| d > 0),
+                );
+            }
+        }
+        if spec.expect_moved {
+            check(format!("flows moved to another MUX ({moved})"), moved > 0);
+        }
+        if sink_drops > 0 {
+            check(
+                format!("sinks kept up ({sink_drops} frames dropped by their rings)"),
+                !spec.strict,
+            );
+        }
+        if spec.throughput {
+            if is_mux {
+                mux_pps = Some(delivered_pps);
+            } else {
+                baselines.push((spec.name.clone(), spec.title.clone(), delivered_pps));
+            }
+        }
+        rounds.push(RoundOutcome {
+            name: spec.name.clone(),
+            title: spec.title.clone(),
+            kind: spec.kind.clone(),
+            sent: g.sent,
+            delivered,
+            invalid,
+            lost,
+            sent_pps: g.pps,
+            delivered_pps,
+            flows_sent: g.flow_list.len(),
+            flows_delivered,
+            per_mux,
+            per_backend,
+            invalid_reasons,
+            moved_flows: moved,
+            size: g.size,
+            checks,
+        });
+    }
+    let inconsistent: Vec<(FiveTuple, Vec<IpAddr>)> = backends
+        .iter()
+        .filter(|(_, b)| b.len() > 1)
+        .map(|(f, b)| (*f, b.iter().copied().collect()))
+        .collect();
+    let flows_multi_mux = muxes_seen.values().filter(|m| m.len() > 1).count();
+    let checks = vec![Check {
+        what: format!(
+            "same flow → same backend whichever MUX carried it ({} flows, {} carried by more than one MUX, {} with two backends)",
+            backends.len(),
+            flows_multi_mux,
+            inconsistent.len()
+        ),
+        ok: inconsistent.is_empty(),
+    }];
+    Outcome {
+        io: run.info.io.clone(),
+        rounds,
+        flows_total: backends.len(),
+        flows_multi_mux,
+        inconsistent,
+        mux_pps,
+        baselines,
+        checks,
+    }
+}
+
+fn pct(part: i64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// The summary for people.
+pub fn render(o: &Outcome) -> String {
+    let mut s = String::new();
+    for (i, r) in o.rounds.iter().enumerate() {
+        let _ = writeln!(s, "Round {} · {} — {}", i + 1, r.name, r.title);
+        let _ = writeln!(
+            s,
+            "  sent {:>9}  ({:.3} Mpps)   delivered {:>9}  ({:.3} Mpps)   lost {} ({:.2} %)",
+            r.sent,
+            r.sent_pps / 1e6,
+            r.delivered,
+            r.delivered_pps / 1e6,
+            r.lost,
+            pct(r.lost, r.sent)
+        );
+        if r.kind != "baseline" {
+            let muxes: Vec<String> = r
+                .per_mux
+                .iter()
+                .map(|(n, m)| {
+                    let fwd = m.forwarded.map_or("-".to_string(), |f| f.to_string());
+                    let drops = match (m.port_rx_dropped, m.port_tx_dropped) {
+                        (Some(rx), Some(tx)) if rx + tx > 0 => {
+                            format!(", port drops rx {rx} tx {tx}")
+                        }
+                        _ => String::new(),
+                    };
+                    format!(
+                        "{n} {} (MUX counted {fwd}{drops}, {})",
+                        m.at_sinks, m.phase_after
+                    )
+                })
+                .collect();
+            let _ = writeln!(s, "  per MUX      {}", muxes.join("   "));
+            let total: u64 = r.per_backend.values().sum();
+            let backends: Vec<String> = r
+                .per_backend
+                .iter()
+                .map(|(b, n)| format!("{b} {n} ({:.0} %)", pct(*n as i64, total)))
+                .collect();
+            let _ = writeln!(s, "  per backend  {}", backends.join("   "));
+            let _ = writeln!(
+                s,
+                "  flows        {} of {} delivered; {} moved to another MUX than before",
+                r.flows_delivered, r.flows_sent, r.moved_flows
+            );
+            if r.invalid > 0 {
+                let _ = writeln!(s, "  invalid      {:?}", r.invalid_reasons);
+            }
+        }
+        for c in &r.checks {
+            let _ = writeln!(s, "  [{}] {}", if c.ok { " ok " } else { "FAIL" }, c.what);
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "Across rounds");
+    for c in &o.checks {
+        let _ = writeln!(s, "  [{}] {}", if c.ok { " ok " } else { "FAIL" }, c.what);
+    }
+    for (f, b) in o.inconsistent.iter().take(5) {
+        let list: Vec<String> = b.iter().map(IpAddr::to_string).collect();
+        let _ = writeln!(s, "         {f} went to {}", list.join(" and "));
+    }
+    if let Some(m) = o.mux_pps {
+        let _ = writeln!(
+            s,
+            "  throughput   MUX path ({}): {:.3} Mpps delivered",
+            o.io,
+            m / 1e6
+        );
+        for (name, _, b) in &o.baselines {
+            let ratio = if *b > 0.0 { m / b } else { 0.0 };
+            let _ = writeln!(
+                s,
+                "               {name}: {:.3} Mpps delivered; MUX path / {name} = {ratio:.2}",
+                b / 1e6
+            );
+        }
+    }
+    let failed: usize = o
+        .rounds
+        .iter()
+        .flat_map(|r| &r.checks)
+        .chain(&o.checks)
+        .filter(|c| !c.ok)
+        .count();
+    let total: usize = o.rounds.iter().map(|r| r.checks.len()).sum::<usize>() + o.checks.len();
+    let _ = writeln!(
+        s,
+        "\n{}: {} of {total} checks passed",
+        if failed == 0 { "PASS" } else { "FAIL" },
+        total - failed
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::FlowSource;
+    use super::super::sink::FlowRecord;
+    use super::*;
+    use serde_json::json;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn generator(sent: u64, flows: &[(&str, u16)]) -> GenReport {
+        GenReport {
+            interface: "eth0".into(),
+            src_mac: "02:00:00:00:00:01".into(),
+            dst_mac: "02:00:00:00:00:02".into(),
+            destination: "192.0.2.10:80/tcp".into(),
+            src_net: "198.51.100.0/24".into(),
+            flows: flows.len(),
+            seed: 1,
+            size: 60,
+            rate_requested: 1000,
+            duration_requested: 1.0,
+            syn_ack_mix: true,
+            elapsed_seconds: 1.0,
+            sent,
+            dropped_on_send: 0,
+            retries: 0,
+            pps: sent as f64,
+            flow_list: flows
+                .iter()
+                .map(|(a, p)| FlowSource {
+                    src: ip(a),
+                    sport: *p,
+                })
+                .collect(),
+        }
+    }
+
+    fn flow(src: &str, sport: u16) -> FiveTuple {
+        FiveTuple {
+            src: ip(src),
+            sport,
+            dst: ip("192.0.2.10"),
+            dport: 80,
+            protocol: 6,
+        }
+    }
+
+    /// A sink that saw `packets` of each (flow, mux, backend).
+    fn sink(records: &[(&str, u16, &str, &str, u64)]) -> SinkReport {
+        let mut r = SinkReport::default();
+        for (src, sport, mux, backend, n) in records {
+            r.encapsulated += n;
+            *r.per_backend.entry(ip(backend)).or_default() += n;
+            *r.per_mux.entry(ip(mux)).or_default() += n;
+            r.flows.push(FlowRecord {
+                flow: flow(src, *sport),
+                packets: *n,
+                backends: [(ip(backend), *n)].into(),
+                muxes: [(ip(mux), *n)].into(),
+            });
+        }
+        r
+    }
+
+    fn status(forwarded: u64, ok: u64, failed: u64) -> Option<Value> {
+        let tx_dropped = forwarded / 10;
+        Some(json!({
+            "phase": "ready",
+            "counters": {"forwarded": forwarded},
+            "reloads": {"ok": ok, "failed": failed},
+            "workers": [{"port": {"rx": forwarded, "tx": forwarded, "rx_dropped": 0, "tx_dropped": tx_dropped}}],
+        }))
+    }
+
+    fn info() -> LabInfo {
+        LabInfo {
+            muxes: [
+                ("mux1".to_string(), ip("10.0.11.2")),
+                ("mux2".to_string(), ip("10.0.12.2")),
+            ]
+            .into(),
+            io: "afxdp".into(),
+        }
+    }
+
+    fn spread_round() -> Round {
+        Round {
+            dir: PathBuf::from("01-spread"),
+            spec: RoundSpec {
+                name: "spread".into(),
+                kind: "mux".into(),
+                strict: true,
+                expect_muxes: vec!["mux1".into(), "mux2".into()],
+                ..RoundSpec::default()
+            },
+            generator: generator(20, &[("198.51.100.1", 1111), ("198.51.100.2", 2222)]),
+            sinks: vec![
+                sink(&[("198.51.100.1", 1111, "10.0.11.2", "10.0.21.2", 10)]),
+                sink(&[("198.51.100.2", 2222, "10.0.12.2", "10.0.22.2", 10)]),
+            ],
+            status: [
+                ("mux1".to_string(), (status(0, 0, 0), status(10, 0, 0))),
+                ("mux2".to_string(), (status(5, 0, 0), status(15, 0, 0))),
+            ]
+            .into(),
+        }
+    }
+
+    fn moved_round(backend_of_first: &str) -> Round {
+        Round {
+            dir: PathBuf::from("02-moved"),
+            spec: RoundSpec {
+                name: "moved".into(),
+                kind: "mux".into(),
+                strict: true,
+                expect_muxes: vec!["mux2".into()],
+                only_muxes: true,
+                expect_moved: true,
+                ..RoundSpec::default()
+            },
+            generator: generator(20, &[("198.51.100.1", 1111), ("198.51.100.2", 2222)]),
+            sinks: vec![sink(&[
+                ("198.51.100.1", 1111, "10.0.12.2", backend_of_first, 10),
+                ("198.51.100.2", 2222, "10.0.12.2", "10.0.22.2", 10),
+            ])],
+            status: [
+                ("mux1".to_string(), (None, None)),
+                ("mux2".to_string(), (status(15, 0, 0), status(35, 0, 0))),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn a_clean_run_passes_with_per_mux_and_per_backend_figures() {
+        let run = LabRun {
+            info: info(),
+            rounds: vec![spread_round(), moved_round("10.0.21.2")],
+        };
+        let o = evaluate(&run);
+        assert!(o.passed(), "{}", render(&o));
+        let r = &o.rounds[0];
+        assert_eq!((r.sent, r.delivered, r.lost), (20, 20, 0));
+        assert_eq!(r.per_mux["mux1"].at_sinks, 10);
+        assert_eq!(r.per_mux["mux1"].forwarded, Some(10));
+        assert_eq!(r.per_mux["mux2"].forwarded, Some(10));
+        assert_eq!(
+            r.per_mux["mux2"].port_tx_dropped,
+            Some(1),
+            "1 - 0 over the round"
+        );
+        assert_eq!(r.per_mux["mux2"].port_rx_dropped, Some(0));
+        assert_eq!(r.per_backend[&ip("10.0.22.2")], 10);
+        assert_eq!(r.flows_delivered, 2);
+        assert_eq!(o.rounds[1].moved_flows, 1, "the mux1 flow moved to mux2");
+        assert_eq!(o.rounds[1].per_mux["mux1"].phase_after, "stopped");
+        assert_eq!(o.flows_multi_mux, 1);
+        let text = render(&o);
+        assert!(text.contains("PASS"), "{text}");
+        assert!(text.contains("per backend  10.0.21.2 10 (50 %)"), "{text}");
+        assert!(
+            text.contains("mux1 10 (MUX counted 10, port drops rx 0 tx 1, ready)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_flow_that_changes_backend_across_muxes_fails() {
+        let run = LabRun {
+            info: info(),
+            rounds: vec![spread_round(), moved_round("10.0.22.3")],
+        };
+        let o = evaluate(&run);
+        assert!(!o.passed());
+        assert_eq!(o.inconsistent.len(), 1);
+        assert_eq!(o.inconsistent[0].0, flow("198.51.100.1", 1111));
+        assert!(render(&o).contains("FAIL"));
+    }
+
+    #[test]
+    fn loss_missing_muxes_and_missing_reloads_fail_strict_rounds() {
+        let mut r = spread_round();
+        r.sinks.pop();
+        r.spec.expect_reloads_ok = vec!["mux1".into()];
+        let o = evaluate(&LabRun {
+            info: info(),
+            rounds: vec![r],
+        });
+        let failed: Vec<&str> = o.rounds[0]
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.what.as_str())
+            .collect();
+        assert_eq!(failed.len(), 4, "{failed:?}");
+        assert!(failed[0].starts_with("no loss: 10 of 20"));
+        assert!(failed[1].starts_with("every flow delivered: 1 of 2"));
+        assert!(failed[2].starts_with("mux2 carried traffic (0"));
+        assert!(failed[3].starts_with("mux1: reload applied (reloads.ok +0)"));
+    }
+
+    #[test]
+    fn invalid_packets_fail_even_throughput_rounds_and_the_baseline_ratio_is_computed() {
+        let mut load = spread_round();
+        load.spec.strict = false;
+        load.spec.throughput = true;
+        load.sinks[0].invalid = 1;
+        load.sinks[0].encapsulated = 5;
+        let mut base = spread_round();
+        base.spec = RoundSpec {
+            name: "baseline".into(),
+            kind: "baseline".into(),
+            throughput: true,
+            ..RoundSpec::default()
+        };
+        base.generator.destination = "10.0.21.2:9/udp".into();
+        let mut plain = SinkReport::default();
+        plain
+            .plain_per_destination
+            .insert("10.0.21.2:9/udp".into(), 20);
+        base.sinks = vec![plain];
+        let o = evaluate(&LabRun {
+            info: info(),
+            rounds: vec![load, base],
+        });
+        assert!(!o.passed());
+        assert!(
+            o.rounds[0]
+                .checks
+                .iter()
+                .any(|c| !c.ok && c.what.contains("1 invalid"))
+        );
+        assert!(o.rounds[1].checks.iter().all(|c| c.ok));
+        assert_eq!(o.baselines, vec![("baseline".into(), String::new(), 20.0)]);
+        assert_eq!(o.mux_pps, Some(15.0));
+        assert_eq!(o.ratio(), Some(0.75));
+    }
+
+    #[test]
+    fn load_reads_a_results_directory() {
+        let dir = std::env::temp_dir().join(format!("perf-summary-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rd = dir.join("01-spread");
+        std::fs::create_dir_all(&rd).unwrap();
+        let r = spread_round();
+        std::fs::write(
+            dir.join("lab.json"),
+            serde_json::to_string(&info()).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            rd.join("round.json"),
+            serde_json::to_string(&r.spec).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            rd.join("gen.json"),
+            serde_json::to_string(&r.generator).unwrap(),
+        )
+        .unwrap();
+        for (i, s) in r.sinks.iter().enumerate() {
+            std::fs::write(
+                rd.join(format!("sink-host{}.json", i + 1)),
+                serde_json::to_string(s).unwrap(),
+            )
+            .unwrap();
+        }
+        for (name, (b, a)) in &r.status {
+            std::fs::write(
+                rd.join(format!("status-{name}-before.json")),
+                b.as_ref().unwrap().to_string(),
+            )
+            .unwrap();
+            std::fs::write(
+                rd.join(format!("status-{name}-after.json")),
+                a.as_ref().unwrap().to_string(),
+            )
+            .unwrap();
+        }
+        let run = load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(run.rounds.len(), 1);
+        assert_eq!(run.rounds[0].sinks.len(), 2);
+        let o = evaluate(&run);
+        assert!(o.passed(), "{}", render(&o));
+        assert_eq!(o.rounds[0].per_mux["mux2"].forwarded, Some(10));
+    }
+}

@@ -5,6 +5,7 @@
 //! immutable [`Snapshot`] the workers adopt between bursts. `check-config`, `replay`, the
 //! daemon's start and its reload all go through this one function.
 
+use mux_shared::checksum;
 use mux_shared::config::{self, MuxConfig};
 use mux_shared::flow_key::canonical_addr;
 use mux_shared::maglev::{self, MaglevBackend};
@@ -84,6 +85,12 @@ pub fn compile(
                 state,
                 weight: b.weight(),
                 label: format!("{}/{}", v.name(), b.address()),
+                outer_v4_address_sum: match (cfg.tunnel().source_v4(), b.address()) {
+                    (Some(src), std::net::IpAddr::V4(dst)) => {
+                        checksum::sum(&src.octets()) + checksum::sum(&dst.octets())
+                    }
+                    _ => 0,
+                },
             });
             ids.push(id);
             addrs.push((address, state == BackendState::Active, b.weight()));

@@ -106,7 +106,7 @@ fn parse_v4(bytes: &[u8], l2_len: usize) -> Parse {
     let Ok(ip) = ipv4::Packet::new_checked(bytes) else {
         return Parse::Drop(DropReason::MalformedIpv4);
     };
-    let protocol: u8 = ip.protocol().into();
+    let protocol = ip.protocol_number();
     let src = ip.src_addr();
     let dst = ip.dst_addr();
     let mut parsed = Parsed {
@@ -234,7 +234,7 @@ fn embedded_v4(data: &[u8]) -> Option<FlowKey> {
     if ip.is_fragment() && ip.frag_offset() != 0 {
         return None;
     }
-    let protocol: u8 = ip.protocol().into();
+    let protocol = ip.protocol_number();
     let ports = embedded_ports(&data[ip.header_len()..], protocol)?;
     let sent = FlowKey {
         src: map_v4(ip.src_addr()),

@@ -91,6 +91,10 @@ pub struct Backend {
     pub weight: u32,
     /// `vip-name/address`, for reports.
     pub label: String,
+    /// For an IPv4 backend: the one's-complement sum of the outer header's addresses (tunnel
+    /// source and DIP), so encapsulation finishes the header checksum from a few field
+    /// values instead of summing the header it just wrote.
+    pub outer_v4_address_sum: u32,
 }
 
 impl Backend {

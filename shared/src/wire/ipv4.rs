@@ -194,7 +194,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The payload's protocol.
     #[inline]
     pub fn protocol(&self) -> IpProtocol {
-        IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
+        IpProtocol::from(self.protocol_number())
+    }
+
+    /// The protocol field as its raw number (no enum round trip: for hot paths that compare
+    /// against constants).
+    #[inline]
+    pub fn protocol_number(&self) -> u8 {
+        self.buffer.as_ref()[field::PROTOCOL]
     }
 
     /// The header checksum as stored.

@@ -77,6 +77,8 @@
 
 use mux_shared::flow_key::FlowKey;
 
+use super::prefetch::prefetch;
+
 /// Slots per bucket: four 16-byte slots fill one 64-byte cache line.
 pub const SLOTS_PER_BUCKET: usize = 4;
 
@@ -402,7 +404,7 @@ impl FlowTable {
     /// looking any of them up. A no-op on architectures without a stable prefetch intrinsic.
     #[inline]
     pub fn prefetch(&self, h: &FlowHash) {
-        prefetch_line(&self.buckets[self.bucket_index(h)]);
+        prefetch(&self.buckets[self.bucket_index(h)]);
     }
 
     /// Finds the live entry for `h`: same signature and `expires > now`. An expired entry is a
@@ -544,24 +546,6 @@ fn advise_huge_pages(start: usize, len: usize) {
         }
     }
 }
-
-/// Prefetches the cache line holding `bucket` into all cache levels.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-#[allow(unsafe_code)]
-fn prefetch_line(bucket: &Bucket) {
-    use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-    // SAFETY: a prefetch is only a hint: it never faults, reads no data into the program and
-    // has no architectural effect; the pointer is to a live bucket of our own allocation anyway.
-    // SSE (which provides PREFETCHh) is part of the x86_64 baseline.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(bucket).cast::<i8>()) }
-}
-
-/// No stable prefetch intrinsic on this architecture: the hardware prefetchers and the
-/// out-of-order core are all we have.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-fn prefetch_line(_bucket: &Bucket) {}
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ pub mod flow_table;
 pub mod icmp_reply;
 pub mod parse;
 pub mod pipeline;
+pub mod prefetch;
 pub mod snapshot;
 pub mod verdict;
 pub mod vip_index;

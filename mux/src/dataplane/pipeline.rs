@@ -49,7 +49,13 @@ enum Pending {
     /// Verdict already known.
     Settled(Verdict),
     /// A transport packet of VIP `vip` (index into the snapshot's VIPs) and its flow hash.
-    Flow { vip: u16, hash: FlowHash },
+    /// `stable` is the stable hash, computed (and its Maglev slot prefetched) in pass 1 for a
+    /// bare SYN, the packet most likely to be a new flow.
+    Flow {
+        vip: u16,
+        hash: FlowHash,
+        stable: Option<u64>,
+    },
     /// A fragment of a datagram to VIP `vip`.
     Fragment { vip: u16 },
     /// An ICMP error about a flow of VIP `vip`, and that flow's hash.
@@ -156,9 +162,9 @@ impl Pipeline {
         // outer IPv6 flow label.
         let (vip, backend_id, stable) = match s.pending {
             Pending::Settled(v) => return v,
-            Pending::Flow { vip, hash } => {
+            Pending::Flow { vip, hash, stable } => {
                 let vip = &snap.parts.vips[vip as usize];
-                match self.flow_backend(snap, vip, now, &hash, &s.parsed) {
+                match self.flow_backend(snap, vip, now, &hash, stable, &s.parsed) {
                     Ok(found) => (vip, found.0, found.1),
                     Err(reason) => return Verdict::Drop(reason),
                 }
@@ -238,6 +244,7 @@ impl Pipeline {
         vip: &Vip,
         now: u32,
         hash: &FlowHash,
+        stable: Option<u64>,
         parsed: &Parsed,
     ) -> Result<(u32, Option<u64>), DropReason> {
         let tcp = match parsed.kind {
@@ -256,13 +263,13 @@ impl Pipeline {
                 self.counters.flow_hits += 1;
                 return Ok((id, None));
             }
-            let stable = stable_hash::flow_hash(&parsed.key);
+            let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
             let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
             entry.set(id, state, expires);
             self.counters.flows_rehashed += 1;
             return Ok((id, Some(stable)));
         }
-        let stable = stable_hash::flow_hash(&parsed.key);
+        let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
         let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
         let state = next_state(None, tcp);
         let expires = expiry(now, &vip.timeouts, state);
@@ -320,14 +327,35 @@ fn classify(snap: &Snapshot, flows: &FlowTable, frame: &[u8]) -> Slot {
                 port: key.dst_port,
                 protocol: key.protocol,
             };
-            let Some((vip, _)) = snap.vip(&vip_key) else {
+            let Some((index, vip)) = snap.vip(&vip_key) else {
                 return settled(Verdict::ToKernel);
             };
             let hash = flows.hash(key);
-            if parsed.kind == Kind::IcmpError {
-                Pending::IcmpError { vip, hash }
-            } else {
-                Pending::Flow { vip, hash }
+            match parsed.kind {
+                Kind::IcmpError => Pending::IcmpError { vip: index, hash },
+                Kind::Transport {
+                    tcp:
+                        Some(TcpSeen {
+                            syn: true,
+                            ack: false,
+                            ..
+                        }),
+                } => {
+                    // Most likely a new flow: start loading its Maglev slot now, so pass 2's
+                    // pick does not wait for it.
+                    let stable = stable_hash::flow_hash(key);
+                    vip.prefetch_pick(stable);
+                    Pending::Flow {
+                        vip: index,
+                        hash,
+                        stable: Some(stable),
+                    }
+                }
+                _ => Pending::Flow {
+                    vip: index,
+                    hash,
+                    stable: None,
+                },
             }
         }
         Kind::Fragment => match snap.fragment_vip(&key.dst, key.protocol) {

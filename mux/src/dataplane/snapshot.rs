@@ -123,6 +123,15 @@ pub struct Vip {
 }
 
 impl Vip {
+    /// Starts loading the Maglev slot [`Vip::pick`] will read for `hash`.
+    #[inline]
+    pub fn prefetch_pick(&self, hash: u64) {
+        if let Some(table) = &self.maglev {
+            let slots = table.slots();
+            super::prefetch::prefetch(&slots[(hash % u64::from(table.size())) as usize]);
+        }
+    }
+
     /// The backend id Maglev picks for `hash`, if any backend takes new flows.
     #[inline]
     pub fn pick(&self, hash: u64) -> Option<u32> {

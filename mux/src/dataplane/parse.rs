@@ -109,7 +109,7 @@ fn parse_v4(bytes: &[u8], l2_len: usize) -> Parse {
     let protocol = ip.protocol_number();
     let src = ip.src_addr();
     let dst = ip.dst_addr();
-    let mut parsed = Parsed {
+    let parsed = Parsed {
         l2_len,
         ip_len: ip.total_len() as usize,
         is_v4: true,
@@ -119,40 +119,9 @@ fn parse_v4(bytes: &[u8], l2_len: usize) -> Parse {
         kind: Kind::Fragment,
     };
     if ip.is_fragment() {
-        return match protocol {
-            proto::TCP | proto::UDP => Parse::Ip(parsed),
-            _ => Parse::ToKernel,
-        };
+        return fragment(parsed, protocol);
     }
-    let l4 = ip.payload();
-    match protocol {
-        proto::TCP | proto::UDP => match transport(l4, protocol) {
-            Some((sport, dport, tcp)) => {
-                parsed.key.src_port = sport;
-                parsed.key.dst_port = dport;
-                parsed.kind = Kind::Transport { tcp };
-                Parse::Ip(parsed)
-            }
-            None => Parse::Drop(DropReason::MalformedTransport),
-        },
-        proto::ICMP => {
-            let Ok(icmp) = icmpv4::Packet::new_checked(l4) else {
-                return Parse::ToKernel;
-            };
-            if !icmp.is_error() {
-                return Parse::ToKernel;
-            }
-            match embedded_v4(icmp.data()) {
-                Some(flow) => {
-                    parsed.key = flow;
-                    parsed.kind = Kind::IcmpError;
-                }
-                None => parsed.kind = Kind::BrokenIcmpError,
-            }
-            Parse::Ip(parsed)
-        }
-        _ => Parse::ToKernel,
-    }
+    above_ip(parsed, ip.payload(), protocol)
 }
 
 fn parse_v6(bytes: &[u8], l2_len: usize) -> Parse {
@@ -164,7 +133,7 @@ fn parse_v6(bytes: &[u8], l2_len: usize) -> Parse {
     };
     let protocol: u8 = upper.protocol.into();
     let ip_len = ipv6::HEADER_LEN + ip.payload_len() as usize;
-    let mut parsed = Parsed {
+    let parsed = Parsed {
         l2_len,
         ip_len,
         is_v4: false,
@@ -174,40 +143,53 @@ fn parse_v6(bytes: &[u8], l2_len: usize) -> Parse {
         kind: Kind::Fragment,
     };
     if upper.fragment.is_some() {
-        return match protocol {
-            proto::TCP | proto::UDP => Parse::Ip(parsed),
-            _ => Parse::ToKernel,
-        };
+        return fragment(parsed, protocol);
     }
-    let l4 = &bytes[upper.offset.min(ip_len)..ip_len];
+    above_ip(parsed, &bytes[upper.offset.min(ip_len)..ip_len], protocol)
+}
+
+/// A fragment: steered by its 3-tuple if it carries TCP or UDP, the kernel's otherwise.
+#[inline]
+fn fragment(parsed: Parsed, protocol: u8) -> Parse {
     match protocol {
-        proto::TCP | proto::UDP => match transport(l4, protocol) {
-            Some((sport, dport, tcp)) => {
-                parsed.key.src_port = sport;
-                parsed.key.dst_port = dport;
-                parsed.kind = Kind::Transport { tcp };
-                Parse::Ip(parsed)
-            }
-            None => Parse::Drop(DropReason::MalformedTransport),
-        },
-        proto::ICMPV6 => {
-            let Ok(icmp) = icmpv6::Packet::new_checked(l4) else {
-                return Parse::ToKernel;
-            };
-            if !icmp.is_error() {
-                return Parse::ToKernel;
-            }
-            match embedded_v6(icmp.data()) {
-                Some(flow) => {
-                    parsed.key = flow;
-                    parsed.kind = Kind::IcmpError;
-                }
-                None => parsed.kind = Kind::BrokenIcmpError,
-            }
-            Parse::Ip(parsed)
-        }
+        proto::TCP | proto::UDP => Parse::Ip(parsed),
         _ => Parse::ToKernel,
     }
+}
+
+/// The part above IP, for either family: TCP or UDP ports, or the flow an ICMP error names.
+#[inline]
+fn above_ip(mut parsed: Parsed, l4: &[u8], protocol: u8) -> Parse {
+    let embedded = match (protocol, parsed.is_v4) {
+        (proto::TCP | proto::UDP, _) => {
+            return match transport(l4, protocol) {
+                Some((sport, dport, tcp)) => {
+                    parsed.key.src_port = sport;
+                    parsed.key.dst_port = dport;
+                    parsed.kind = Kind::Transport { tcp };
+                    Parse::Ip(parsed)
+                }
+                None => Parse::Drop(DropReason::MalformedTransport),
+            };
+        }
+        (proto::ICMP, true) => match icmpv4::Packet::new_checked(l4) {
+            Ok(icmp) if icmp.is_error() => embedded_v4(icmp.data()),
+            _ => return Parse::ToKernel,
+        },
+        (proto::ICMPV6, false) => match icmpv6::Packet::new_checked(l4) {
+            Ok(icmp) if icmp.is_error() => embedded_v6(icmp.data()),
+            _ => return Parse::ToKernel,
+        },
+        _ => return Parse::ToKernel,
+    };
+    match embedded {
+        Some(flow) => {
+            parsed.key = flow;
+            parsed.kind = Kind::IcmpError;
+        }
+        None => parsed.kind = Kind::BrokenIcmpError,
+    }
+    Parse::Ip(parsed)
 }
 
 /// Ports and TCP flags of a whole TCP or UDP header, or `None` when it is malformed.

@@ -7,78 +7,20 @@
 
 use std::collections::VecDeque;
 
-use super::{MIN_HEADROOM, PacketBuf, Port, PortStats};
+use super::heap_buf::HeapBuf;
+use super::{PacketBuf, Port, PortStats};
 
 /// Size of one pooled buffer: headroom plus a full 1500-byte-MTU frame with room to spare.
 pub const BUF_SIZE: usize = 2048;
 
 /// A buffer owned by the in-memory port.
-#[derive(Debug)]
-pub struct MemBuf {
-    storage: Box<[u8; BUF_SIZE]>,
-    start: usize,
-    len: usize,
-}
+pub type MemBuf = HeapBuf;
 
-impl MemBuf {
-    fn new() -> Self {
-        MemBuf {
-            storage: Box::new([0u8; BUF_SIZE]),
-            start: MIN_HEADROOM,
-            len: 0,
-        }
-    }
-
-    /// Resets the buffer to hold `frame` after the standard headroom. Frames longer than the
-    /// buffer are truncated (the in-memory port is fed by trusted code).
-    fn load(&mut self, frame: &[u8]) {
-        let len = frame.len().min(BUF_SIZE - MIN_HEADROOM);
-        self.start = MIN_HEADROOM;
-        self.len = len;
-        self.storage[MIN_HEADROOM..MIN_HEADROOM + len].copy_from_slice(&frame[..len]);
-    }
-}
-
-impl PacketBuf for MemBuf {
-    #[inline]
-    fn data(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
-    }
-    #[inline]
-    fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start..self.start + self.len]
-    }
-    #[inline]
-    fn headroom(&self) -> usize {
-        self.start
-    }
-    #[inline]
-    fn tailroom(&self) -> usize {
-        BUF_SIZE - self.start - self.len
-    }
-    #[inline]
-    fn push_front(&mut self, n: usize) -> bool {
-        if n > self.start {
-            return false;
-        }
-        self.start -= n;
-        self.len += n;
-        true
-    }
-    #[inline]
-    fn pull_front(&mut self, n: usize) {
-        let n = n.min(self.len);
-        self.start += n;
-        self.len -= n;
-    }
-    #[inline]
-    fn set_len(&mut self, len: usize) -> bool {
-        if self.start + len > BUF_SIZE {
-            return false;
-        }
-        self.len = len;
-        true
-    }
+/// Loads `frame`, cut to the buffer's size if longer (the in-memory port is fed by trusted
+/// code; a real NIC would not deliver such a frame at all).
+fn load_truncating(buf: &mut MemBuf, frame: &[u8]) {
+    let fits = frame.len().min(BUF_SIZE - crate::port::MIN_HEADROOM);
+    buf.load(&frame[..fits], None);
 }
 
 /// What the port does with frames the worker sends or hands to the kernel.
@@ -124,7 +66,7 @@ impl MemPort {
     pub fn new(pool: usize, capture: Capture) -> Self {
         MemPort {
             source: Source::Queue(VecDeque::new()),
-            pool: (0..pool).map(|_| MemBuf::new()).collect(),
+            pool: (0..pool).map(|_| MemBuf::new(BUF_SIZE)).collect(),
             capture,
             transmitted: Vec::new(),
             kernel: Vec::new(),
@@ -192,7 +134,7 @@ impl Port for MemPort {
             };
             match &mut self.source {
                 Source::Queue(q) => match q.pop_front() {
-                    Some(frame) => buf.load(&frame),
+                    Some(frame) => load_truncating(&mut buf, &frame),
                     None => {
                         self.pool.push(buf);
                         break;
@@ -203,7 +145,7 @@ impl Port for MemPort {
                         self.pool.push(buf);
                         break;
                     }
-                    buf.load(&frames[*next]);
+                    load_truncating(&mut buf, &frames[*next]);
                     *next = if *next + 1 == frames.len() {
                         0
                     } else {
@@ -221,7 +163,7 @@ impl Port for MemPort {
     fn send(&mut self, burst: &mut Vec<MemBuf>) -> usize {
         let n = burst.len();
         self.tx_count += n as u64;
-        self.tx_bytes += burst.iter().map(|b| b.len as u64).sum::<u64>();
+        self.tx_bytes += burst.iter().map(|b| b.data().len() as u64).sum::<u64>();
         self.recycle(burst, Some(true));
         n
     }
@@ -256,6 +198,7 @@ impl Port for MemPort {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::port::MIN_HEADROOM;
 
     #[test]
     fn queue_delivers_each_frame_once_and_captures_in_order() {
@@ -281,19 +224,5 @@ mod tests {
         assert_eq!(port.recv(&mut burst, 1), 1);
         assert_eq!(burst[0].data(), &[7]);
         assert_eq!(port.freed_count, 2);
-    }
-
-    #[test]
-    fn push_and_pull_front_respect_headroom() {
-        let mut buf = MemBuf::new();
-        buf.load(&[9; 10]);
-        assert!(buf.push_front(40));
-        assert_eq!(buf.data().len(), 50);
-        assert!(!buf.push_front(MIN_HEADROOM));
-        buf.pull_front(40);
-        assert_eq!(buf.data(), &[9; 10]);
-        assert!(buf.set_len(4));
-        assert_eq!(buf.data().len(), 4);
-        assert!(!buf.set_len(BUF_SIZE));
     }
 }

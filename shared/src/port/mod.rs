@@ -16,6 +16,7 @@
 
 pub mod afpacket;
 pub mod afxdp;
+pub mod heap_buf;
 pub mod mem;
 
 /// Headroom every port guarantees in front of a received frame.

@@ -80,6 +80,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
+use super::heap_buf::HeapBuf;
 use super::{MIN_HEADROOM, PacketBuf, Port, PortStats};
 use ring::{Entry, RxRing};
 
@@ -242,94 +243,9 @@ pub struct AfPacketStats {
     pub freed: u64,
 }
 
-/// A buffer owned by an [`AfPacketPort`]: one frame behind at least [`MIN_HEADROOM`] bytes.
-#[derive(Debug)]
-pub struct AfBuf {
-    storage: Box<[u8]>,
-    start: usize,
-    len: usize,
-}
-
-impl AfBuf {
-    fn new(size: usize) -> Self {
-        AfBuf {
-            storage: vec![0u8; size].into_boxed_slice(),
-            start: MIN_HEADROOM,
-            len: 0,
-        }
-    }
-
-    /// Loads `frame` after the standard headroom, re-inserting the stripped VLAN tag
-    /// `(tpid, tci)` after the MAC addresses. Returns `false` (buffer unchanged in meaning) when
-    /// it does not fit.
-    fn load(&mut self, frame: &[u8], vlan: Option<(u16, u16)>) -> bool {
-        let s = MIN_HEADROOM;
-        match vlan {
-            Some((tpid, tci)) if frame.len() >= 12 => {
-                let len = frame.len() + 4;
-                if s + len > self.storage.len() {
-                    return false;
-                }
-                self.storage[s..s + 12].copy_from_slice(&frame[..12]);
-                self.storage[s + 12..s + 14].copy_from_slice(&tpid.to_be_bytes());
-                self.storage[s + 14..s + 16].copy_from_slice(&tci.to_be_bytes());
-                self.storage[s + 16..s + len].copy_from_slice(&frame[12..]);
-                self.len = len;
-            }
-            _ => {
-                if s + frame.len() > self.storage.len() {
-                    return false;
-                }
-                self.storage[s..s + frame.len()].copy_from_slice(frame);
-                self.len = frame.len();
-            }
-        }
-        self.start = s;
-        true
-    }
-}
-
-impl PacketBuf for AfBuf {
-    #[inline]
-    fn data(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
-    }
-    #[inline]
-    fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start..self.start + self.len]
-    }
-    #[inline]
-    fn headroom(&self) -> usize {
-        self.start
-    }
-    #[inline]
-    fn tailroom(&self) -> usize {
-        self.storage.len() - self.start - self.len
-    }
-    #[inline]
-    fn push_front(&mut self, n: usize) -> bool {
-        if n > self.start {
-            return false;
-        }
-        self.start -= n;
-        self.len += n;
-        true
-    }
-    #[inline]
-    fn pull_front(&mut self, n: usize) {
-        let n = n.min(self.len);
-        self.start += n;
-        self.len -= n;
-    }
-    #[inline]
-    fn set_len(&mut self, len: usize) -> bool {
-        if self.start + len > self.storage.len() {
-            return false;
-        }
-        self.len = len;
-        true
-    }
-}
+/// A buffer owned by an [`AfPacketPort`]: one frame behind at least [`MIN_HEADROOM`] bytes
+/// (the port copies each frame out of the kernel's ring into one).
+pub type AfBuf = HeapBuf;
 
 /// The `sendmmsg` batch: headers and I/O vectors allocated once; header `i` points at vector
 /// `i` for the port's whole life, vectors are refilled per burst.
@@ -588,7 +504,7 @@ impl Port for AfPacketPort {
                         false
                     } else {
                         stats.rx += 1;
-                        stats.rx_bytes += buf.len as u64;
+                        stats.rx_bytes += buf.data().len() as u64;
                         true
                     }
                 }

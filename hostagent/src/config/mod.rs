@@ -1,0 +1,86 @@
+//! The host agent's configuration: the TOML schema, parsing with source locations, and
+//! validation that reports every error at once, in the same `FILE:LINE:COL: message; fix` form
+//! as the MUX's (`mux_shared::config`), whose error types it reuses.
+//!
+//! ```toml
+//! [agent]
+//! name = "host1"
+//! [tunnel]
+//! mux_sources = ["10.0.11.2", "10.0.12.2"]
+//! [[service]]
+//! vip = "192.0.2.10"
+//! port = 80
+//! protocol = "tcp"
+//! dip = "10.0.21.2"
+//! backend_port = 8080        # optional, default = port
+//! ```
+//!
+//! Semantic rules, beyond the ranges documented on each accessor:
+//! - `[agent] name` is 1–64 of `A-Z a-z 0-9 - _ .` (it becomes a metric label);
+//! - `[tunnel] mux_sources` is not empty and has no duplicates: it is the complete list of
+//!   outer source addresses the agent decapsulates (no open relay);
+//! - every address (mux source, vip, dip, backend_address) is unicast: not unspecified,
+//!   multicast, broadcast or loopback, and not IPv4-mapped IPv6;
+//! - `port` and `backend_port` are 1..=65535;
+//! - the backend receives the client's packet with the VIP's header family, so
+//!   `backend_address` (default: `dip`) has the VIP's family; when the MUX tunnels to a DIP of
+//!   the other family, `backend_address` is required;
+//! - the VIP differs from the service's dip and backend_address;
+//! - (dip, vip, port, protocol) is unique — one local backend per VIP port and DIP — and so is
+//!   (backend_address, backend_port, protocol), otherwise a reply's source could not be
+//!   rewritten unambiguously;
+//! - `[health]`: `interval_ms` 100..=60000, `timeout_ms` 10..=60000 and at most the interval,
+//!   `rise`/`fall` 1..=100, `http_status` 100..=599, `http_path` an absolute path; the
+//!   `http_*` keys only with `kind = "http"`;
+//! - `[admin] listen` has a fixed (non-zero) port; it defaults to loopback `127.0.0.1:9200`.
+//!
+//! A file without any `[[service]]` is valid: the agent runs and decapsulates nothing.
+//!
+//! Invariants: [`parse`] and [`load_file`] return only configurations that passed
+//! [`HostAgentConfig::validate`]; a returned error list is never empty; syntax and type errors
+//! come from `toml`, which stops at the first, so they are reported alone.
+
+mod error;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use mux_shared::config::{ConfigError, ConfigErrors, Protocol};
+pub use schema::{
+    DEFAULT_ADMIN_LISTEN, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_RISE,
+    DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HTTP_PATH, DEFAULT_HTTP_STATUS, HealthCheck, HealthKind,
+    HostAgentConfig, Service,
+};
+
+/// Parses and validates a configuration. `origin` is the file name shown in messages.
+///
+/// Returns one error for a syntax or type error (TOML parsing stops there), otherwise every
+/// semantic error in file order.
+pub fn parse(text: &str, origin: &str) -> Result<HostAgentConfig, ConfigErrors> {
+    let config: HostAgentConfig =
+        toml::from_str(text).map_err(|e| error::from_toml(origin, text, &e))?;
+    config.validate(origin, text)?;
+    Ok(config)
+}
+
+/// Reads, parses and validates the configuration file at `path`. A file that cannot be read is
+/// one error with line 0.
+pub fn load_file(path: &Path) -> Result<HostAgentConfig, ConfigErrors> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: origin.clone(),
+            line: 0,
+            column: 0,
+            message: format!(
+                "cannot read the configuration file: {e}; check the path, its permissions and \
+                 that it is UTF-8 text"
+            ),
+        }])
+    })?;
+    parse(&text, &origin)
+}

@@ -1,0 +1,272 @@
+//! The host agent's configuration schema: what an operator may write, with the source span of
+//! every value `validate` reports on, and plain accessors (defaults applied) for the rest of
+//! the agent.
+//!
+//! Every struct denies unknown keys, so a typo (`backend_prot = 8080`) is refused at its line
+//! instead of silently falling back to a default. Integers are read as `i64` (TOML's integer
+//! type) and range-checked by `validate`, so `port = 70000` gets a message with the allowed
+//! range and a fix instead of a bare "expected u16" that would also hide every other problem.
+//!
+//! Accessors are meant for a configuration that passed `validate` (the only kind `parse` and
+//! `load_file` return); on an unvalidated value an out-of-range integer falls back to the
+//! field's default rather than panicking.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use mux_shared::config::Protocol;
+use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
+use serde_spanned::Spanned;
+
+/// Default `[admin] listen`: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9200);
+/// Default `[health] interval_ms`.
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 1000;
+/// Default `[health] timeout_ms`.
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 500;
+/// Default `[health] rise`.
+pub const DEFAULT_HEALTH_RISE: u32 = 2;
+/// Default `[health] fall`.
+pub const DEFAULT_HEALTH_FALL: u32 = 3;
+/// Default `[health] http_path`.
+pub const DEFAULT_HTTP_PATH: &str = "/";
+/// Default `[health] http_status`.
+pub const DEFAULT_HTTP_STATUS: u16 = 200;
+
+/// An IPv4 or IPv6 address written as a string (`"192.0.2.10"`, `"2001:db8::10"`), refused at
+/// its own line:column when malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct IpValue(pub(crate) IpAddr);
+
+impl<'de> Deserialize<'de> for IpValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.trim().parse().map(IpValue).map_err(|_| {
+            D::Error::custom(format!(
+                "expected an IP address such as \"192.0.2.10\" or \"2001:db8::10\", got \
+                 {text:?}; write one address, without a prefix length or port"
+            ))
+        })
+    }
+}
+
+/// An `address:port` written as a string (`"127.0.0.1:9200"`, `"[::1]:9200"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SocketValue(pub(crate) SocketAddr);
+
+impl<'de> Deserialize<'de> for SocketValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.trim().parse().map(SocketValue).map_err(|_| {
+            D::Error::custom(format!(
+                "expected an address:port such as \"127.0.0.1:9200\" or \"[::1]:9200\", got \
+                 {text:?}; write an IP address (IPv6 in brackets), a colon and a port"
+            ))
+        })
+    }
+}
+
+/// The value of an optional integer field converted to its plain type, or `default`.
+fn int_or<T: TryFrom<i64>>(field: &Option<Spanned<i64>>, default: T) -> T {
+    field
+        .as_ref()
+        .and_then(|v| T::try_from(*v.get_ref()).ok())
+        .unwrap_or(default)
+}
+
+/// A section that is not in the file: its empty span says so.
+fn absent<T: Default>() -> Spanned<T> {
+    Spanned::new(0..0, T::default())
+}
+
+/// A parsed host-agent configuration. Obtain one from [`super::parse`] or
+/// [`super::load_file`].
+///
+/// Equality compares values only, not source positions.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostAgentConfig {
+    pub(crate) agent: Spanned<AgentSection>,
+    pub(crate) tunnel: Spanned<TunnelSection>,
+    #[serde(default)]
+    pub(crate) service: Vec<Service>,
+    #[serde(default = "absent")]
+    pub(crate) health: Spanned<HealthSection>,
+    #[serde(default)]
+    pub(crate) admin: AdminSection,
+}
+
+impl HostAgentConfig {
+    /// `[agent] name`, used in logs and metrics.
+    pub fn name(&self) -> &str {
+        self.agent.get_ref().name.get_ref()
+    }
+
+    /// `[tunnel] mux_sources`: the only outer source addresses decapsulated, in file order.
+    pub fn mux_sources(&self) -> Vec<IpAddr> {
+        self.tunnel
+            .get_ref()
+            .mux_sources
+            .get_ref()
+            .iter()
+            .map(|a| a.get_ref().0)
+            .collect()
+    }
+
+    /// The `[[service]]` entries, in file order.
+    pub fn services(&self) -> &[Service] {
+        &self.service
+    }
+
+    /// `[health]` resolved: the file's values over the defaults.
+    pub fn health(&self) -> HealthCheck {
+        let h = self.health.get_ref();
+        let kind = match h.kind.as_ref().map(|k| *k.get_ref()) {
+            Some(HealthKindName::Http) => HealthKind::Http {
+                path: h
+                    .http_path
+                    .as_ref()
+                    .map_or_else(|| DEFAULT_HTTP_PATH.to_owned(), |p| p.get_ref().clone()),
+                expected_status: int_or(&h.http_status, DEFAULT_HTTP_STATUS),
+            },
+            Some(HealthKindName::Tcp) | None => HealthKind::Tcp,
+        };
+        HealthCheck {
+            kind,
+            interval: Duration::from_millis(int_or(&h.interval_ms, DEFAULT_HEALTH_INTERVAL_MS)),
+            timeout: Duration::from_millis(int_or(&h.timeout_ms, DEFAULT_HEALTH_TIMEOUT_MS)),
+            rise: int_or(&h.rise, DEFAULT_HEALTH_RISE),
+            fall: int_or(&h.fall, DEFAULT_HEALTH_FALL),
+        }
+    }
+
+    /// `[admin] listen`; default [`DEFAULT_ADMIN_LISTEN`] (loopback).
+    pub fn admin_listen(&self) -> SocketAddr {
+        self.admin
+            .listen
+            .as_ref()
+            .map_or(DEFAULT_ADMIN_LISTEN, |v| v.get_ref().0)
+    }
+}
+
+/// `[agent]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AgentSection {
+    pub(crate) name: Spanned<String>,
+}
+
+/// `[tunnel]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TunnelSection {
+    pub(crate) mux_sources: Spanned<Vec<Spanned<IpValue>>>,
+}
+
+/// One `[[service]]`: a VIP:port/protocol served by one local backend.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub(crate) vip: Spanned<IpValue>,
+    pub(crate) port: Spanned<i64>,
+    pub(crate) protocol: Spanned<Protocol>,
+    pub(crate) dip: Spanned<IpValue>,
+    pub(crate) backend_address: Option<Spanned<IpValue>>,
+    pub(crate) backend_port: Option<Spanned<i64>>,
+}
+
+impl Service {
+    /// The VIP clients address.
+    pub fn vip(&self) -> IpAddr {
+        self.vip.get_ref().0
+    }
+
+    /// The VIP's port, 1..=65535.
+    pub fn port(&self) -> u16 {
+        u16::try_from(*self.port.get_ref()).unwrap_or(0)
+    }
+
+    /// TCP or UDP.
+    pub fn protocol(&self) -> Protocol {
+        *self.protocol.get_ref()
+    }
+
+    /// The DIP: the outer destination the MUX tunnels this service's packets to.
+    pub fn dip(&self) -> IpAddr {
+        self.dip.get_ref().0
+    }
+
+    /// The address the backend receives on and replies from (the inner destination after the
+    /// rewrite); default [`Service::dip`]. Always of the VIP's family. It differs from the DIP
+    /// only when the MUX tunnels to an address of the other family (an IPv4 VIP over an IPv6
+    /// tunnel, or the reverse).
+    pub fn backend_address(&self) -> IpAddr {
+        self.backend_address
+            .as_ref()
+            .map_or_else(|| self.dip(), |a| a.get_ref().0)
+    }
+
+    /// The port the backend listens on; default [`Service::port`].
+    pub fn backend_port(&self) -> u16 {
+        int_or(&self.backend_port, self.port())
+    }
+}
+
+/// `[health] kind` as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum HealthKindName {
+    Tcp,
+    Http,
+}
+
+/// `[health]` as written.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HealthSection {
+    pub(crate) kind: Option<Spanned<HealthKindName>>,
+    pub(crate) interval_ms: Option<Spanned<i64>>,
+    pub(crate) timeout_ms: Option<Spanned<i64>>,
+    pub(crate) rise: Option<Spanned<i64>>,
+    pub(crate) fall: Option<Spanned<i64>>,
+    pub(crate) http_path: Option<Spanned<String>>,
+    pub(crate) http_status: Option<Spanned<i64>>,
+}
+
+/// What a health check does to each local backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthKind {
+    /// A TCP connect to `backend_address:backend_port`.
+    Tcp,
+    /// An HTTP/1.1 GET of `path`; healthy when the status is `expected_status`.
+    Http {
+        /// The request path (starts with `/`).
+        path: String,
+        /// The status a healthy backend answers.
+        expected_status: u16,
+    },
+}
+
+/// `[health]` resolved. Only the schema exists so far: no checker runs these yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The probe.
+    pub kind: HealthKind,
+    /// Time between probes of one backend (100 ms ..= 60 s; default 1 s).
+    pub interval: Duration,
+    /// A probe not answered within this counts as failed (at most the interval; default
+    /// 500 ms).
+    pub timeout: Duration,
+    /// Consecutive successes that bring a failed backend back (1..=100; default 2).
+    pub rise: u32,
+    /// Consecutive failures that mark a backend failed (1..=100; default 3).
+    pub fall: u32,
+}
+
+/// `[admin]`.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminSection {
+    pub(crate) listen: Option<Spanned<SocketValue>>,
+}

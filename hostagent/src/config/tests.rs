@@ -1,0 +1,336 @@
+//! Parse and validation tests: the shipped example, syntax/type errors, one test per semantic
+//! rule (asserting the exact line:column and a substring of the message), error collection
+//! and defaults.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../configs/hostagent.example.toml");
+
+const HEAD: &str =
+    "[agent]\nname = \"h1\"\n[tunnel]\nmux_sources = [\"10.0.11.2\", \"10.0.12.2\"]\n";
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    match parse(text, "t.toml") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0,
+    }
+}
+
+/// 1-based line and column of the `nth` (0-based) occurrence of `needle` in `text`.
+fn position(text: &str, needle: &str, nth: usize) -> (usize, usize) {
+    let offset = text
+        .match_indices(needle)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("{needle:?} occurs fewer than {} times", nth + 1))
+        .0;
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// Asserts `text` is refused with exactly one error at the `nth` occurrence of `at`, whose
+/// message contains `needle`.
+fn refused_at_nth(text: &str, at: &str, nth: usize, needle: &str) {
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "expected one error, got {errs:#?}\n{text}");
+    let e = &errs[0];
+    assert_eq!(
+        (e.line, e.column),
+        position(text, at, nth),
+        "wrong position for {e}"
+    );
+    assert!(
+        e.message.contains(needle),
+        "{:?} does not contain {needle:?}",
+        e.message
+    );
+    assert_eq!(e.file, "t.toml");
+}
+
+fn refused_at(text: &str, at: &str, needle: &str) {
+    refused_at_nth(text, at, 0, needle);
+}
+
+/// Asserts one error located at the value after the first `key` (e.g. `"rise = "`).
+fn refused_at_value(text: &str, key: &str, needle: &str) {
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "expected one error, got {errs:#?}\n{text}");
+    let (line, column) = position(text, key, 0);
+    assert_eq!(
+        (errs[0].line, errs[0].column),
+        (line, column + key.chars().count()),
+        "wrong position for {}",
+        errs[0]
+    );
+    assert!(
+        errs[0].message.contains(needle),
+        "{:?} lacks {needle:?}",
+        errs[0].message
+    );
+}
+
+fn valid(text: &str) -> HostAgentConfig {
+    parse(text, "t.toml").unwrap_or_else(|e| panic!("refused:\n{e}\n{text}"))
+}
+
+/// `HEAD` plus one service with the given keys.
+fn service(keys: &str) -> String {
+    format!("{HEAD}[[service]]\n{keys}")
+}
+
+const WEB: &str = "vip = \"192.0.2.10\"\nport = 80\nprotocol = \"tcp\"\ndip = \"10.0.21.2\"\n";
+
+#[test]
+fn example_file_parses_with_its_values() {
+    let c = parse(EXAMPLE, "configs/hostagent.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.name(), "host1");
+    assert_eq!(c.mux_sources().len(), 4);
+    let s = &c.services()[0];
+    assert_eq!(s.vip(), "192.0.2.10".parse::<IpAddr>().unwrap());
+    assert_eq!((s.port(), s.backend_port()), (80, 8080));
+    assert_eq!(s.protocol(), Protocol::Tcp);
+    assert_eq!(s.backend_address(), s.dip());
+    assert_eq!(c.services()[1].backend_port(), 53, "defaults to port");
+    let mixed = &c.services()[3];
+    assert_eq!(mixed.dip(), "fd00:21::2".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        mixed.backend_address(),
+        "10.0.21.3".parse::<IpAddr>().unwrap()
+    );
+    let h = c.health();
+    assert_eq!(
+        h.kind,
+        HealthKind::Http {
+            path: "/healthz".into(),
+            expected_status: 200
+        }
+    );
+    assert_eq!(h.interval, Duration::from_millis(1000));
+    assert_eq!((h.rise, h.fall), (2, 3));
+}
+
+#[test]
+fn defaults_apply_to_a_minimal_file() {
+    let c = valid(HEAD);
+    assert!(c.services().is_empty());
+    assert_eq!(c.admin_listen(), DEFAULT_ADMIN_LISTEN);
+    assert_eq!(
+        c.admin_listen(),
+        "127.0.0.1:9200".parse::<SocketAddr>().unwrap()
+    );
+    let h = c.health();
+    assert_eq!(h.kind, HealthKind::Tcp);
+    assert_eq!(h.timeout, Duration::from_millis(DEFAULT_HEALTH_TIMEOUT_MS));
+    assert_eq!((h.rise, h.fall), (DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_FALL));
+}
+
+#[test]
+fn unknown_keys_are_refused_at_their_line() {
+    let text = service(&format!("{WEB}backend_prot = 8080\n"));
+    refused_at(&text, "backend_prot", "unknown field `backend_prot`");
+    let text = format!("{HEAD}[admin]\nlisten = \"127.0.0.1:9200\"\nbind = 1\n");
+    refused_at(&text, "bind", "fix the spelling");
+}
+
+#[test]
+fn missing_sections_and_keys_are_named() {
+    let errs = errors("[agent]\nname = \"h\"\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].message.contains("`tunnel`"), "{}", errs[0]);
+    let text = service("vip = \"192.0.2.10\"\nport = 80\nprotocol = \"tcp\"\n");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].message.contains("`dip`"), "{}", errs[0]);
+}
+
+#[test]
+fn type_errors_get_a_fix() {
+    let text = service(&WEB.replace("port = 80", "port = \"80\""));
+    refused_at(&text, "\"80\"", "write a whole number without quotes");
+    let text = service(&WEB.replace("\"tcp\"", "\"sctp\""));
+    refused_at(&text, "\"sctp\"", "use one of the listed values");
+    let text = service(&WEB.replace("\"10.0.21.2\"", "\"10.0.21.0/24\""));
+    refused_at(&text, "\"10.0.21.0/24\"", "without a prefix length");
+}
+
+#[test]
+fn agent_name_must_be_a_label() {
+    let text = HEAD.replace("\"h1\"", "\"host one\"");
+    refused_at(&text, "\"host one\"", "[agent]: name \"host one\"");
+}
+
+#[test]
+fn mux_sources_must_be_listed_unicast_and_unique() {
+    let text = "[agent]\nname = \"h\"\n[tunnel]\nmux_sources = []\n";
+    refused_at(text, "[]", "mux_sources is empty");
+    let text = HEAD.replace("\"10.0.12.2\"", "\"224.0.0.1\"");
+    refused_at(&text, "\"224.0.0.1\"", "is a multicast address");
+    let text = HEAD.replace("\"10.0.12.2\"", "\"10.0.11.2\"");
+    refused_at_nth(&text, "\"10.0.11.2\"", 1, "listed twice (first on line 4)");
+    let text = HEAD.replace("\"10.0.12.2\"", "\"::ffff:10.0.12.2\"");
+    refused_at(
+        &text,
+        "\"::ffff:10.0.12.2\"",
+        "write it as plain IPv4: \"10.0.12.2\"",
+    );
+}
+
+#[test]
+fn ports_are_range_checked() {
+    let text = service(&WEB.replace("port = 80", "port = 70000"));
+    refused_at(
+        &text,
+        "70000",
+        "service 192.0.2.10:0/tcp: port must be between 1 and 65535",
+    );
+    let text = service(&format!("{WEB}backend_port = 0\n"));
+    refused_at_value(
+        &text,
+        "backend_port = ",
+        "backend_port must be between 1 and 65535",
+    );
+}
+
+#[test]
+fn service_addresses_must_be_unicast() {
+    let text = service(&WEB.replace("\"10.0.21.2\"", "\"127.0.0.1\""));
+    refused_at(&text, "\"127.0.0.1\"", "dip is a loopback address");
+    let text = service(&WEB.replace("\"192.0.2.10\"", "\"0.0.0.0\""));
+    refused_at(&text, "\"0.0.0.0\"", "vip is unspecified");
+    let text = service(&format!("{WEB}backend_address = \"255.255.255.255\"\n"));
+    refused_at(
+        &text,
+        "\"255.255.255.255\"",
+        "backend_address is the broadcast address",
+    );
+}
+
+#[test]
+fn mixed_family_needs_a_backend_address_of_the_vip_family() {
+    let text = service(&WEB.replace("\"10.0.21.2\"", "\"fd00:21::2\""));
+    refused_at(&text, "\"fd00:21::2\"", "add backend_address");
+    let text = service(&format!(
+        "{}backend_address = \"fd00:21::3\"\n",
+        WEB.replace("\"10.0.21.2\"", "\"fd00:21::2\"")
+    ));
+    refused_at(&text, "\"fd00:21::3\"", "is not IPv4 like the vip");
+    let ok = service(&format!(
+        "{}backend_address = \"10.0.21.3\"\n",
+        WEB.replace("\"10.0.21.2\"", "\"fd00:21::2\"")
+    ));
+    valid(&ok);
+}
+
+#[test]
+fn vip_must_differ_from_dip() {
+    let text = service(&WEB.replace("\"10.0.21.2\"", "\"192.0.2.10\""));
+    refused_at(&text, "\"192.0.2.10\"", "is also the service's dip");
+}
+
+#[test]
+fn duplicate_services_and_backends_are_refused_with_the_first_line() {
+    let text = format!("{}[[service]]\n{WEB}backend_port = 81\n", service(WEB));
+    refused_at_nth(&text, "\"192.0.2.10\"", 1, "as the service on line 6");
+    // Two VIP ports answered by one backend port: replies could not be told apart.
+    let text = format!(
+        "{}[[service]]\n{}backend_port = 80\n",
+        service(WEB),
+        WEB.replace("port = 80", "port = 81")
+    );
+    refused_at_value(
+        &text,
+        "backend_port = ",
+        "indistinguishable from those of the service on line 6",
+    );
+    // The same VIP port through two DIPs (two backends on one host) is fine.
+    valid(&format!(
+        "{}[[service]]\n{}",
+        service(WEB),
+        WEB.replace("\"10.0.21.2\"", "\"10.0.21.3\"")
+    ));
+}
+
+#[test]
+fn health_values_are_checked() {
+    let h = |body: &str| format!("{HEAD}[health]\n{body}");
+    refused_at(
+        &h("interval_ms = 50\n"),
+        "50",
+        "[health]: interval_ms must be between 100 and 60000",
+    );
+    refused_at(
+        &h("timeout_ms = 2000\n"),
+        "2000",
+        "longer than interval_ms 1000",
+    );
+    refused_at(
+        &h("interval_ms = 3000\ntimeout_ms = 4000\n"),
+        "4000",
+        "longer than interval_ms 3000",
+    );
+    refused_at_value(
+        &h("rise = 0\n"),
+        "rise = ",
+        "rise must be between 1 and 100",
+    );
+    refused_at(&h("fall = 101\n"), "101", "fall must be between 1 and 100");
+    refused_at(
+        &h("kind = \"http\"\nhttp_status = 600\n"),
+        "600",
+        "http_status must be between 100 and 599",
+    );
+    refused_at(
+        &h("kind = \"http\"\nhttp_path = \"healthz\"\n"),
+        "\"healthz\"",
+        "not a request path",
+    );
+    refused_at(
+        &h("http_path = \"/x\"\n"),
+        "\"/x\"",
+        "only used by HTTP checks",
+    );
+    refused_at(&h("kind = \"icmp\"\n"), "\"icmp\"", "unknown variant");
+    let ok = valid(&h("kind = \"http\"\n"));
+    assert_eq!(
+        ok.health().kind,
+        HealthKind::Http {
+            path: DEFAULT_HTTP_PATH.into(),
+            expected_status: DEFAULT_HTTP_STATUS
+        }
+    );
+}
+
+#[test]
+fn admin_listen_needs_a_fixed_port() {
+    let text = format!("{HEAD}[admin]\nlisten = \"127.0.0.1:0\"\n");
+    refused_at(&text, "\"127.0.0.1:0\"", "give a fixed port");
+    let text = format!("{HEAD}[admin]\nlisten = \"localhost:9200\"\n");
+    refused_at(&text, "\"localhost:9200\"", "expected an address:port");
+}
+
+#[test]
+fn every_semantic_error_is_reported_in_file_order() {
+    let text = format!(
+        "[agent]\nname = \"a b\"\n[tunnel]\nmux_sources = [\"0.0.0.0\"]\n[[service]]\n{}\
+         [health]\nrise = 0\n",
+        WEB.replace("port = 80", "port = 0")
+    );
+    let errs = errors(&text);
+    let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [2, 4, 7, 11], "{errs:#?}");
+}
+
+#[test]
+fn unreadable_file_is_one_error_without_position() {
+    let errs = load_file(std::path::Path::new("/nonexistent/hostagent.toml")).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs.errors()[0].line, 0);
+    assert!(
+        errs.to_string()
+            .starts_with("/nonexistent/hostagent.toml: cannot read")
+    );
+}

@@ -1,0 +1,369 @@
+//! Semantic validation: every rule a well-typed host-agent configuration must also satisfy.
+//!
+//! [`HostAgentConfig::validate`] records every violation at the span of the value at fault and
+//! returns them sorted in file order; it never stops at the first. Every message reads
+//! `CONTEXT: what is wrong (got VALUE); how to fix it`, where CONTEXT is `[section]` or
+//! `service VIP:PORT/PROTO`. The rules are listed in the `config` module documentation.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use mux_shared::config::{ConfigErrors, Protocol};
+use serde_spanned::Spanned;
+
+use super::error::Collector;
+use super::schema::{HealthKindName, HostAgentConfig, IpValue, Service};
+
+impl HostAgentConfig {
+    /// Checks every semantic rule and returns all violations in file order. `origin` is the
+    /// file name shown in messages and `text` the exact text this configuration was parsed
+    /// from (spans are byte offsets into it).
+    pub fn validate(&self, origin: &str, text: &str) -> Result<(), ConfigErrors> {
+        let mut c = Collector::new(origin, text);
+        check_name(&mut c, &self.agent.get_ref().name);
+        self.check_tunnel(&mut c);
+        self.check_services(&mut c);
+        self.check_health(&mut c);
+        if let Some(listen) = &self.admin.listen
+            && listen.get_ref().0.port() == 0
+        {
+            c.at(
+                listen.span(),
+                "[admin]: listen has port 0 (got a random port); give a fixed port such as \
+                 \"127.0.0.1:9200\" so the MUXes can poll it"
+                    .to_string(),
+            );
+        }
+        c.finish()
+    }
+
+    fn check_tunnel(&self, c: &mut Collector<'_>) {
+        let sources = &self.tunnel.get_ref().mux_sources;
+        if sources.get_ref().is_empty() {
+            c.at(
+                sources.span(),
+                "[tunnel]: mux_sources is empty, so every tunnelled packet would be dropped; \
+                 list the tunnel source address of each MUX, e.g. [\"10.0.11.2\", \"10.0.12.2\"]"
+                    .to_string(),
+            );
+        }
+        let mut seen: HashMap<IpAddr, usize> = HashMap::new();
+        for source in sources.get_ref() {
+            let addr = source.get_ref().0;
+            check_unicast(
+                c,
+                source,
+                &format!("[tunnel]: mux source {addr}"),
+                "use the [tunnel] source_v4/source_v6 address a MUX encapsulates from",
+            );
+            if let Some(first) = seen.get(&addr) {
+                let line = c.locate(*first).0;
+                c.at(
+                    source.span(),
+                    format!("[tunnel]: mux source {addr} is listed twice (first on line {line}); remove one"),
+                );
+            } else {
+                seen.insert(addr, source.span().start);
+            }
+        }
+    }
+
+    fn check_services(&self, c: &mut Collector<'_>) {
+        // (dip, vip, port, protocol) → offset of the first service with it.
+        let mut by_tunnel: HashMap<(IpAddr, IpAddr, u16, Protocol), usize> = HashMap::new();
+        // (backend address, backend port, protocol) → offset of the first service with it.
+        let mut by_backend: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
+        for s in &self.service {
+            let ctx = service_ctx(s);
+            let ports_ok = check_port(c, &ctx, "port", &s.port)
+                & s.backend_port
+                    .as_ref()
+                    .is_none_or(|p| check_port(c, &ctx, "backend_port", p));
+            check_unicast(
+                c,
+                &s.vip,
+                &format!("{ctx}: vip"),
+                "use the VIP the MUXes announce",
+            );
+            check_unicast(
+                c,
+                &s.dip,
+                &format!("{ctx}: dip"),
+                "use the address of this host (or of its backend) that the MUX tunnels to",
+            );
+            if let Some(b) = &s.backend_address {
+                check_unicast(
+                    c,
+                    b,
+                    &format!("{ctx}: backend_address"),
+                    "use the address the backend listens on",
+                );
+            }
+            let (vip, dip, backend) = (s.vip(), s.dip(), s.backend_address());
+            match &s.backend_address {
+                None if dip.is_ipv4() != vip.is_ipv4() => c.at(
+                    s.dip.span(),
+                    format!(
+                        "{ctx}: dip {dip} and vip {vip} are of different families, so the \
+                         packet cannot be delivered to the dip; add backend_address = \"<the \
+                         backend's {} address>\" (the MUX still tunnels to {dip})",
+                        family(vip)
+                    ),
+                ),
+                Some(b) if backend.is_ipv4() != vip.is_ipv4() => c.at(
+                    b.span(),
+                    format!(
+                        "{ctx}: backend_address {backend} is not {} like the vip; the backend \
+                         receives the client's packet with its {} header, so give its {} \
+                         address",
+                        family(vip),
+                        family(vip),
+                        family(vip)
+                    ),
+                ),
+                _ => {}
+            }
+            if vip == dip || vip == backend {
+                c.at(
+                    s.vip.span(),
+                    format!(
+                        "{ctx}: the vip {vip} is also the service's dip or backend_address; the \
+                         VIP is announced by the MUXes, the DIP is this host's own address: use \
+                         two different addresses"
+                    ),
+                );
+            }
+            if !ports_ok {
+                continue;
+            }
+            let tunnel_key = (dip, vip, s.port(), s.protocol());
+            if let Some(first) = by_tunnel.get(&tunnel_key) {
+                let line = c.locate(*first).0;
+                c.at(
+                    s.vip.span(),
+                    format!(
+                        "{ctx}: the same vip, port, protocol and dip {dip} as the service on \
+                         line {line}; remove the duplicate (one backend per VIP port and DIP)"
+                    ),
+                );
+            } else {
+                by_tunnel.insert(tunnel_key, s.vip.span().start);
+            }
+            let backend_key = (backend, s.backend_port(), s.protocol());
+            if let Some(first) = by_backend.get(&backend_key) {
+                let line = c.locate(*first).0;
+                let at = s
+                    .backend_port
+                    .as_ref()
+                    .map_or_else(|| s.port.span(), Spanned::span);
+                c.at(
+                    at,
+                    format!(
+                        "{ctx}: replies from {} would be indistinguishable from those of the \
+                         service on line {line} (same backend address, port and protocol), so \
+                         their source could not be rewritten; give each service its own \
+                         backend_port or backend_address",
+                        sock(backend, s.backend_port())
+                    ),
+                );
+            } else {
+                by_backend.insert(backend_key, s.vip.span().start);
+            }
+        }
+    }
+
+    fn check_health(&self, c: &mut Collector<'_>) {
+        let h = self.health.get_ref();
+        let ctx = "[health]";
+        let interval = h.interval_ms.as_ref().map(|v| {
+            let ok = check_range(
+                c,
+                ctx,
+                "interval_ms",
+                v,
+                100,
+                60_000,
+                "1000 suits most backends",
+            );
+            (ok, *v.get_ref())
+        });
+        if let Some(v) = &h.timeout_ms
+            && check_range(
+                c,
+                ctx,
+                "timeout_ms",
+                v,
+                10,
+                60_000,
+                "keep it below interval_ms",
+            )
+        {
+            let limit = match interval {
+                Some((true, i)) => i,
+                Some((false, _)) => i64::MAX,
+                None => i64::try_from(super::DEFAULT_HEALTH_INTERVAL_MS).unwrap_or(i64::MAX),
+            };
+            if *v.get_ref() > limit {
+                c.at(
+                    v.span(),
+                    format!(
+                        "{ctx}: timeout_ms {} is longer than interval_ms {limit}, so probes \
+                         would overlap; lower timeout_ms or raise interval_ms",
+                        v.get_ref()
+                    ),
+                );
+            }
+        }
+        for (key, v) in [("rise", &h.rise), ("fall", &h.fall)] {
+            if let Some(v) = v {
+                check_range(
+                    c,
+                    ctx,
+                    key,
+                    v,
+                    1,
+                    100,
+                    "count consecutive probe results; 2 or 3 avoids flapping",
+                );
+            }
+        }
+        if let Some(v) = &h.http_status {
+            check_range(
+                c,
+                ctx,
+                "http_status",
+                v,
+                100,
+                599,
+                "write an HTTP status such as 200",
+            );
+        }
+        if let Some(p) = &h.http_path {
+            let path = p.get_ref();
+            if !path.starts_with('/')
+                || path.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+            {
+                c.at(
+                    p.span(),
+                    format!(
+                        "{ctx}: http_path {path:?} is not a request path; write an absolute \
+                         path without spaces, such as \"/healthz\""
+                    ),
+                );
+            }
+        }
+        let is_http = h
+            .kind
+            .as_ref()
+            .is_some_and(|k| *k.get_ref() == HealthKindName::Http);
+        if !is_http {
+            for (key, span) in [
+                ("http_path", h.http_path.as_ref().map(Spanned::span)),
+                ("http_status", h.http_status.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    c.at(
+                        span,
+                        format!(
+                            "{ctx}: {key} is only used by HTTP checks but kind is \"tcp\"; set \
+                             kind = \"http\" or remove {key}"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+fn sock(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+fn service_ctx(s: &Service) -> String {
+    format!(
+        "service {}/{}",
+        sock(s.vip(), u16::try_from(*s.port.get_ref()).unwrap_or(0)),
+        s.protocol()
+    )
+}
+
+fn check_port(c: &mut Collector<'_>, ctx: &str, key: &str, v: &Spanned<i64>) -> bool {
+    check_range(
+        c,
+        ctx,
+        key,
+        v,
+        1,
+        65_535,
+        "write a port number from 1 to 65535",
+    )
+}
+
+fn check_range(
+    c: &mut Collector<'_>,
+    ctx: &str,
+    key: &str,
+    value: &Spanned<i64>,
+    lo: i64,
+    hi: i64,
+    fix: &str,
+) -> bool {
+    let v = *value.get_ref();
+    let ok = (lo..=hi).contains(&v);
+    if !ok {
+        c.at(
+            value.span(),
+            format!("{ctx}: {key} must be between {lo} and {hi} (got {v}); {fix}"),
+        );
+    }
+    ok
+}
+
+fn check_name(c: &mut Collector<'_>, name: &Spanned<String>) {
+    let n = name.get_ref();
+    let ok = (1..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        c.at(
+            name.span(),
+            format!(
+                "[agent]: name {n:?} cannot be used in logs and metrics; use 1 to 64 letters, \
+                 digits, '-', '_' or '.'"
+            ),
+        );
+    }
+}
+
+fn check_unicast(c: &mut Collector<'_>, addr: &Spanned<IpValue>, ctx: &str, fix: &str) {
+    let problem = match addr.get_ref().0 {
+        IpAddr::V4(a) if a.is_unspecified() => "is unspecified",
+        IpAddr::V4(a) if a.is_broadcast() => "is the broadcast address",
+        IpAddr::V4(a) if a.is_multicast() => "is a multicast address",
+        IpAddr::V4(a) if a.is_loopback() => "is a loopback address",
+        IpAddr::V6(a) if a.is_unspecified() => "is unspecified",
+        IpAddr::V6(a) if a.is_multicast() => "is a multicast address",
+        IpAddr::V6(a) if a.is_loopback() => "is a loopback address",
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => {
+                c.at(
+                    addr.span(),
+                    format!(
+                        "{ctx} is an IPv4-mapped IPv6 address; write it as plain IPv4: \"{v4}\""
+                    ),
+                );
+                return;
+            }
+            None => return,
+        },
+        IpAddr::V4(_) => return,
+    };
+    c.at(addr.span(), format!("{ctx} {problem}; {fix}"));
+}

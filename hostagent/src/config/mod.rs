@@ -40,7 +40,6 @@
 //! [`HostAgentConfig::validate`]; a returned error list is never empty; syntax and type errors
 //! come from `toml`, which stops at the first, so they are reported alone.
 
-mod error;
 mod schema;
 mod validate;
 
@@ -62,7 +61,7 @@ pub use schema::{
 /// semantic error in file order.
 pub fn parse(text: &str, origin: &str) -> Result<HostAgentConfig, ConfigErrors> {
     let config: HostAgentConfig =
-        toml::from_str(text).map_err(|e| error::from_toml(origin, text, &e))?;
+        toml::from_str(text).map_err(|e| mux_shared::config::from_toml(origin, text, &e))?;
     config.validate(origin, text)?;
     Ok(config)
 }
@@ -70,17 +69,6 @@ pub fn parse(text: &str, origin: &str) -> Result<HostAgentConfig, ConfigErrors> 
 /// Reads, parses and validates the configuration file at `path`. A file that cannot be read is
 /// one error with line 0.
 pub fn load_file(path: &Path) -> Result<HostAgentConfig, ConfigErrors> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: origin.clone(),
-            line: 0,
-            column: 0,
-            message: format!(
-                "cannot read the configuration file: {e}; check the path, its permissions and \
-                 that it is UTF-8 text"
-            ),
-        }])
-    })?;
+    let (origin, text) = mux_shared::config::read_file(path)?;
     parse(&text, &origin)
 }

@@ -15,8 +15,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use mux_shared::config::Protocol;
+pub(crate) use mux_shared::config::values::{IpValue, SocketValue};
 use serde::Deserialize;
-use serde::de::{Deserializer, Error as _};
 use serde_spanned::Spanned;
 
 /// Default `[admin] listen`: loopback only.
@@ -33,39 +33,6 @@ pub const DEFAULT_HEALTH_FALL: u32 = 3;
 pub const DEFAULT_HTTP_PATH: &str = "/";
 /// Default `[health] http_status`.
 pub const DEFAULT_HTTP_STATUS: u16 = 200;
-
-/// An IPv4 or IPv6 address written as a string (`"192.0.2.10"`, `"2001:db8::10"`), refused at
-/// its own line:column when malformed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct IpValue(pub(crate) IpAddr);
-
-impl<'de> Deserialize<'de> for IpValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.trim().parse().map(IpValue).map_err(|_| {
-            D::Error::custom(format!(
-                "expected an IP address such as \"192.0.2.10\" or \"2001:db8::10\", got \
-                 {text:?}; write one address, without a prefix length or port"
-            ))
-        })
-    }
-}
-
-/// An `address:port` written as a string (`"127.0.0.1:9200"`, `"[::1]:9200"`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct SocketValue(pub(crate) SocketAddr);
-
-impl<'de> Deserialize<'de> for SocketValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.trim().parse().map(SocketValue).map_err(|_| {
-            D::Error::custom(format!(
-                "expected an address:port such as \"127.0.0.1:9200\" or \"[::1]:9200\", got \
-                 {text:?}; write an IP address (IPv6 in brackets), a colon and a port"
-            ))
-        })
-    }
-}
 
 /// The value of an optional integer field converted to its plain type, or `default`.
 fn int_or<T: TryFrom<i64>>(field: &Option<Spanned<i64>>, default: T) -> T {

@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use mux_shared::config::{ConfigErrors, Protocol};
 use serde_spanned::Spanned;
 
-use super::error::Collector;
 use super::schema::{HealthKindName, HostAgentConfig, IpValue, Service};
+use mux_shared::config::Collector;
 
 impl HostAgentConfig {
     /// Checks every semantic rule and returns all violations in file order. `origin` is the
@@ -57,7 +57,7 @@ impl HostAgentConfig {
                 "use the [tunnel] source_v4/source_v6 address a MUX encapsulates from",
             );
             if let Some(first) = seen.get(&addr) {
-                let line = c.locate(*first).0;
+                let line = c.line_of(*first);
                 c.at(
                     source.span(),
                     format!("[tunnel]: mux source {addr} is listed twice (first on line {line}); remove one"),
@@ -138,7 +138,7 @@ impl HostAgentConfig {
             }
             let tunnel_key = (dip, vip, s.port(), s.protocol());
             if let Some(first) = by_tunnel.get(&tunnel_key) {
-                let line = c.locate(*first).0;
+                let line = c.line_of(*first);
                 c.at(
                     s.vip.span(),
                     format!(
@@ -151,7 +151,7 @@ impl HostAgentConfig {
             }
             let backend_key = (backend, s.backend_port(), s.protocol());
             if let Some(first) = by_backend.get(&backend_key) {
-                let line = c.locate(*first).0;
+                let line = c.line_of(*first);
                 let at = s
                     .backend_port
                     .as_ref()

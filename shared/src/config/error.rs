@@ -76,7 +76,7 @@ fn render_lines(errors: &[ConfigError]) -> String {
 
 /// Collects errors located by byte span, then hands them back sorted in file order.
 #[derive(Debug)]
-pub(crate) struct Collector<'a> {
+pub struct Collector<'a> {
     origin: &'a str,
     locator: Locator<'a>,
     errors: Vec<ConfigError>,
@@ -84,7 +84,7 @@ pub(crate) struct Collector<'a> {
 
 impl<'a> Collector<'a> {
     /// A collector for the file `origin` whose text is `text`.
-    pub(crate) fn new(origin: &'a str, text: &'a str) -> Self {
+    pub fn new(origin: &'a str, text: &'a str) -> Self {
         Collector {
             origin,
             locator: Locator::new(text),
@@ -93,7 +93,7 @@ impl<'a> Collector<'a> {
     }
 
     /// Records `message` at the start of the byte range `span`.
-    pub(crate) fn at(&mut self, span: std::ops::Range<usize>, message: String) {
+    pub fn at(&mut self, span: std::ops::Range<usize>, message: String) {
         let (line, column) = self.locator.locate(span.start);
         self.errors.push(ConfigError {
             file: self.origin.to_owned(),
@@ -104,13 +104,13 @@ impl<'a> Collector<'a> {
     }
 
     /// The 1-based line of byte `offset`, to refer to another definition in a message.
-    pub(crate) fn line_of(&self, offset: usize) -> usize {
+    pub fn line_of(&self, offset: usize) -> usize {
         self.locator.locate(offset).0
     }
 
     /// `Ok(())` when nothing was recorded, otherwise every error sorted by position (stable, so
     /// two errors at one position keep the order they were found in).
-    pub(crate) fn finish(mut self) -> Result<(), ConfigErrors> {
+    pub fn finish(mut self) -> Result<(), ConfigErrors> {
         if self.errors.is_empty() {
             return Ok(());
         }
@@ -120,7 +120,7 @@ impl<'a> Collector<'a> {
 }
 
 /// Converts a `toml` syntax or type error into one located error with a hint.
-pub(crate) fn from_toml(origin: &str, text: &str, error: &toml::de::Error) -> ConfigErrors {
+pub fn from_toml(origin: &str, text: &str, error: &toml::de::Error) -> ConfigErrors {
     let span = error.span().unwrap_or(0..0);
     let spanned_text = text.get(span.clone()).unwrap_or("");
     let mut collector = Collector::new(origin, text);

@@ -46,14 +46,14 @@ mod error;
 mod location;
 mod schema;
 mod validate;
-mod values;
+pub mod values;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::Path;
 
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{Collector, ConfigError, ConfigErrors, from_toml};
 pub use schema::{
     Admin, Backend, BackendState, Bgp, DEFAULT_ADMIN_LISTEN, DEFAULT_BIRD_SOCKET,
     DEFAULT_BURST_SIZE, DEFAULT_DRAIN_SECONDS, DEFAULT_FLOW_TABLE_CAPACITY, DEFAULT_MTU,
@@ -76,6 +76,14 @@ pub fn parse(text: &str, origin: &str) -> Result<MuxConfig, ConfigErrors> {
 /// `path` is displayed. A file that cannot be read (missing, unreadable, not UTF-8) is one
 /// error with line 0.
 pub fn load_file(path: &Path) -> Result<MuxConfig, ConfigErrors> {
+    let (origin, text) = read_file(path)?;
+    parse(&text, &origin)
+}
+
+/// Reads a configuration file's text and the name messages should show for it. A file that
+/// cannot be read (missing, unreadable, not UTF-8) is one error with line 0. Shared by every
+/// binary's `load_file`.
+pub fn read_file(path: &Path) -> Result<(String, String), ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -88,5 +96,5 @@ pub fn load_file(path: &Path) -> Result<MuxConfig, ConfigErrors> {
             ),
         }])
     })?;
-    parse(&text, &origin)
+    Ok((origin, text))
 }

@@ -12,7 +12,7 @@ use serde::de::{Deserialize, Deserializer, Error as _};
 
 /// An IPv4 or IPv6 address written as a string (`"192.0.2.10"`, `"2001:db8::10"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct IpValue(pub(crate) IpAddr);
+pub struct IpValue(pub IpAddr);
 
 impl<'de> Deserialize<'de> for IpValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -78,7 +78,7 @@ impl<'de> Deserialize<'de> for MacValue {
 
 /// An `address:port` written as a string (`"127.0.0.1:9100"`, `"[::1]:9100"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct SocketValue(pub(crate) SocketAddr);
+pub struct SocketValue(pub SocketAddr);
 
 impl<'de> Deserialize<'de> for SocketValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -3,6 +3,7 @@
 //!
 //! Everything here is deterministic and free of I/O policy:
 //! - [`wire`]: zero-copy views over packet bytes (Ethernet, ARP, IPv4, IPv6, TCP, UDP, ICMP).
+//! - [`drop_reasons`]: the macro both data paths declare their drop reasons with.
 //! - [`checksum`]: the internet checksum, pseudo-header sums and RFC 1624 incremental updates.
 //! - [`flow_key`]: the canonical 5-tuple every component hashes and compares.
 //! - [`stable_hash`]: the specified, seeded, portable hash used for backend selection.
@@ -14,6 +15,7 @@
 
 pub mod checksum;
 pub mod config;
+pub mod drop_reasons;
 pub mod flow_key;
 pub mod maglev;
 pub mod packet_builder;

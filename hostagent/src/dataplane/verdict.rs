@@ -29,44 +29,7 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-macro_rules! drop_reasons {
-    ($( $(#[doc = $doc:literal])* $variant:ident => $name:literal, )*) => {
-        /// Why a packet was dropped. Every variant has its own counter.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[repr(u8)]
-        pub enum DropReason {
-            $( $(#[doc = $doc])* $variant, )*
-        }
-
-        impl DropReason {
-            /// Every reason, in counter order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
-            /// Number of reasons (length of the counter array).
-            pub const COUNT: usize = Self::ALL.len();
-
-            /// The counter's name in JSON and metrics output (`snake_case`).
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(DropReason::$variant => $name,)*
-                }
-            }
-
-            /// The counter's description (the variant's doc comment).
-            pub fn description(self) -> &'static str {
-                match self {
-                    $(DropReason::$variant => concat!($($doc),*).trim_ascii_start(),)*
-                }
-            }
-
-            /// A dense index in `0..COUNT`, for the counter array.
-            pub fn index(self) -> usize {
-                self as usize
-            }
-        }
-    };
-}
-
-drop_reasons! {
+mux_shared::drop_reasons! {
     /// Inbound: the buffer ends before the outer IP header does, or before the length it
     /// states (empty buffers included).
     TruncatedOuter => "truncated_outer",

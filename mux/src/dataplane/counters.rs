@@ -100,12 +100,12 @@ impl WorkerCounters {
     /// Counts one drop.
     #[inline]
     pub fn drop(&mut self, reason: DropReason) {
-        self.drops[reason as usize] += 1;
+        self.drops[reason.index()] += 1;
     }
 
     /// Count of drops for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops[reason as usize]
+        self.drops[reason.index()]
     }
 
     /// Sum of all drops.

@@ -33,18 +33,8 @@ impl RawSocket {
     /// Opens a socket bound to `ifname` (in the calling thread's network namespace), receiving
     /// every protocol except its own transmissions.
     pub fn open(ifname: &str) -> Result<Self, AfPacketError> {
-        let sys_err = |step: &'static str| {
-            move |source: io::Error| AfPacketError::Sys {
-                ifname: ifname.to_owned(),
-                step,
-                source,
-            }
-        };
-        let fd = sys::packet_socket().map_err(sys_err("socket(AF_PACKET)"))?;
-        let ifindex = sys::ifindex(ifname).map_err(|source| AfPacketError::NoInterface {
-            ifname: ifname.to_owned(),
-            source,
-        })?;
+        let sys_err = |step| super::sys_error(ifname, step);
+        let (fd, ifindex) = super::open_socket(ifname)?;
         sys::set_packet_int(&fd, libc::PACKET_AUXDATA, 1).map_err(sys_err("PACKET_AUXDATA"))?;
         sys::set_packet_int(&fd, libc::PACKET_IGNORE_OUTGOING, 1)
             .map_err(sys_err("PACKET_IGNORE_OUTGOING"))?;

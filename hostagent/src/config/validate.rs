@@ -176,8 +176,7 @@ impl HostAgentConfig {
         let h = self.health.get_ref();
         let ctx = "[health]";
         let interval = h.interval_ms.as_ref().map(|v| {
-            let ok = check_range(
-                c,
+            let ok = c.check_range(
                 ctx,
                 "interval_ms",
                 v,
@@ -188,8 +187,7 @@ impl HostAgentConfig {
             (ok, *v.get_ref())
         });
         if let Some(v) = &h.timeout_ms
-            && check_range(
-                c,
+            && c.check_range(
                 ctx,
                 "timeout_ms",
                 v,
@@ -216,8 +214,7 @@ impl HostAgentConfig {
         }
         for (key, v) in [("rise", &h.rise), ("fall", &h.fall)] {
             if let Some(v) = v {
-                check_range(
-                    c,
+                c.check_range(
                     ctx,
                     key,
                     v,
@@ -228,8 +225,7 @@ impl HostAgentConfig {
             }
         }
         if let Some(v) = &h.http_status {
-            check_range(
-                c,
+            c.check_range(
                 ctx,
                 "http_status",
                 v,
@@ -295,8 +291,7 @@ fn service_ctx(s: &Service) -> String {
 }
 
 fn check_port(c: &mut Collector<'_>, ctx: &str, key: &str, v: &Spanned<i64>) -> bool {
-    check_range(
-        c,
+    c.check_range(
         ctx,
         key,
         v,
@@ -304,26 +299,6 @@ fn check_port(c: &mut Collector<'_>, ctx: &str, key: &str, v: &Spanned<i64>) -> 
         65_535,
         "write a port number from 1 to 65535",
     )
-}
-
-fn check_range(
-    c: &mut Collector<'_>,
-    ctx: &str,
-    key: &str,
-    value: &Spanned<i64>,
-    lo: i64,
-    hi: i64,
-    fix: &str,
-) -> bool {
-    let v = *value.get_ref();
-    let ok = (lo..=hi).contains(&v);
-    if !ok {
-        c.at(
-            value.span(),
-            format!("{ctx}: {key} must be between {lo} and {hi} (got {v}); {fix}"),
-        );
-    }
-    ok
 }
 
 fn check_name(c: &mut Collector<'_>, name: &Spanned<String>) {

@@ -103,6 +103,28 @@ impl<'a> Collector<'a> {
         });
     }
 
+    /// Records an error unless `lo <= value <= hi`, saying the range and how to fix it;
+    /// returns whether the value is in range.
+    pub fn check_range(
+        &mut self,
+        ctx: &str,
+        key: &str,
+        value: &serde_spanned::Spanned<i64>,
+        lo: i64,
+        hi: i64,
+        fix: &str,
+    ) -> bool {
+        let v = *value.get_ref();
+        let ok = (lo..=hi).contains(&v);
+        if !ok {
+            self.at(
+                value.span(),
+                format!("{ctx}: {key} must be between {lo} and {hi} (got {v}); {fix}"),
+            );
+        }
+        ok
+    }
+
     /// The 1-based line of byte `offset`, to refer to another definition in a message.
     pub fn line_of(&self, offset: usize) -> usize {
         self.locator.locate(offset).0

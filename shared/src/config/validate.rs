@@ -42,18 +42,18 @@ impl MuxConfig {
         let dp = self.dataplane.get_ref();
         let ctx = "[dataplane]";
         if let Some(v) = &dp.workers {
-            check_range(c, ctx, "workers", v, 1, 128, "run one worker per RX queue");
+            c.check_range(ctx, "workers", v, 1, 128, "run one worker per RX queue");
         }
         if let Some(v) = &dp.flow_table_capacity {
             let fix = "size it for the concurrent flows of one worker (default 1048576)";
-            check_range(c, ctx, "flow_table_capacity", v, 1024, 1 << 28, fix);
+            c.check_range(ctx, "flow_table_capacity", v, 1024, 1 << 28, fix);
         }
         if let Some(v) = &dp.burst_size {
-            check_range(c, ctx, "burst_size", v, 1, 256, "32 suits most NICs");
+            c.check_range(ctx, "burst_size", v, 1, 256, "32 suits most NICs");
         }
         if let Some(v) = &dp.mtu {
             let fix = "set the MTU of the link toward the hosts";
-            check_range(c, ctx, "mtu", v, 1280, 9216, fix);
+            c.check_range(ctx, "mtu", v, 1280, 9216, fix);
         }
         if let Some(cpus) = &dp.cpus {
             let workers = dp.workers();
@@ -95,8 +95,7 @@ impl MuxConfig {
     fn check_lifecycle_and_bgp(&self, c: &mut Collector<'_>) {
         if let Some(v) = &self.lifecycle.drain_seconds {
             let fix = "give the seconds to keep forwarding after withdrawing routes (default 5)";
-            check_range(
-                c,
+            c.check_range(
                 "[lifecycle]",
                 "drain_seconds",
                 v,
@@ -248,8 +247,7 @@ impl MuxConfig {
                 &format!("{ctx}: address {}", vip.address()),
                 "a VIP must be a unicast address clients can reach",
             );
-            let port_ok = check_range(
-                c,
+            let port_ok = c.check_range(
                 &ctx,
                 "port",
                 &vip.port,
@@ -380,7 +378,7 @@ fn check_backends(c: &mut Collector<'_>, ctx: &str, vip: &Vip) {
             } else {
                 "lower it or set state = \"draining\""
             };
-            check_range(c, &bctx, "weight", w, 0, i64::from(MAX_WEIGHT), fix);
+            c.check_range(&bctx, "weight", w, 0, i64::from(MAX_WEIGHT), fix);
         }
     }
 }
@@ -393,30 +391,9 @@ fn check_timeouts(c: &mut Collector<'_>, ctx: &str, t: &TimeoutSettings) {
     for (key, field) in t.fields() {
         if let Some(v) = field {
             let fix = "give the idle timeout in whole seconds, at most one day";
-            check_range(c, ctx, key, v, 1, i64::from(MAX_TIMEOUT_SECS), fix);
+            c.check_range(ctx, key, v, 1, i64::from(MAX_TIMEOUT_SECS), fix);
         }
     }
-}
-
-/// Records an error unless `lo <= value <= hi`; returns whether the value is in range.
-fn check_range(
-    c: &mut Collector<'_>,
-    ctx: &str,
-    key: &str,
-    value: &Spanned<i64>,
-    lo: i64,
-    hi: i64,
-    fix: &str,
-) -> bool {
-    let v = *value.get_ref();
-    let ok = (lo..=hi).contains(&v);
-    if !ok {
-        c.at(
-            value.span(),
-            format!("{ctx}: {key} must be between {lo} and {hi} (got {v}); {fix}"),
-        );
-    }
-    ok
 }
 
 fn check_name(c: &mut Collector<'_>, ctx: &str, name: &Spanned<String>) {

@@ -8,4 +8,6 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
 pub mod dataplane;
+pub mod io;

@@ -4,8 +4,7 @@
 //! - `check-config FILE` — validate a configuration; print every error as `FILE:LINE:COL: msg`
 //!   and exit 1, or print a summary and exit 0.
 //!
-//! The daemon (`run`: interception, health checks, admin endpoint) is not built yet; see
-//! `docs/hostagent.md`.
+//! - `run --config FILE` — the agent daemon (`hostagent::daemon`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +22,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the agent: intercept IP-in-IP from the MUXes, deliver to the local backends,
+    /// rewrite their replies to come from the VIP, until SIGTERM.
+    ///
+    /// Needs root. Creates a TUN device, a routing table and policy rules (see
+    /// docs/hostagent.md, "What the agent changes on the host"), removes them at exit, and
+    /// removes what a crashed agent left at the next start. SIGHUP reloads the file; a bad
+    /// file is refused and the running configuration keeps serving.
+    Run {
+        /// The TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing `EnvFilter` directive;
+        /// `RUST_LOG` overrides it).
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
     /// Validate a host-agent configuration file.
     ///
     /// Exits 0 when the file is valid. Otherwise prints each error as `FILE:LINE:COL: message`
@@ -36,6 +51,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config, log_level } => {
+            init_logging(&log_level);
+            match hostagent::daemon::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    for line in e.to_string().lines() {
+                        tracing::error!("{line}");
+                    }
+                    eprintln!("hostagent run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { file } => match hostagent::config::load_file(&file) {
             Ok(cfg) => {
                 println!(
@@ -53,4 +81,14 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
 }

@@ -32,7 +32,9 @@
 //! - `[health]`: `interval_ms` 100..=60000, `timeout_ms` 10..=60000 and at most the interval,
 //!   `rise`/`fall` 1..=100, `http_status` 100..=599, `http_path` an absolute path; the
 //!   `http_*` keys only with `kind = "http"`;
-//! - `[admin] listen` has a fixed (non-zero) port; it defaults to loopback `127.0.0.1:9200`.
+//! - `[admin] listen` has a fixed (non-zero) port; it defaults to loopback `127.0.0.1:9200`;
+//! - `[interception]`: `tun_name` 1–15 of `A-Z a-z 0-9 - _ .`, `route_table` 1..=2³²−1 but
+//!   not 253–255, `rule_priority` 2..=32765, `mark` non-zero, `tun_mtu` 576..=65535.
 //!
 //! A file without any `[[service]]` is valid: the agent runs and decapsulates nothing.
 //!
@@ -51,8 +53,9 @@ use std::path::Path;
 pub use mux_shared::config::{ConfigError, ConfigErrors, Protocol};
 pub use schema::{
     DEFAULT_ADMIN_LISTEN, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_RISE,
-    DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HTTP_PATH, DEFAULT_HTTP_STATUS, HealthCheck, HealthKind,
-    HostAgentConfig, Service,
+    DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HTTP_PATH, DEFAULT_HTTP_STATUS, DEFAULT_MARK,
+    DEFAULT_ROUTE_TABLE, DEFAULT_RULE_PRIORITY, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME, HealthCheck,
+    HealthKind, HostAgentConfig, Interception, Service,
 };
 
 /// Parses and validates a configuration. `origin` is the file name shown in messages.

@@ -33,6 +33,16 @@ pub const DEFAULT_HEALTH_FALL: u32 = 3;
 pub const DEFAULT_HTTP_PATH: &str = "/";
 /// Default `[health] http_status`.
 pub const DEFAULT_HTTP_STATUS: u16 = 200;
+/// Default `[interception] tun_name`.
+pub const DEFAULT_TUN_NAME: &str = "muxha0";
+/// Default `[interception] route_table`.
+pub const DEFAULT_ROUTE_TABLE: u32 = 4242;
+/// Default `[interception] rule_priority`.
+pub const DEFAULT_RULE_PRIORITY: u32 = 1000;
+/// Default `[interception] mark`.
+pub const DEFAULT_MARK: u32 = 0x6d75;
+/// Default `[interception] tun_mtu`.
+pub const DEFAULT_TUN_MTU: u32 = 1500;
 
 /// The value of an optional integer field converted to its plain type, or `default`.
 fn int_or<T: TryFrom<i64>>(field: &Option<Spanned<i64>>, default: T) -> T {
@@ -62,6 +72,8 @@ pub struct HostAgentConfig {
     pub(crate) health: Spanned<HealthSection>,
     #[serde(default)]
     pub(crate) admin: AdminSection,
+    #[serde(default)]
+    pub(crate) interception: InterceptionSection,
 }
 
 impl HostAgentConfig {
@@ -105,6 +117,21 @@ impl HostAgentConfig {
             timeout: Duration::from_millis(int_or(&h.timeout_ms, DEFAULT_HEALTH_TIMEOUT_MS)),
             rise: int_or(&h.rise, DEFAULT_HEALTH_RISE),
             fall: int_or(&h.fall, DEFAULT_HEALTH_FALL),
+        }
+    }
+
+    /// `[interception]` resolved: the file's values over the defaults.
+    pub fn interception(&self) -> Interception {
+        let i = &self.interception;
+        Interception {
+            tun_name: i
+                .tun_name
+                .as_ref()
+                .map_or_else(|| DEFAULT_TUN_NAME.to_owned(), |n| n.get_ref().clone()),
+            route_table: int_or(&i.route_table, DEFAULT_ROUTE_TABLE),
+            rule_priority: int_or(&i.rule_priority, DEFAULT_RULE_PRIORITY),
+            mark: int_or(&i.mark, DEFAULT_MARK),
+            tun_mtu: int_or(&i.tun_mtu, DEFAULT_TUN_MTU),
         }
     }
 
@@ -236,4 +263,35 @@ pub struct HealthCheck {
 #[serde(deny_unknown_fields)]
 pub(crate) struct AdminSection {
     pub(crate) listen: Option<Spanned<SocketValue>>,
+}
+
+/// `[interception]`: how the agent hooks into the host's network stack.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InterceptionSection {
+    pub(crate) tun_name: Option<Spanned<String>>,
+    pub(crate) route_table: Option<Spanned<i64>>,
+    pub(crate) rule_priority: Option<Spanned<i64>>,
+    pub(crate) mark: Option<Spanned<i64>>,
+    pub(crate) tun_mtu: Option<Spanned<i64>>,
+}
+
+/// `[interception]` resolved. What the agent installs with these is listed in
+/// `docs/hostagent.md` ("What the agent changes on the host").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interception {
+    /// The TUN device decapsulated packets enter the kernel through and replies leave it by
+    /// (1–15 of `A-Z a-z 0-9 - _ .`; default `muxha0`).
+    pub tun_name: String,
+    /// The routing table the reply rules point to; it holds one default route to the TUN
+    /// device per family (1..=4294967295 except 253–255, the kernel's own; default 4242).
+    pub route_table: u32,
+    /// The priority of the reply-capture rules (1..=32765, before the main table's 32766;
+    /// default 1000). The rule that exempts the agent's own packets takes `rule_priority - 1`.
+    pub rule_priority: u32,
+    /// The firewall mark on the packets the agent sends, so its own reply rules never capture
+    /// them again (non-zero; default 0x6d75).
+    pub mark: u32,
+    /// The TUN device's MTU (576..=65535; default 1500).
+    pub tun_mtu: u32,
 }

@@ -334,3 +334,51 @@ fn unreadable_file_is_one_error_without_position() {
             .starts_with("/nonexistent/hostagent.toml: cannot read")
     );
 }
+
+#[test]
+fn interception_defaults_and_values() {
+    let i = valid(HEAD).interception();
+    assert_eq!(i.tun_name, DEFAULT_TUN_NAME);
+    assert_eq!(
+        (i.route_table, i.rule_priority, i.mark, i.tun_mtu),
+        (
+            DEFAULT_ROUTE_TABLE,
+            DEFAULT_RULE_PRIORITY,
+            DEFAULT_MARK,
+            DEFAULT_TUN_MTU
+        )
+    );
+    let text = format!(
+        "{HEAD}[interception]\ntun_name = \"ha1\"\nroute_table = 100\nrule_priority = 50\nmark = 7\ntun_mtu = 9000\n"
+    );
+    let i = valid(&text).interception();
+    assert_eq!(i.tun_name, "ha1");
+    assert_eq!(
+        (i.route_table, i.rule_priority, i.mark, i.tun_mtu),
+        (100, 50, 7, 9000)
+    );
+}
+
+#[test]
+fn interception_values_are_range_checked() {
+    let at = |body: &str, key: &str, needle: &str| {
+        refused_at_value(&format!("{HEAD}[interception]\n{body}\n"), key, needle)
+    };
+    at(
+        "tun_name = \"a-name-far-too-long\"",
+        "tun_name = ",
+        "1-15 of letters",
+    );
+    at("tun_name = \"bad/name\"", "tun_name = ", "1-15 of letters");
+    at("route_table = 254", "route_table = ", "kernel's own");
+    at("route_table = 0", "route_table = ", "between 1 and");
+    at(
+        "rule_priority = 32766",
+        "rule_priority = ",
+        "between 2 and 32765",
+    );
+    at("mark = 0", "mark = ", "between 1 and");
+    at("tun_mtu = 100", "tun_mtu = ", "between 576 and 65535");
+    let text = format!("{HEAD}[interception]\ntunname = \"x\"\n");
+    refused_at(&text, "tunname", "unknown field `tunname`");
+}

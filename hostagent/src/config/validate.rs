@@ -24,6 +24,7 @@ impl HostAgentConfig {
         self.check_tunnel(&mut c);
         self.check_services(&mut c);
         self.check_health(&mut c);
+        self.check_interception(&mut c);
         if let Some(listen) = &self.admin.listen
             && listen.get_ref().0.port() == 0
         {
@@ -169,6 +170,69 @@ impl HostAgentConfig {
             } else {
                 by_backend.insert(backend_key, s.vip.span().start);
             }
+        }
+    }
+
+    fn check_interception(&self, c: &mut Collector<'_>) {
+        let i = &self.interception;
+        let ctx = "[interception]";
+        if let Some(name) = &i.tun_name {
+            let n = name.get_ref();
+            let ok = (1..=15).contains(&n.len())
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                c.at(
+                    name.span(),
+                    format!(
+                        "{ctx}: tun_name must be 1-15 of letters, digits, '-', '_', '.' \
+                         (got {n:?}); use a name such as \"muxha0\""
+                    ),
+                );
+            }
+        }
+        if let Some(t) = &i.route_table
+            && c.check_range(
+                ctx,
+                "route_table",
+                t,
+                1,
+                i64::from(u32::MAX),
+                "pick an unused table number such as 4242",
+            )
+            && (253..=255).contains(t.get_ref())
+        {
+            c.at(
+                t.span(),
+                format!(
+                    "{ctx}: route_table {} is one of the kernel's own (default, main, local); \
+                     pick an unused number such as 4242",
+                    t.get_ref()
+                ),
+            );
+        }
+        if let Some(p) = &i.rule_priority {
+            c.check_range(
+                ctx,
+                "rule_priority",
+                p,
+                2,
+                32_765,
+                "it must come before the main table's rule (32766)",
+            );
+        }
+        if let Some(m) = &i.mark {
+            c.check_range(
+                ctx,
+                "mark",
+                m,
+                1,
+                i64::from(u32::MAX),
+                "pick a mark no other program on the host uses",
+            );
+        }
+        if let Some(m) = &i.tun_mtu {
+            c.check_range(ctx, "tun_mtu", m, 576, 65_535, "1500 suits most hosts");
         }
     }
 

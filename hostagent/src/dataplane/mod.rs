@@ -56,6 +56,27 @@ impl DataPath {
         DataPath { table, counters }
     }
 
+    /// Adopts a new service table (a reload) and keeps every counter: the global ones as they
+    /// are, and each service's under the same service in the new table; services that are
+    /// gone take their counts with them, new ones start at zero. Runs between packets, off
+    /// the per-packet path (it allocates the new per-service vector).
+    pub fn replace_table(&mut self, table: ServiceTable) {
+        let mut services = vec![ServiceCounters::default(); table.services().len()];
+        for (new, spec) in services.iter_mut().zip(table.services()) {
+            if let Some(old) = self
+                .table
+                .services()
+                .iter()
+                .position(|s| s == spec)
+                .and_then(|i| self.counters.services.get(i))
+            {
+                *new = *old;
+            }
+        }
+        self.counters.services = services.into_boxed_slice();
+        self.table = table;
+    }
+
     /// The service table.
     pub fn table(&self) -> &ServiceTable {
         &self.table

@@ -1,0 +1,184 @@
+//! `hostagent run`: the agent's daemon.
+//!
+//! Start: load and validate the config → build the service table → delete what an earlier
+//! agent left on the host (crash clean-up) → create the TUN device and open the tunnel
+//! sockets → install the routes and capture rules → start the forwarder thread.
+//!
+//! Run: the control thread wakes every 100 ms for signals.
+//! - SIGHUP: parse → validate → build the new service table → add the new capture rules →
+//!   hand the table to the forwarder (adopted between batches) → delete the stale rules. A bad
+//!   file is refused with every error logged and counted, and the old configuration keeps
+//!   serving. `[interception]` changes need a restart (logged).
+//! - SIGTERM / SIGINT: stop the forwarder, remove every rule and route, close the TUN device
+//!   (which removes it), exit 0.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::config::{self, ConfigErrors, HostAgentConfig};
+use crate::dataplane::{Counters, ServiceTable, TableError};
+use crate::io::forwarder::{Forwarder, IoCounters};
+use crate::io::host_setup::{HostSetup, SetupError};
+use crate::io::raw::RawSender;
+use crate::io::tun::Tun;
+
+/// How often the control thread wakes.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration was refused.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// The services could not be turned into a table.
+    #[error("{0}")]
+    Table(#[from] TableError),
+    /// The host's network could not be set up.
+    #[error("{0}")]
+    Setup(#[from] SetupError),
+    /// Something else needed to start was missing or failed.
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// What the forwarder publishes for the control plane.
+pub type Published = Arc<std::sync::Mutex<(Counters, IoCounters)>>;
+
+/// Runs the agent until SIGTERM/SIGINT.
+pub fn run(config_path: &Path) -> Result<(), DaemonError> {
+    let cfg = config::load_file(config_path)?;
+    let table = ServiceTable::from_config(&cfg)?;
+    let settings = cfg.interception();
+
+    HostSetup::clean_stale(&settings);
+    let tun = Tun::open(&settings.tun_name).map_err(|e| {
+        DaemonError::Startup(format!(
+            "cannot create TUN device {}: {e}; the agent needs root and /dev/net/tun",
+            settings.tun_name
+        ))
+    })?;
+    let receivers = Forwarder::open_receivers().map_err(|e| {
+        DaemonError::Startup(format!("cannot open the tunnel sockets: {e}; run as root"))
+    })?;
+    let sender = RawSender::open(settings.mark).map_err(|e| {
+        DaemonError::Startup(format!("cannot open the send socket: {e}; run as root"))
+    })?;
+    let mut setup = match HostSetup::install(&settings, table.services()) {
+        Ok(s) => s,
+        Err(e) => {
+            HostSetup::clean_stale(&settings);
+            return Err(e.into());
+        }
+    };
+    for rule in setup.rules() {
+        tracing::debug!(rule = %rule.describe(), "capture rule");
+    }
+
+    let signals = Signals::register().map_err(DaemonError::Startup)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (table_tx, table_rx) = mpsc::channel::<ServiceTable>();
+    let published: Published = Arc::new(std::sync::Mutex::new((
+        Counters::new(table.services().len()),
+        IoCounters::default(),
+    )));
+    let mut forwarder = Forwarder::new(tun, receivers, sender, table);
+    let forwarder_thread = {
+        let stop = Arc::clone(&stop);
+        let published = Arc::clone(&published);
+        std::thread::Builder::new()
+            .name("hostagent-fwd".into())
+            .spawn(move || {
+                forwarder.run(&stop, &table_rx, |c, io| {
+                    if let Ok(mut p) = published.lock() {
+                        p.0.clone_from(c);
+                        p.1 = *io;
+                    }
+                });
+            })
+            .map_err(|e| DaemonError::Startup(format!("cannot start the forwarder: {e}")))?
+    };
+    tracing::info!(
+        name = cfg.name(),
+        tun = %settings.tun_name,
+        services = cfg.services().len(),
+        "hostagent started"
+    );
+
+    let mut current = cfg;
+    while !signals.terminate.load(Ordering::Relaxed) {
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            match reload(config_path, &current, &mut setup, &table_tx) {
+                Ok(cfg) => current = cfg,
+                Err(text) => {
+                    for line in text.lines() {
+                        tracing::error!("reload refused: {line}");
+                    }
+                    tracing::error!("the previous configuration keeps serving");
+                }
+            }
+        }
+        std::thread::sleep(TICK);
+    }
+
+    tracing::info!("stopping");
+    stop.store(true, Ordering::Relaxed);
+    let _ = forwarder_thread.join();
+    setup.remove();
+    if let Ok(p) = published.lock() {
+        tracing::info!(
+            inbound = p.0.inbound,
+            delivered = p.0.delivered,
+            replies_rewritten = p.0.replies_rewritten,
+            dropped = p.0.total_drops(),
+            "hostagent stopped"
+        );
+    }
+    Ok(())
+}
+
+/// SIGHUP: the new configuration, applied — or the errors, with nothing changed.
+fn reload(
+    path: &Path,
+    current: &HostAgentConfig,
+    setup: &mut HostSetup,
+    tables: &mpsc::Sender<ServiceTable>,
+) -> Result<HostAgentConfig, String> {
+    let cfg = config::load_file(path).map_err(|e| e.to_string())?;
+    let table = ServiceTable::from_config(&cfg).map_err(|e| e.to_string())?;
+    if cfg.interception() != current.interception() {
+        tracing::warn!("[interception] changes take effect on restart only");
+    }
+    // New rules first, so a service present before and after never loses its capture; the
+    // forwarder adopts the table between batches.
+    let specs: Vec<_> = table.services().to_vec();
+    setup.reconcile(&specs).map_err(|e| e.to_string())?;
+    tables
+        .send(table)
+        .map_err(|_| "the forwarder has stopped".to_string())?;
+    tracing::info!(services = cfg.services().len(), "configuration reloaded");
+    Ok(cfg)
+}
+
+/// Signal flags set by the handlers, polled by the control thread.
+struct Signals {
+    reload: Arc<AtomicBool>,
+    terminate: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals, String> {
+        let reload = Arc::new(AtomicBool::new(false));
+        let terminate = Arc::new(AtomicBool::new(false));
+        let err = |e: std::io::Error| format!("cannot install signal handlers: {e}");
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+            .map_err(err)?;
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&terminate)).map_err(err)?;
+        }
+        Ok(Signals { reload, terminate })
+    }
+}

@@ -1,0 +1,213 @@
+//! End to end through the real `hostagent run`: a client's TCP connections to a VIP, tunnelled
+//! by a stand-in MUX, reach an unmodified backend (a plain TCP listener) on the agent's host
+//! and on a namespace behind it, the backend sees the client's own address, and the replies
+//! come back from the VIP without touching the tunnel. Also: SIGTERM removes everything the
+//! agent installed, and a start after a crash (SIGKILL) cleans up what the crashed one left.
+//!
+//! Topology (namespaces `hat-<test>-<pid>-<role>`):
+//! ```text
+//!  client (10.77.0.1, VIP routed into the stand-in MUX's TUN)
+//!    │ c0 ── h0   10.77.0.0/24
+//!  host (10.77.0.2 = DIP; agent; backend A on 10.77.0.2:8080)
+//!    │ h1 ── b0   10.78.0.0/24
+//!  backend (10.78.0.2; backend B on 10.78.0.2:8080)
+//! ```
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::{Agent, Lab, StandInMux, in_netns, ip, ip_out, lab_available, sysctl, wait_until};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const DIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+
+fn config(admin_port: u16) -> String {
+    format!(
+        r#"[agent]
+name = "t"
+[tunnel]
+mux_sources = ["10.77.0.1"]
+[[service]]
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+dip = "10.77.0.2"
+backend_port = 8080
+[[service]]
+vip = "192.0.2.10"
+port = 81
+protocol = "tcp"
+dip = "10.77.0.2"
+backend_address = "10.78.0.2"
+backend_port = 8080
+[admin]
+listen = "127.0.0.1:{admin_port}"
+"#
+    )
+}
+
+/// A backend: answers each connection with the peer address it saw, then closes.
+fn backend(lab: &Lab, ns: usize, addr: &str) {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    in_netns(lab.path(ns), move || {
+        let listener = TcpListener::bind(addr).expect("backend bind");
+        tx.send(()).unwrap();
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            let peer = conn.peer_addr().map(|p| p.to_string()).unwrap_or_default();
+            let mut req = [0u8; 64];
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = conn.read(&mut req);
+            let _ = conn.write_all(format!("{addr} saw {peer}\n").as_bytes());
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("backend listening");
+}
+
+/// From the client namespace: connect to VIP:port, send a line, return the answer and the
+/// local address used.
+fn request(lab: &Lab, port: u16) -> Result<(String, SocketAddr, SocketAddr), String> {
+    in_netns(lab.path(0), move || {
+        let target = SocketAddr::from((VIP, port));
+        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(3))
+            .map_err(|e| format!("connect {target}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let local = s.local_addr().unwrap();
+        let peer = s.peer_addr().unwrap();
+        s.write_all(b"hello\n").map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)
+            .map_err(|e| format!("read: {e}"))?;
+        Ok((answer, local, peer))
+    })
+    .join()
+    .expect("client thread")
+}
+
+fn topology(test: &str) -> Lab {
+    let lab = Lab::new(test, &["client", "host", "backend"]);
+    lab.link(0, "c0", "10.77.0.1/24", 1, "h0", "10.77.0.2/24");
+    lab.link(1, "h1", "10.78.0.1/24", 2, "b0", "10.78.0.2/24");
+    ip(&[
+        "-n",
+        lab.ns(2),
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.78.0.1",
+    ]);
+    // Forwarding on the host, as any host with containers behind it has.
+    sysctl(lab.ns(1), "net.ipv4.ip_forward", "1");
+    // Nothing answers unwanted tunnel packets with ICMP.
+    backend(&lab, 1, "10.77.0.2:8080");
+    backend(&lab, 2, "10.78.0.2:8080");
+    lab
+}
+
+fn agent_rules(lab: &Lab) -> usize {
+    ip_out(&["-n", lab.ns(1), "rule", "show"])
+        .lines()
+        .filter(|l| l.contains("lookup 4242") || l.contains("fwmark 0x6d75"))
+        .count()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(19200)
+}
+
+#[test]
+fn tcp_through_the_vip_reaches_unmodified_backends_and_replies_come_from_the_vip() {
+    if !lab_available("tcp_through_the_vip") {
+        return;
+    }
+    let lab = topology("tcp");
+    let dir = std::env::temp_dir().join(format!("hat-tcp-{}", std::process::id()));
+    let mut agent = Agent::start(lab.ns(1), &dir, &config(free_port()));
+    // 2 capture rules (port + ICMP) per backend address and one mark rule.
+    wait_until(10, "the agent's rules", || agent_rules(&lab) == 5);
+    let mux = StandInMux::start(lab.ns(0), lab.path(0), VIP, CLIENT, CLIENT, DIP);
+
+    for port in [80u16, 81] {
+        let (answer, local, peer) =
+            request(&lab, port).unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent.log_text()));
+        assert_eq!(
+            peer,
+            SocketAddr::from((VIP, port)),
+            "the client talks to the VIP"
+        );
+        let want_backend = if port == 80 {
+            "10.77.0.2:8080"
+        } else {
+            "10.78.0.2:8080"
+        };
+        assert_eq!(
+            answer.trim(),
+            format!("{want_backend} saw {local}"),
+            "the backend saw the client's own address and port"
+        );
+    }
+    let tunnelled = mux.stop();
+    assert!(
+        tunnelled >= 6,
+        "client packets went through the tunnel ({tunnelled})"
+    );
+
+    agent.signal("TERM");
+    assert_eq!(agent.wait(), Some(0), "clean exit:\n{}", agent.log_text());
+    assert_eq!(agent_rules(&lab), 0, "SIGTERM removes every rule");
+    assert!(
+        ip_out(&["-n", lab.ns(1), "route", "show", "table", "4242"])
+            .trim()
+            .is_empty(),
+        "and the routes"
+    );
+    assert!(
+        !ip_out(&["-n", lab.ns(1), "link"]).contains("muxha0"),
+        "and the TUN device"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_start_after_a_crash_cleans_up_and_serves() {
+    if !lab_available("start_after_crash") {
+        return;
+    }
+    let lab = topology("crash");
+    let dir = std::env::temp_dir().join(format!("hat-crash-{}", std::process::id()));
+    let port = free_port();
+    let mut agent = Agent::start(lab.ns(1), &dir, &config(port));
+    wait_until(10, "the agent's rules", || agent_rules(&lab) == 5);
+    agent.signal("KILL");
+    agent.wait();
+    assert_eq!(
+        agent_rules(&lab),
+        5,
+        "a crashed agent leaves its rules behind"
+    );
+
+    let mut agent = Agent::start(lab.ns(1), &dir, &config(port));
+    wait_until(10, "the restarted agent's rules", || {
+        agent.log_text().contains("hostagent started")
+    });
+    assert_eq!(agent_rules(&lab), 5, "stale rules replaced, not duplicated");
+    let mux = StandInMux::start(lab.ns(0), lab.path(0), VIP, CLIENT, CLIENT, DIP);
+    let (answer, local, _) =
+        request(&lab, 80).unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent.log_text()));
+    assert_eq!(answer.trim(), format!("10.77.0.2:8080 saw {local}"));
+    mux.stop();
+    agent.signal("TERM");
+    assert_eq!(agent.wait(), Some(0));
+    assert_eq!(agent_rules(&lab), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

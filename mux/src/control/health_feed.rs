@@ -476,6 +476,66 @@ mod tests {
         assert_eq!(s.report, Some(report));
     }
 
+    fn health(agents: &[SocketAddr]) -> config::Health {
+        let mut text = String::from(
+            "[mux]\nname = \"t\"\n[dataplane]\nio = \"mem\"\n[health]\npoll_interval_ms = 100\n\
+             timeout_ms = 50\n",
+        );
+        for a in agents {
+            text.push_str(&format!("[[health.agent]]\naddress = \"{a}\"\n"));
+        }
+        config::parse(&text, "t.toml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .health()
+            .clone()
+    }
+
+    /// An address nothing listens on (bound, then closed): polls fail at once.
+    fn closed_port() -> SocketAddr {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    #[test]
+    fn reconfiguring_keeps_the_history_of_kept_agents() {
+        let (a, b, c) = (closed_port(), closed_port(), closed_port());
+        let shared = Arc::new(HealthShared::default());
+        let mut feed = HealthFeed::new(Arc::clone(&shared));
+        feed.configure(&health(&[a, b]));
+        let failed_polls = |addr: SocketAddr| {
+            shared
+                .agents
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|s| s.address == addr)
+                .map(|s| s.polls_failed)
+        };
+        wait_until("both agents polled", || {
+            failed_polls(a) > Some(0) && failed_polls(b) > Some(0)
+        });
+        let b_before = failed_polls(b);
+        feed.configure(&health(&[c, b]));
+        assert_eq!(feed.agents(), [b, c]);
+        let order: Vec<_> = shared
+            .agents
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.address)
+            .collect();
+        assert_eq!(order, [c, b], "statuses follow the file's order");
+        assert!(failed_polls(b) >= b_before, "b keeps its history");
+        assert_eq!(failed_polls(a), None, "a is forgotten");
+        wait_until("the new agent polled", || failed_polls(c) > Some(0));
+        let status = shared.agents.lock().unwrap()[0].clone();
+        assert!(!status.reachable);
+        assert!(status.last_error.is_some());
+        assert_eq!(status.last_ok, None);
+    }
+
     /// A fake host agent: answers every request with `body` (or 500 when `None`) until
     /// `stop`; returns its address.
     fn fake_agent(body: Arc<Mutex<Option<String>>>, stop: Arc<AtomicBool>) -> SocketAddr {

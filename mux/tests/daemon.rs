@@ -4,11 +4,14 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A running daemon, killed on drop if the test failed before stopping it.
 struct Daemon {
@@ -84,10 +87,15 @@ fn signal(child: &Child, sig: &str) {
 }
 
 fn start() -> Daemon {
+    start_with("")
+}
+
+/// Starts a daemon on the fixture config followed by `extra`.
+fn start_with(extra: &str) -> Daemon {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("mux-daemon-test-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("mux.toml"), config(port, false)).unwrap();
+    std::fs::write(dir.join("mux.toml"), config(port, false) + extra).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_mux"))
         .args(["run", "--config"])
         .arg(dir.join("mux.toml"))
@@ -195,4 +203,136 @@ fn daemon_refuses_to_start_on_a_bad_config() {
         stderr.contains("mux.toml:3:1") && stderr.contains("interface is required"),
         "{stderr}"
     );
+}
+
+/// A fake host agent on 127.0.0.1 answering `GET /v1/backends` with whatever `body` holds,
+/// until `stop`. Returns its port.
+fn fake_agent(body: Arc<Mutex<String>>, stop: Arc<AtomicBool>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((mut conn, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let _ = conn.set_nonblocking(false);
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let b = body.lock().unwrap().clone();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{b}",
+                b.len()
+            );
+        }
+    });
+    port
+}
+
+fn agent_report(state: &str, failing_since_unix_ms: Option<u64>) -> String {
+    serde_json::json!({
+        "agent": "host1",
+        "generation": 1,
+        "backends": [{
+            "vip": "192.0.2.10", "port": 80, "protocol": "tcp", "dip": "10.1.0.1",
+            "state": state, "failing_since_unix_ms": failing_since_unix_ms,
+        }],
+    })
+    .to_string()
+}
+
+#[test]
+fn daemon_applies_the_health_feed() {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let body = Arc::new(Mutex::new(agent_report("down", Some(now_ms))));
+    let stop_agent = Arc::new(AtomicBool::new(false));
+    let agent = fake_agent(Arc::clone(&body), Arc::clone(&stop_agent));
+    let mut d = start_with(&format!(
+        "\n[health]\npoll_interval_ms = 100\ntimeout_ms = 100\nstale_after_ms = 1000\n\
+         [[health.agent]]\naddress = \"127.0.0.1:{agent}\"\n"
+    ));
+    let port = d.port;
+    wait_for("readiness", || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+
+    // Reported down: failed in the snapshot, with its history in the status.
+    wait_for("the backend to fail", || {
+        status(port)["vips"][0]["backends"][0]["state"] == "failed"
+    });
+    let s = status(port);
+    assert_eq!(s["vips"][0]["name"], "web");
+    assert_eq!(s["vips"][0]["accepting_new_flows"], false);
+    let a = &s["health"]["agents"][0];
+    assert_eq!(a["address"], format!("127.0.0.1:{agent}"));
+    assert_eq!(a["name"], "host1");
+    assert_eq!(a["reachable"], true);
+    assert!(a["polls_ok"].as_u64().unwrap() >= 1);
+    let b = &s["health"]["backends"][0];
+    assert_eq!(b["vip"], "web");
+    assert_eq!(b["backend"], "10.1.0.1");
+    assert_eq!(b["reported_state"], "down");
+    assert_eq!(b["applied"], "failed");
+    assert_eq!(b["transitions"], 1);
+    assert!(b["last_detect_ms"].as_u64().is_some(), "{b}");
+    let metrics = get(port, "/metrics").unwrap().1;
+    assert!(
+        metrics.contains(&format!(
+            "mux_health_agent_up{{agent=\"127.0.0.1:{agent}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mux_backend_health_failed{vip=\"web\",backend=\"10.1.0.1\"} 1"));
+    assert!(
+        metrics.contains("mux_backend_up{vip=\"web\",backend=\"10.1.0.1\",state=\"failed\"} 1")
+    );
+
+    // A reload keeps the failed set.
+    signal(&d.child, "HUP");
+    wait_for("the reload", || status(port)["reloads"]["ok"] == 1);
+    assert_eq!(status(port)["vips"][0]["backends"][0]["state"], "failed");
+
+    // Up again: recovered.
+    *body.lock().unwrap() = agent_report("up", None);
+    wait_for("the backend to recover", || {
+        status(port)["vips"][0]["backends"][0]["state"] == "active"
+    });
+    assert_eq!(status(port)["health"]["backends"][0]["transitions"], 2);
+
+    // The agent goes silent: stale after a second, so its backend fails again.
+    stop_agent.store(true, Ordering::Relaxed);
+    wait_for("the silent agent's backend to fail", || {
+        status(port)["vips"][0]["backends"][0]["state"] == "failed"
+    });
+    assert_eq!(status(port)["health"]["agents"][0]["reachable"], false);
+
+    signal(&d.child, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(code) = d.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "daemon did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "exit status {code}");
+    let mut log = String::new();
+    d.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("backend failed by health feed"), "{log}");
+    assert!(log.contains("backend recovered"), "{log}");
 }

@@ -151,3 +151,93 @@ pub fn compile(
         vip_ids: registry.vip_count(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[mux]
+name = "t"
+[dataplane]
+io = "mem"
+[tunnel]
+source_v4 = "10.0.0.11"
+[[vip]]
+name = "web"
+address = "192.0.2.10"
+port = 80
+protocol = "tcp"
+maglev_table_size = 1009
+  [[vip.backend]]
+  address = "10.1.0.1"
+  [[vip.backend]]
+  address = "10.1.0.2"
+  [[vip.backend]]
+  address = "10.1.0.3"
+"#;
+
+    /// Slots of the table held by each backend id.
+    fn slots_by_backend(snap: &Snapshot) -> Vec<(u32, u32)> {
+        let vip = &snap.parts.vips[0];
+        let table = vip.maglev.as_ref().expect("a table");
+        let counts = table.slot_counts(vip.maglev_backends.len());
+        vip.maglev_backends.iter().copied().zip(counts).collect()
+    }
+
+    #[test]
+    fn a_failed_backend_gets_no_maglev_slots() {
+        let cfg = config::parse(CONFIG, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let mut registry = Registry::default();
+        let healthy = compile(&cfg, &mut registry, 1, &CompileOptions::default()).unwrap();
+        let before = slots_by_backend(&healthy);
+        assert_eq!(before.len(), 3);
+        assert!(before.iter().all(|(_, n)| *n > 0));
+
+        let failed_addr: std::net::IpAddr = "10.1.0.2".parse().unwrap();
+        let options = CompileOptions {
+            failed: vec![("web".to_string(), failed_addr)],
+            ..CompileOptions::default()
+        };
+        let sick = compile(&cfg, &mut registry, 2, &options).unwrap();
+        let failed_id = sick
+            .parts
+            .backends
+            .iter()
+            .position(|b| {
+                b.as_ref()
+                    .is_some_and(|b| b.address == canonical_addr(failed_addr))
+            })
+            .expect("the failed backend keeps its id") as u32;
+        let b = sick.parts.backends[failed_id as usize].as_ref().unwrap();
+        assert_eq!(b.state, BackendState::Failed);
+        assert!(!b.keeps_flows(), "its flows are re-hashed");
+        let after = slots_by_backend(&sick);
+        assert_eq!(after.len(), 2);
+        assert!(after.iter().all(|(id, _)| *id != failed_id));
+        assert_eq!(after.iter().map(|(_, n)| n).sum::<u32>(), 1009);
+        // An entry names its VIP: the same address under another VIP's name changes nothing.
+        let other = CompileOptions {
+            failed: vec![("dns".to_string(), failed_addr)],
+            ..CompileOptions::default()
+        };
+        let unaffected = compile(&cfg, &mut registry, 3, &other).unwrap();
+        assert_eq!(slots_by_backend(&unaffected), before);
+    }
+
+    #[test]
+    fn every_backend_failed_leaves_the_vip_without_a_table() {
+        let cfg = config::parse(CONFIG, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let failed = ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
+            .iter()
+            .map(|a| ("web".to_string(), a.parse().unwrap()))
+            .collect();
+        let options = CompileOptions {
+            failed,
+            ..CompileOptions::default()
+        };
+        let snap = compile(&cfg, &mut Registry::default(), 1, &options).unwrap();
+        assert!(snap.parts.vips[0].maglev.is_none());
+        assert!(snap.parts.vips[0].maglev_backends.is_empty());
+    }
+}

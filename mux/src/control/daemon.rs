@@ -13,6 +13,12 @@
 //!   snapshot keeps serving.
 //! - every second: re-read the next hop's MAC (unless pinned) and republish if it changed;
 //!   reconcile the BGP announcement with what is servable.
+//! - every tick: judge the health feed's latest agent answers (`[health]`, polled on threads of
+//!   their own by [`HealthFeed`]); when the failed set differs from the one compiled in,
+//!   recompile with it and publish, so a failed backend takes no new flows and its flows are
+//!   re-hashed within one tick of the answer that reported it. A reload keeps the failed set
+//!   (it is an input of the compile step, not of the file) and hands a changed `[health]` to
+//!   the feed.
 //!
 //! Stop (SIGTERM or SIGINT): withdraw every route, keep forwarding for `[lifecycle]
 //! drain_seconds` while the routers move traffic away, then stop the workers and exit. A second
@@ -41,6 +47,8 @@ use mux_shared::port::mem::{Capture, MemPort};
 
 use crate::control::announce::Announcer;
 use crate::control::compile::{self, CompileOptions};
+use crate::control::health_decision::{self, Tracker};
+use crate::control::health_feed::{self, HealthFeed};
 use crate::control::registry::Registry;
 use crate::control::state::{DaemonState, Phase};
 use crate::control::{admin, neighbour};
@@ -223,6 +231,16 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         "mux started"
     );
 
+    let mut feed = HealthFeed::new(Arc::clone(&state.health));
+    feed.configure(cfg.health());
+    if !feed.agents().is_empty() {
+        tracing::info!(
+            agents = ?feed.agents(),
+            poll_interval_ms = cfg.health().poll_interval().as_millis() as u64,
+            "health feed polling"
+        );
+    }
+
     let signals = Signals::register().map_err(DaemonError::Startup)?;
     let mut control = Control {
         cfg,
@@ -232,6 +250,8 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         xdp,
         announcer: None,
         iface,
+        feed,
+        tracker: Tracker::default(),
     };
     control.announcer = Some(Announcer::new(control.cfg.bgp()));
 
@@ -244,6 +264,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         if signals.reload.swap(false, Ordering::Relaxed) {
             control.reload();
         }
+        control.apply_health();
         if last_housekeeping.elapsed() >= Duration::from_secs(1) {
             control.housekeeping();
             last_housekeeping = Instant::now();
@@ -265,12 +286,15 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
             tracing::info!("second stop signal: skipping the rest of the drain");
             break;
         }
+        // Flows still arrive while the routers converge: keep steering them off failed hosts.
+        control.apply_health();
         std::thread::sleep(TICK);
     }
     stop_workers.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.join();
     }
+    drop(control.feed);
     stop_admin.store(true, Ordering::Relaxed);
     let _ = admin.join();
     let c = state.counters();
@@ -382,6 +406,8 @@ struct Control {
     xdp: Option<XdpProgram>,
     announcer: Option<Announcer>,
     iface: Option<String>,
+    feed: HealthFeed,
+    tracker: Tracker,
 }
 
 impl Control {
@@ -428,6 +454,10 @@ impl Control {
         if self.cfg.bgp() != cfg.bgp() {
             self.announcer = Some(Announcer::new(cfg.bgp()));
         }
+        if self.cfg.health() != cfg.health() {
+            self.feed.configure(cfg.health());
+            tracing::info!(agents = ?self.feed.agents(), "health feed reconfigured");
+        }
         self.cfg = cfg;
         self.state.reloads.ok.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut e) = self.state.reloads.last_error.lock() {
@@ -464,6 +494,49 @@ impl Control {
             tracing::info!("workers forwarding; ready");
         }
         self.reconcile_announcement();
+    }
+
+    /// Judges the agents' latest answers; on a change of the failed set, logs each transition
+    /// and republishes with the new set.
+    fn apply_health(&mut self) {
+        let judgements = match self.state.health.agents.lock() {
+            Ok(agents) => health_decision::judge(
+                self.cfg.vips(),
+                &agents,
+                Instant::now(),
+                self.cfg.health().stale_after(),
+            ),
+            Err(_) => return,
+        };
+        let (transitions, rows) = self.tracker.update(&judgements, health_feed::unix_ms_now());
+        if let Ok(mut b) = self.state.health.backends.lock() {
+            *b = rows;
+        }
+        for t in &transitions {
+            let agent = t.agent.map_or_else(|| "-".to_string(), |a| a.to_string());
+            if t.failed {
+                tracing::info!(
+                    vip = %t.vip,
+                    backend = %t.backend,
+                    agent = %agent,
+                    cause = t.cause.map_or("-", |c| c.name()),
+                    detect_ms = ?t.detect_ms,
+                    "backend failed by health feed"
+                );
+            } else {
+                tracing::info!(
+                    vip = %t.vip,
+                    backend = %t.backend,
+                    agent = %agent,
+                    "backend recovered"
+                );
+            }
+        }
+        if self.tracker.applied() != self.options.failed.as_slice() {
+            self.options.failed = self.tracker.applied().to_vec();
+            self.republish();
+            self.reconcile_announcement();
+        }
     }
 
     /// Recompiles the current config with new options (e.g. a new next-hop MAC).

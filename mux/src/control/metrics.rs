@@ -15,7 +15,13 @@
 //! - `mux_flows{worker}`, `mux_flow_capacity{worker}` — live flow entries and table size;
 //! - `mux_port_packets_total{worker,direction}`, `mux_port_dropped_packets_total{worker,direction}`
 //!   — what each worker's port moved and lost (ring full, no buffer, refused);
-//! - `mux_config_generation`, `mux_reloads_total{result}`, `mux_ready`, `mux_vip_announced{address}`.
+//! - `mux_config_generation`, `mux_reloads_total{result}`, `mux_ready`, `mux_vip_announced{address}`;
+//! - the health feed: `mux_health_agent_up{agent}` (1 while the agent's last poll succeeded),
+//!   `mux_health_polls_total{agent,result}` (`ok`, `failed`), and per backend some agent
+//!   reports `mux_backend_health_failed{vip,backend}` (1 while the feed fails it),
+//!   `mux_backend_health_transitions_total{vip,backend}` and
+//!   `mux_backend_health_detect_ms{vip,backend}` (detection time of its last failure, once it
+//!   has one).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -286,6 +292,71 @@ impl Collector for MuxCollector {
             "1 per VIP address announced over BGP.",
             &announced,
         )?;
-        Ok(())
+        encode_health(&mut e, state)
     }
+}
+
+fn encode_health(
+    e: &mut DescriptorEncoder<'_>,
+    state: &DaemonState,
+) -> Result<(), std::fmt::Error> {
+    let mut up = Vec::new();
+    let mut polls = Vec::new();
+    if let Ok(agents) = state.health.agents.lock() {
+        for a in agents.iter() {
+            let agent = a.address.to_string();
+            up.push((vec![label("agent", &agent)], i64::from(a.reachable)));
+            polls.push((
+                vec![label("agent", &agent), label("result", "ok")],
+                a.polls_ok,
+            ));
+            polls.push((
+                vec![label("agent", &agent), label("result", "failed")],
+                a.polls_failed,
+            ));
+        }
+    }
+    gauge_family(
+        e,
+        "mux_health_agent_up",
+        "1 while the host agent's last poll succeeded.",
+        &up,
+    )?;
+    counter_family(
+        e,
+        "mux_health_polls",
+        "Polls of each host agent by result.",
+        &polls,
+    )?;
+    let mut failed = Vec::new();
+    let mut transitions = Vec::new();
+    let mut detect = Vec::new();
+    if let Ok(rows) = state.health.backends.lock() {
+        for b in rows.iter() {
+            let labels = vec![label("vip", &b.vip), label("backend", b.backend)];
+            failed.push((labels.clone(), i64::from(b.failed)));
+            transitions.push((labels.clone(), b.transitions));
+            if let Some(ms) = b.last_detect_ms {
+                detect.push((labels, i64::try_from(ms).unwrap_or(i64::MAX)));
+            }
+        }
+    }
+    gauge_family(
+        e,
+        "mux_backend_health_failed",
+        "1 while the health feed fails the backend (no new flows, its flows re-hashed).",
+        &failed,
+    )?;
+    counter_family(
+        e,
+        "mux_backend_health_transitions",
+        "Times the health feed changed the backend between failed and ok.",
+        &transitions,
+    )?;
+    gauge_family(
+        e,
+        "mux_backend_health_detect_ms",
+        "Milliseconds from the backend's first failed check (or its agent's last answer) to the MUX applying the failure, for its last failure.",
+        &detect,
+    )
 }

@@ -8,11 +8,15 @@
 //! - [`daemon`] — `mux run`: workers, signals, reload, graceful start and stop, built from
 //!   [`state`] (what the threads share), [`admin`] and [`metrics`] (the HTTP endpoint),
 //!   [`neighbour`] (MAC addresses) and [`announce`] (VIP routes through BIRD).
+//! - [`health_feed`] — polls the host agents' `/v1/backends`; [`health_decision`] turns their
+//!   answers into the failed backends the daemon compiles in.
 
 pub mod admin;
 pub mod announce;
 pub mod compile;
 pub mod daemon;
+pub mod health_decision;
+pub mod health_feed;
 pub mod metrics;
 pub mod neighbour;
 pub mod registry;

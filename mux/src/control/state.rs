@@ -14,6 +14,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
+use crate::control::health_feed::HealthShared;
 use crate::control::report;
 use crate::dataplane::counters::WorkerCounters;
 use crate::dataplane::snapshot::{BackendState, Snapshot};
@@ -79,6 +80,8 @@ pub struct DaemonState {
     pub announced: Mutex<BTreeSet<IpAddr>>,
     /// When the daemon started.
     pub started: Instant,
+    /// The health feed's agents and judged backends.
+    pub health: Arc<HealthShared>,
     phase: AtomicU8,
 }
 
@@ -95,6 +98,7 @@ impl DaemonState {
             reloads: ReloadStats::default(),
             announced: Mutex::new(BTreeSet::new()),
             started: Instant::now(),
+            health: Arc::new(HealthShared::default()),
             phase: AtomicU8::new(Phase::Starting as u8),
         }
     }
@@ -213,10 +217,62 @@ impl DaemonState {
             },
             "workers": workers,
             "vips": vips,
+            "health": self.health_json(),
             "counters": report["counters"],
             "forwarded_per_vip": report["forwarded_per_vip"],
             "forwarded_per_backend": report["forwarded_per_backend"],
         })
+    }
+}
+
+impl DaemonState {
+    /// `/v1/status` `health`: every polled agent and every backend some agent reports.
+    pub fn health_json(&self) -> Value {
+        let agents: Vec<Value> = self
+            .health
+            .agents
+            .lock()
+            .map(|agents| {
+                agents
+                    .iter()
+                    .map(|a| {
+                        json!({
+                            "address": a.address.to_string(),
+                            "name": a.report.as_ref().and_then(|r| r.agent.clone()),
+                            "reachable": a.reachable,
+                            "last_ok_unix_ms": a.last_ok_unix_ms,
+                            "last_error": a.last_error,
+                            "polls_ok": a.polls_ok,
+                            "polls_failed": a.polls_failed,
+                            "backends_reported": a.report.as_ref().map_or(0, |r| r.backends.len()),
+                            "entries_skipped": a.report.as_ref().map_or(0, |r| r.skipped),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let backends: Vec<Value> = self
+            .health
+            .backends
+            .lock()
+            .map(|rows| {
+                rows.iter()
+                    .map(|b| {
+                        json!({
+                            "vip": b.vip,
+                            "backend": b.backend.to_string(),
+                            "agent": b.agent.to_string(),
+                            "reported_state": b.reported.name(),
+                            "applied": if b.failed { "failed" } else { "ok" },
+                            "transitions": b.transitions,
+                            "last_transition_unix_ms": b.last_transition_unix_ms,
+                            "last_detect_ms": b.last_detect_ms,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({ "agents": agents, "backends": backends })
     }
 }
 

@@ -25,7 +25,12 @@
 //! - unless `io = "mem"`: `[dataplane] interface` is set, and `[next_hop]` has a `mac` or an
 //!   `address`; MACs are unicast and non-zero;
 //! - `[lifecycle] drain_seconds` is 0..=3600; `[bgp]` paths are absolute, and
-//!   `speaker = "bird"` needs `bird_include`.
+//!   `speaker = "bird"` needs `bird_include`;
+//! - `[health]`: `poll_interval_ms` is 100..=60000; `timeout_ms` is 10..=60000 and at most the
+//!   poll interval (a poll must end before the next one is due); `stale_after_ms` is at least
+//!   the poll interval (one missed answer alone never fails a host) and at most 600000; every
+//!   `[[health.agent]] address` is a unicast or loopback `ip:port` with a non-zero port, listed
+//!   once.
 //!
 //! A file without any `[[vip]]` is valid: the MUX runs and forwards nothing.
 //!
@@ -56,10 +61,12 @@ use std::path::Path;
 pub use error::{Collector, ConfigError, ConfigErrors, from_toml};
 pub use schema::{
     Admin, Backend, BackendState, Bgp, DEFAULT_ADMIN_LISTEN, DEFAULT_BIRD_SOCKET,
-    DEFAULT_BURST_SIZE, DEFAULT_DRAIN_SECONDS, DEFAULT_FLOW_TABLE_CAPACITY, DEFAULT_MTU,
-    DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT, DEFAULT_WORKERS, Dataplane, IoKind, Lifecycle,
-    MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT,
-    MuxConfig, NextHop, Protocol, Speaker, TimeoutSettings, Timeouts, Tunnel, Vip,
+    DEFAULT_BURST_SIZE, DEFAULT_DRAIN_SECONDS, DEFAULT_FLOW_TABLE_CAPACITY,
+    DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_MTU, DEFAULT_POLL_INTERVAL_MS, DEFAULT_TABLE_SIZE,
+    DEFAULT_WEIGHT, DEFAULT_WORKERS, Dataplane, Health, HealthAgent, IoKind, Lifecycle,
+    MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS, MAX_POLL_INTERVAL_MS, MAX_STALE_AFTER_MS,
+    MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MuxConfig, NextHop, Protocol, Speaker,
+    TimeoutSettings, Timeouts, Tunnel, Vip,
 };
 
 /// Parses and validates a configuration. `origin` is the file name shown in messages.

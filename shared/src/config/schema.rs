@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -62,6 +63,8 @@ pub struct MuxConfig {
     #[serde(default)]
     pub(crate) timeouts: TimeoutSettings,
     #[serde(default)]
+    pub(crate) health: Health,
+    #[serde(default)]
     pub(crate) vip: Vec<Vip>,
 }
 
@@ -110,6 +113,11 @@ impl MuxConfig {
     /// `[timeouts]` resolved: the file's values over the built-in defaults.
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts.merge_over(&Timeouts::default())
+    }
+
+    /// `[health]`: the host agents to poll for backend states.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The `[[vip]]` entries, in file order.
@@ -351,6 +359,85 @@ impl Bgp {
     /// The file the MUX writes its VIP routes to, included by BIRD's configuration.
     pub fn bird_include(&self) -> Option<&str> {
         self.bird_include.as_ref().map(|s| s.get_ref().as_str())
+    }
+}
+
+/// Default `[health] poll_interval_ms`.
+pub const DEFAULT_POLL_INTERVAL_MS: u32 = 1000;
+/// Default `[health] timeout_ms`.
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u32 = 500;
+/// Largest accepted `[health] poll_interval_ms` and `timeout_ms`.
+pub const MAX_POLL_INTERVAL_MS: u32 = 60_000;
+/// Largest accepted `[health] stale_after_ms`.
+pub const MAX_STALE_AFTER_MS: u32 = 600_000;
+
+/// `[health]`: the host agents whose backend states the MUX applies (the health feed).
+///
+/// Without the section, or without any `[[health.agent]]`, nothing is polled and backends take
+/// their state from the file alone.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub(crate) poll_interval_ms: Option<Spanned<i64>>,
+    pub(crate) timeout_ms: Option<Spanned<i64>>,
+    pub(crate) stale_after_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(crate) agent: Vec<HealthAgent>,
+}
+
+impl Health {
+    /// How often each agent is asked; default 1000 ms, range 100..=60000.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(int_or(
+            &self.poll_interval_ms,
+            DEFAULT_POLL_INTERVAL_MS,
+        )))
+    }
+
+    /// How long one poll may take; range 10..=60000 and at most the poll interval; default
+    /// 500 ms, or the poll interval when that is shorter (so a short interval alone is valid).
+    pub fn timeout(&self) -> Duration {
+        match &self.timeout_ms {
+            Some(_) => Duration::from_millis(u64::from(int_or(
+                &self.timeout_ms,
+                DEFAULT_HEALTH_TIMEOUT_MS,
+            ))),
+            None => self
+                .poll_interval()
+                .min(Duration::from_millis(u64::from(DEFAULT_HEALTH_TIMEOUT_MS))),
+        }
+    }
+
+    /// How long an agent may stay unanswered before its backends count as failed; default
+    /// three poll intervals, range poll interval..=600000 ms.
+    pub fn stale_after(&self) -> Duration {
+        match self
+            .stale_after_ms
+            .as_ref()
+            .and_then(|v| u64::try_from(*v.get_ref()).ok())
+        {
+            Some(ms) => Duration::from_millis(ms),
+            None => self.poll_interval() * 3,
+        }
+    }
+
+    /// The agents' admin endpoints, in file order (distinct after validation).
+    pub fn agents(&self) -> Vec<SocketAddr> {
+        self.agent.iter().map(HealthAgent::address).collect()
+    }
+}
+
+/// One `[[health.agent]]`: a host agent's admin endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthAgent {
+    pub(crate) address: Spanned<SocketValue>,
+}
+
+impl HealthAgent {
+    /// Where the agent serves `GET /v1/backends`.
+    pub fn address(&self) -> SocketAddr {
+        self.address.get_ref().0
     }
 }
 

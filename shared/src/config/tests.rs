@@ -3,6 +3,7 @@
 //! and defaults.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use super::*;
 
@@ -93,6 +94,9 @@ fn example_file_parses_and_validates() {
     assert_eq!(web.backends()[1].weight(), 200);
     assert_eq!(web.backends()[2].state(), BackendState::Draining);
     assert_eq!(c.vips()[2].table_size(), 1009);
+    assert_eq!(c.health().poll_interval(), Duration::from_millis(1000));
+    assert_eq!(c.health().stale_after(), Duration::from_millis(3000));
+    assert_eq!(c.health().agents().len(), 2);
 }
 
 #[test]
@@ -908,4 +912,176 @@ fn cpus_pin_one_worker_each() {
         errors.to_string().contains("cpus must list one CPU number"),
         "{errors}"
     );
+}
+
+// ---- [health] ---------------------------------------------------------------------------
+
+fn health(body: &str) -> String {
+    format!("{HEAD}[health]\n{body}")
+}
+
+fn agent(address: &str) -> String {
+    format!("[[health.agent]]\naddress = \"{address}\"\n")
+}
+
+#[test]
+fn health_is_optional_and_defaults_follow_the_poll_interval() {
+    let c = valid(HEAD);
+    assert!(c.health().agents().is_empty());
+    assert_eq!(c.health().poll_interval(), Duration::from_millis(1000));
+    assert_eq!(c.health().timeout(), Duration::from_millis(500));
+    assert_eq!(c.health().stale_after(), Duration::from_millis(3000));
+
+    let c = valid(&health(&format!(
+        "poll_interval_ms = 200\n{}",
+        agent("10.0.21.2:9200")
+    )));
+    let h = c.health();
+    assert_eq!(
+        h.agents(),
+        ["10.0.21.2:9200".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(h.poll_interval(), Duration::from_millis(200));
+    // The default timeout never exceeds a short interval; stale is three intervals.
+    assert_eq!(h.timeout(), Duration::from_millis(200));
+    assert_eq!(h.stale_after(), Duration::from_millis(600));
+
+    let c = valid(&health(&format!(
+        "poll_interval_ms = 500\ntimeout_ms = 400\nstale_after_ms = 3000\n{}{}",
+        agent("10.0.21.2:9200"),
+        agent("[fd00:21::3]:9200")
+    )));
+    let h = c.health();
+    assert_eq!(
+        (h.poll_interval(), h.timeout(), h.stale_after()),
+        (
+            Duration::from_millis(500),
+            Duration::from_millis(400),
+            Duration::from_millis(3000)
+        )
+    );
+    assert_eq!(h.agents().len(), 2);
+    // An agent on the MUX's own host (loopback) is fine.
+    valid(&health(&agent("127.0.0.1:9200")));
+}
+
+#[test]
+fn health_ranges() {
+    for (key, bad, range) in [
+        ("poll_interval_ms", "99", "between 100 and 60000"),
+        ("poll_interval_ms", "60001", "between 100 and 60000"),
+        ("timeout_ms", "9", "between 10 and 60000"),
+        ("timeout_ms", "60001", "between 10 and 60000"),
+        ("stale_after_ms", "99", "between 100 and 600000"),
+        ("stale_after_ms", "600001", "between 100 and 600000"),
+    ] {
+        let text = health(&format!("{key} = {bad}\n"));
+        refused_at(
+            &text,
+            &format!("{bad}\n"),
+            &format!("[health]: {key} must be {range} (got {bad})"),
+        );
+    }
+    let edges = health("poll_interval_ms = 60000\ntimeout_ms = 60000\nstale_after_ms = 600000\n");
+    let c = valid(&edges);
+    assert_eq!(c.health().stale_after(), Duration::from_millis(600_000));
+}
+
+#[test]
+fn health_timeout_must_fit_the_poll_interval() {
+    let text = health("poll_interval_ms = 500\ntimeout_ms = 600\n");
+    refused_at(
+        &text,
+        "600",
+        "[health]: timeout_ms (600) is longer than poll_interval_ms (500)",
+    );
+    // Against the default interval (1000) too.
+    let text = health("timeout_ms = 1500\n");
+    refused_at(&text, "1500", "longer than poll_interval_ms (1000)");
+    valid(&health("poll_interval_ms = 500\ntimeout_ms = 500\n"));
+}
+
+#[test]
+fn health_stale_after_is_at_least_one_poll_interval() {
+    let text = health("poll_interval_ms = 2000\nstale_after_ms = 1500\n");
+    refused_at(
+        &text,
+        "1500",
+        "[health]: stale_after_ms (1500) is shorter than poll_interval_ms (2000)",
+    );
+    let text = health("stale_after_ms = 500\n");
+    refused_at(
+        &text,
+        "500",
+        "use at least 1000, better three intervals (3000)",
+    );
+    valid(&health("poll_interval_ms = 2000\nstale_after_ms = 2000\n"));
+}
+
+#[test]
+fn health_agent_addresses() {
+    for (address, problem) in [
+        ("10.0.21.2:0", "has port 0"),
+        ("0.0.0.0:9200", "is unspecified"),
+        ("[::]:9200", "is unspecified"),
+        ("224.0.0.1:9200", "is a multicast address"),
+        ("255.255.255.255:9200", "is the broadcast address"),
+        ("[::ffff:10.0.21.2]:9200", "IPv4-mapped"),
+    ] {
+        let text = health(&agent(address));
+        refused_at(
+            &text,
+            &format!("\"{address}\""),
+            "[[health.agent]]: address ",
+        );
+        let errs = errors(&text);
+        assert!(errs[0].message.contains(problem), "{}", errs[0]);
+        assert!(errs[0].message.contains("admin endpoint"), "{}", errs[0]);
+    }
+    // Not an ip:port at all: refused while parsing, at the value.
+    let text = health(&agent("host1:9200"));
+    refused_at(&text, "\"host1", "expected an address:port");
+    let text = health("[[health.agent]]\n");
+    refused_at(&text, "[[health.agent]]", "missing");
+    let text = health("[[health.agent]]\naddress = \"10.0.21.2:9200\"\nport = 1\n");
+    refused_at(&text, "port", "unknown field `port`");
+}
+
+#[test]
+fn health_agents_are_listed_once() {
+    let text = health(&format!(
+        "{}{}{}",
+        agent("10.0.21.2:9200"),
+        agent("10.0.21.3:9200"),
+        agent("10.0.21.2:9200")
+    ));
+    refused_at_nth(
+        &text,
+        "\"10.0.21.2:9200\"",
+        1,
+        "[[health.agent]]: 10.0.21.2:9200 is listed twice (first at line",
+    );
+    // The same IP on another port is another agent.
+    valid(&health(&format!(
+        "{}{}",
+        agent("10.0.21.2:9200"),
+        agent("10.0.21.2:9201")
+    )));
+}
+
+#[test]
+fn health_errors_are_all_reported() {
+    let text = health(&format!(
+        "poll_interval_ms = 50\ntimeout_ms = 5\n{}{}",
+        agent("10.0.21.2:0"),
+        agent("10.0.21.2:0")
+    ));
+    let errors = parse(&text, "t.toml").unwrap_err();
+    let messages: Vec<_> = errors.errors().iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages.len(), 5, "{errors}");
+    assert!(messages[0].contains("poll_interval_ms must be between"));
+    assert!(messages[1].contains("timeout_ms must be between"));
+    assert!(messages[2].contains("has port 0"));
+    assert!(messages[3].contains("has port 0"));
+    assert!(messages[4].contains("listed twice"));
 }

@@ -17,10 +17,11 @@ use serde_spanned::Spanned;
 
 use super::error::{Collector, ConfigErrors};
 use super::schema::{
-    Backend, IoKind, MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS,
-    MAX_WEIGHT, MuxConfig, Speaker, TimeoutSettings, Vip,
+    Backend, IoKind, MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS, MAX_POLL_INTERVAL_MS,
+    MAX_STALE_AFTER_MS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MuxConfig, Speaker,
+    TimeoutSettings, Vip,
 };
-use super::values::{IpValue, MacValue};
+use super::values::{IpValue, MacValue, SocketValue};
 
 impl MuxConfig {
     /// Checks every semantic rule (listed in the [module documentation](crate::config)) and returns all violations,
@@ -34,6 +35,7 @@ impl MuxConfig {
         self.check_next_hop(&mut c);
         check_timeouts(&mut c, "[timeouts]", &self.timeouts);
         self.check_lifecycle_and_bgp(&mut c);
+        self.check_health(&mut c);
         self.check_vips(&mut c);
         c.finish()
     }
@@ -133,6 +135,77 @@ impl MuxConfig {
                  bird.conf"
                     .to_string(),
             );
+        }
+    }
+
+    fn check_health(&self, c: &mut Collector<'_>) {
+        let h = &self.health;
+        let ctx = "[health]";
+        let max = i64::from(MAX_POLL_INTERVAL_MS);
+        let mut interval_ok = true;
+        if let Some(v) = &h.poll_interval_ms {
+            let fix = "give the milliseconds between two polls of each agent (default 1000)";
+            interval_ok = c.check_range(ctx, "poll_interval_ms", v, 100, max, fix);
+        }
+        // At most 60000 after the range check (the default otherwise), so it fits an i64.
+        let interval = i64::try_from(h.poll_interval().as_millis()).unwrap_or(i64::MAX);
+        if let Some(v) = &h.timeout_ms {
+            let fix = "give the milliseconds one poll may take (default 500)";
+            if c.check_range(ctx, "timeout_ms", v, 10, max, fix)
+                && interval_ok
+                && *v.get_ref() > interval
+            {
+                c.at(
+                    v.span(),
+                    format!(
+                        "{ctx}: timeout_ms ({}) is longer than poll_interval_ms ({interval}), so \
+                         a slow agent would still be answering when its next poll is due; \
+                         lower timeout_ms or raise poll_interval_ms",
+                        v.get_ref()
+                    ),
+                );
+            }
+        }
+        if let Some(v) = &h.stale_after_ms {
+            let fix = "give the milliseconds an agent may stay unanswered before its backends \
+                       count as failed (default three poll intervals)";
+            if c.check_range(
+                ctx,
+                "stale_after_ms",
+                v,
+                100,
+                i64::from(MAX_STALE_AFTER_MS),
+                fix,
+            ) && interval_ok
+                && *v.get_ref() < interval
+            {
+                c.at(
+                    v.span(),
+                    format!(
+                        "{ctx}: stale_after_ms ({}) is shorter than poll_interval_ms \
+                         ({interval}), so every host would count as down between two polls; \
+                         use at least {interval}, better three intervals ({})",
+                        v.get_ref(),
+                        interval * 3
+                    ),
+                );
+            }
+        }
+        let mut seen: HashMap<std::net::SocketAddr, usize> = HashMap::new();
+        for agent in &h.agent {
+            check_agent_address(c, &agent.address);
+            let addr = agent.address();
+            if let Some(first) = seen.get(&addr) {
+                c.at(
+                    agent.address.span(),
+                    format!(
+                        "[[health.agent]]: {addr} is listed twice (first at line {first}); \
+                         remove one: each agent is polled once"
+                    ),
+                );
+            } else {
+                seen.insert(addr, c.line_of(agent.address.span().start));
+            }
         }
     }
 
@@ -381,6 +454,33 @@ fn check_backends(c: &mut Collector<'_>, ctx: &str, vip: &Vip) {
             c.check_range(&bctx, "weight", w, 0, i64::from(MAX_WEIGHT), fix);
         }
     }
+}
+
+/// Records an error unless `addr` is somewhere an agent can listen: a unicast or loopback
+/// address (an agent on the MUX's own host is fine) with a non-zero port.
+fn check_agent_address(c: &mut Collector<'_>, addr: &Spanned<SocketValue>) {
+    let a = addr.get_ref().0;
+    let ip = a.ip();
+    let problem = if a.port() == 0 {
+        "has port 0"
+    } else if ip.is_unspecified() {
+        "is unspecified"
+    } else if ip.is_multicast() {
+        "is a multicast address"
+    } else if matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
+        "is the broadcast address"
+    } else if matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()) {
+        "is an IPv4-mapped IPv6 address (write it as plain IPv4)"
+    } else {
+        return;
+    };
+    c.at(
+        addr.span(),
+        format!(
+            "[[health.agent]]: address {a} {problem}; use the host agent's admin endpoint, \
+             e.g. address = \"10.0.21.2:9200\" (its [admin] listen)"
+        ),
+    );
 }
 
 fn backend_ctx(vip: &Vip, b: &Backend) -> String {

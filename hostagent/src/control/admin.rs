@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::Serialize;
 use tiny_http::{Header, Response, Server};
 
 use crate::control::metrics;
@@ -62,7 +62,7 @@ pub fn start(
 fn route(url: &str, state: &Arc<AgentState>) -> Reply {
     let path = url.split('?').next().unwrap_or("");
     match path {
-        "/v1/backends" => json(&state.backends_json()),
+        "/v1/backends" => json(&state.backends_report()),
         "/v1/status" => json(&state.status_json()),
         "/metrics" => text(200, metrics::render(state), "text/plain; version=0.0.4"),
         "/healthz" => text(200, "ok\n".into(), "text/plain"),
@@ -76,7 +76,7 @@ fn route(url: &str, state: &Arc<AgentState>) -> Reply {
     }
 }
 
-fn json(value: &Value) -> Reply {
+fn json(value: &impl Serialize) -> Reply {
     match serde_json::to_string_pretty(value) {
         Ok(body) => text(200, body + "\n", "application/json"),
         Err(e) => text(500, format!("cannot encode JSON: {e}\n"), "text/plain"),

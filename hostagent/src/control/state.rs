@@ -115,6 +115,18 @@ pub struct DataPathReport {
     pub services: Vec<ServiceSpec>,
 }
 
+/// The `/v1/backends` document (the contract the MUXes poll; see `docs/hostagent.md`). A
+/// struct rather than a `serde_json::Value` so the keys keep the documented order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackendsReport {
+    /// `[agent] name`.
+    pub agent: String,
+    /// The configuration generation the states belong to.
+    pub generation: u64,
+    /// One entry per `[[service]]`, in configuration order.
+    pub backends: Vec<BackendHealth>,
+}
+
 /// State shared by the host agent daemon's threads.
 #[derive(Debug)]
 pub struct AgentState {
@@ -200,13 +212,21 @@ impl AgentState {
         self.health.snapshot()
     }
 
-    /// The `/v1/backends` document: `{"agent", "generation", "backends": [...]}`.
-    pub fn backends_json(&self) -> Value {
-        json!({
-            "agent": self.name,
-            "generation": self.generation(),
-            "backends": self.backends(),
-        })
+    /// The `/v1/backends` document.
+    pub fn backends_report(&self) -> BackendsReport {
+        BackendsReport {
+            agent: self.name.clone(),
+            generation: self.generation(),
+            backends: self.backends(),
+        }
+    }
+
+    /// The `/v1/backends` document as compact JSON, keys in the contract's order:
+    /// `{"agent":…,"generation":…,"backends":[…]}`.
+    pub fn backends_json(&self) -> String {
+        // Only strings, numbers and `null`: serialization cannot fail.
+        serde_json::to_string(&self.backends_report())
+            .unwrap_or_else(|e| format!("{{\"error\":{}}}", Value::String(e.to_string())))
     }
 
     /// The `/v1/status` document: identity, readiness, reloads, every counter by name, and the

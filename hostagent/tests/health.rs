@@ -48,10 +48,21 @@ fn service(vip_last: u8, port: u16, protocol: Protocol, backend_port: u16) -> Se
     }
 }
 
-/// A port nothing listens on (bound, read, released).
+/// An address nothing listens on: 127.0.0.2 (every other test binds 127.0.0.1 only) at a
+/// port that was free a moment ago.
+const CLOSED_HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
 fn closed_port() -> u16 {
-    let l = TcpListener::bind((LOCALHOST, 0)).expect("bind");
+    let l = TcpListener::bind((CLOSED_HOST, 0)).expect("bind");
     l.local_addr().expect("addr").port()
+}
+
+/// A service whose backend refuses connections.
+fn closed_service(vip_last: u8) -> ServiceSpec {
+    ServiceSpec {
+        backend_address: CLOSED_HOST,
+        ..service(vip_last, 80, Protocol::Tcp, closed_port())
+    }
 }
 
 /// A listener that accepts and closes every connection; counts them.
@@ -160,10 +171,7 @@ fn tcp_check_of_a_listening_backend_goes_up() {
 
 #[test]
 fn tcp_check_of_a_closed_port_goes_down_with_the_reason() {
-    let checker = HealthChecker::start_services(
-        vec![service(10, 80, Protocol::Tcp, closed_port())],
-        check(HealthKind::Tcp),
-    );
+    let checker = HealthChecker::start_services(vec![closed_service(10)], check(HealthKind::Tcp));
     let snap = wait_for(&checker, "tcp down", state_is(HealthState::Down));
     let b = &snap[0];
     assert_eq!(b.last_error.as_deref(), Some("connect: connection refused"));
@@ -227,7 +235,7 @@ fn http_check_of_a_silent_backend_times_out() {
 #[test]
 fn http_check_of_a_closed_port_is_a_connect_error() {
     let checker = HealthChecker::start_services(
-        vec![service(10, 80, Protocol::Tcp, closed_port())],
+        vec![closed_service(10)],
         HealthCheck {
             fall: 1,
             ..check(http(200))
@@ -320,12 +328,12 @@ fn reload_keeps_surviving_targets_and_replaces_the_others() {
         check(HealthKind::Tcp),
     );
     wait_for(&checker, "both up", state_is(HealthState::Up));
-    let closed = closed_port();
+    let closed = closed_service(13);
     checker.reload_services(
         vec![
             // Same backend, other VIP: still the same target, so its state is kept.
             service(12, 443, Protocol::Tcp, kept_port),
-            service(13, 80, Protocol::Tcp, closed),
+            closed,
         ],
         HealthCheck {
             rise: 5,
@@ -337,7 +345,7 @@ fn reload_keeps_surviving_targets_and_replaces_the_others() {
     assert_eq!(snap[0].state, HealthState::Up, "kept");
     assert_eq!(snap[0].port, 443);
     assert_eq!(snap[0].transitions, 1);
-    assert_eq!(snap[1].backend_port, closed);
+    assert_eq!(snap[1].backend_port, closed.backend_port);
     assert!(
         snap[1].state == HealthState::Unknown || snap[1].state == HealthState::Down,
         "new target starts unknown"

@@ -5,9 +5,13 @@
 //!   packets from the MUXes, and the DIP → VIP source rewrite of the backends' replies (direct
 //!   server return). No I/O: the interception layer that feeds it is not built yet (see
 //!   `docs/hostagent.md`).
+//! - [`control`]: the control plane beside the packet path — health checks of the local
+//!   backends (rise/fall), the state the daemon's threads share, and the admin endpoint
+//!   (`/v1/backends` for the MUXes, `/v1/status`, `/metrics`, `/healthz`, `/readyz`).
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod io;

@@ -242,7 +242,8 @@ pub enum HealthKind {
     },
 }
 
-/// `[health]` resolved. Only the schema exists so far: no checker runs these yet.
+/// `[health]` resolved: how `control::health::HealthChecker` probes each local TCP backend
+/// (UDP backends are not probed) and when it changes a backend's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheck {
     /// The probe.
@@ -252,9 +253,11 @@ pub struct HealthCheck {
     /// A probe not answered within this counts as failed (at most the interval; default
     /// 500 ms).
     pub timeout: Duration,
-    /// Consecutive successes that bring a failed backend back (1..=100; default 2).
+    /// Consecutive successes that make a backend `up` (from `unknown` or `down`; 1..=100;
+    /// default 2).
     pub rise: u32,
-    /// Consecutive failures that mark a backend failed (1..=100; default 3).
+    /// Consecutive failures that make a backend `down` (from `unknown` or `up`; 1..=100;
+    /// default 3).
     pub fall: u32,
 }
 

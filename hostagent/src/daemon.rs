@@ -2,15 +2,17 @@
 //!
 //! Start: load and validate the config → build the service table → delete what an earlier
 //! agent left on the host (crash clean-up) → create the TUN device and open the tunnel
-//! sockets → install the routes and capture rules → start the forwarder thread.
+//! sockets → install the routes and capture rules → start the health checker, the admin
+//! endpoint and the forwarder thread → ready (`/readyz` answers 200).
 //!
 //! Run: the control thread wakes every 100 ms for signals.
 //! - SIGHUP: parse → validate → build the new service table → add the new capture rules →
 //!   hand the table to the forwarder (adopted between batches) → delete the stale rules. A bad
 //!   file is refused with every error logged and counted, and the old configuration keeps
-//!   serving. `[interception]` changes need a restart (logged).
-//! - SIGTERM / SIGINT: stop the forwarder, remove every rule and route, close the TUN device
-//!   (which removes it), exit 0.
+//!   serving. The health checker keeps the state of backends that are still configured.
+//!   `[interception]` and `[admin] listen` changes need a restart (logged).
+//! - SIGTERM / SIGINT: not ready, stop the forwarder, remove every rule and route, close the
+//!   TUN device (which removes it), stop the checker and the endpoint, exit 0.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,8 +21,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::config::{self, ConfigErrors, HostAgentConfig};
-use crate::dataplane::{Counters, ServiceTable, TableError};
-use crate::io::forwarder::{Forwarder, IoCounters};
+use crate::control::admin;
+use crate::control::health::HealthChecker;
+use crate::control::state::AgentState;
+use crate::dataplane::{ServiceTable, TableError};
+use crate::io::forwarder::Forwarder;
 use crate::io::host_setup::{HostSetup, SetupError};
 use crate::io::raw::RawSender;
 use crate::io::tun::Tun;
@@ -44,9 +49,6 @@ pub enum DaemonError {
     #[error("{0}")]
     Startup(String),
 }
-
-/// What the forwarder publishes for the control plane.
-pub type Published = Arc<std::sync::Mutex<(Counters, IoCounters)>>;
 
 /// Runs the agent until SIGTERM/SIGINT.
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
@@ -79,32 +81,47 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     }
 
     let signals = Signals::register().map_err(DaemonError::Startup)?;
+    let mut checker = HealthChecker::start(&cfg);
+    let state = Arc::new(AgentState::new(
+        cfg.name().to_string(),
+        config_path.to_path_buf(),
+        checker.view(),
+    ));
+    let stop_admin = Arc::new(AtomicBool::new(false));
+    let admin = match admin::start(
+        cfg.admin_listen(),
+        Arc::clone(&state),
+        Arc::clone(&stop_admin),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            checker.stop();
+            setup.remove();
+            return Err(DaemonError::Startup(e));
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let (table_tx, table_rx) = mpsc::channel::<ServiceTable>();
-    let published: Published = Arc::new(std::sync::Mutex::new((
-        Counters::new(table.services().len()),
-        IoCounters::default(),
-    )));
     let mut forwarder = Forwarder::new(tun, receivers, sender, table);
     let forwarder_thread = {
         let stop = Arc::clone(&stop);
-        let published = Arc::clone(&published);
+        let state = Arc::clone(&state);
         std::thread::Builder::new()
             .name("hostagent-fwd".into())
             .spawn(move || {
-                forwarder.run(&stop, &table_rx, |c, io| {
-                    if let Ok(mut p) = published.lock() {
-                        p.0.clone_from(c);
-                        p.1 = *io;
-                    }
+                forwarder.run(&stop, &table_rx, |data_path, io| {
+                    state.publish_data_path(data_path);
+                    state.io.store(io);
                 });
             })
             .map_err(|e| DaemonError::Startup(format!("cannot start the forwarder: {e}")))?
     };
+    state.set_ready(true);
     tracing::info!(
         name = cfg.name(),
         tun = %settings.tun_name,
         services = cfg.services().len(),
+        admin = %cfg.admin_listen(),
         "hostagent started"
     );
 
@@ -112,8 +129,14 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     while !signals.terminate.load(Ordering::Relaxed) {
         if signals.reload.swap(false, Ordering::Relaxed) {
             match reload(config_path, &current, &mut setup, &table_tx) {
-                Ok(cfg) => current = cfg,
+                Ok(cfg) => {
+                    checker.reload(&cfg);
+                    state.generation.fetch_add(1, Ordering::AcqRel);
+                    state.reloads.record_ok();
+                    current = cfg;
+                }
                 Err(text) => {
+                    state.reloads.record_failed(text.clone());
                     for line in text.lines() {
                         tracing::error!("reload refused: {line}");
                     }
@@ -125,18 +148,21 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     }
 
     tracing::info!("stopping");
+    state.set_ready(false);
     stop.store(true, Ordering::Relaxed);
     let _ = forwarder_thread.join();
     setup.remove();
-    if let Ok(p) = published.lock() {
-        tracing::info!(
-            inbound = p.0.inbound,
-            delivered = p.0.delivered,
-            replies_rewritten = p.0.replies_rewritten,
-            dropped = p.0.total_drops(),
-            "hostagent stopped"
-        );
-    }
+    checker.stop();
+    stop_admin.store(true, Ordering::Relaxed);
+    let _ = admin.join();
+    let c = state.data_path().counters;
+    tracing::info!(
+        inbound = c.inbound,
+        delivered = c.delivered,
+        replies_rewritten = c.replies_rewritten,
+        dropped = c.total_drops(),
+        "hostagent stopped"
+    );
     Ok(())
 }
 
@@ -151,6 +177,9 @@ fn reload(
     let table = ServiceTable::from_config(&cfg).map_err(|e| e.to_string())?;
     if cfg.interception() != current.interception() {
         tracing::warn!("[interception] changes take effect on restart only");
+    }
+    if cfg.admin_listen() != current.admin_listen() {
+        tracing::warn!("[admin] listen changes take effect on restart only");
     }
     // New rules first, so a service present before and after never loses its capture; the
     // forwarder adopts the table between batches.

@@ -19,7 +19,11 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::{Agent, Lab, StandInMux, in_netns, ip, ip_out, lab_available, sysctl, wait_until};
+use common::{
+    Agent, Lab, StandInMux, encapsulate, in_netns, ip, ip_out, lab_available, sysctl, wait_until,
+};
+use hostagent::io::raw::RawSender;
+use serde_json::Value;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -118,6 +122,48 @@ fn agent_rules(lab: &Lab) -> usize {
         .count()
 }
 
+/// GET `path` from the agent's admin endpoint (inside the host namespace); `None` if it does
+/// not answer 200.
+fn admin_get(lab: &Lab, port: u16, path: &'static str) -> Option<String> {
+    in_netns(lab.path(1), move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let (head, body) = out.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+fn status(lab: &Lab, port: u16) -> Value {
+    let body = admin_get(lab, port, "/v1/status").expect("/v1/status answers");
+    serde_json::from_str(&body).expect("status is JSON")
+}
+
+/// A minimal IPv4 TCP SYN `src:40000 → dst:port` (checksums are not needed: the agent drops
+/// these before it reads them).
+fn syn(src: Ipv4Addr, dst: Ipv4Addr, port: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 40];
+    p[..20].copy_from_slice(&[
+        0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+    p[22..24].copy_from_slice(&port.to_be_bytes());
+    p[32] = 0x50;
+    p[33] = 0x02;
+    p
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -132,7 +178,9 @@ fn tcp_through_the_vip_reaches_unmodified_backends_and_replies_come_from_the_vip
     }
     let lab = topology("tcp");
     let dir = std::env::temp_dir().join(format!("hat-tcp-{}", std::process::id()));
-    let mut agent = Agent::start(lab.ns(1), &dir, &config(free_port()));
+    let admin = free_port();
+    let mut agent = Agent::start(lab.ns(1), &dir, &config(admin));
+    wait_until(10, "ready", || admin_get(&lab, admin, "/readyz").is_some());
     // 2 capture rules (port + ICMP) per backend address and one mark rule.
     wait_until(10, "the agent's rules", || agent_rules(&lab) == 5);
     let mux = StandInMux::start(lab.ns(0), lab.path(0), VIP, CLIENT, CLIENT, DIP);
@@ -161,6 +209,80 @@ fn tcp_through_the_vip_reaches_unmodified_backends_and_replies_come_from_the_vip
         tunnelled >= 6,
         "client packets went through the tunnel ({tunnelled})"
     );
+
+    // What the agent counted: both services delivered and replied; the health checker saw
+    // both backends up.
+    wait_until(10, "health up", || {
+        status(&lab, admin)["health"]
+            .as_array()
+            .is_some_and(|h| h.iter().all(|b| b["state"] == "up"))
+    });
+    let st = status(&lab, admin);
+    assert_eq!(st["ready"], true);
+    for svc in st["services"].as_array().expect("services") {
+        assert!(svc["delivered"].as_u64() >= Some(3), "{svc}");
+        assert!(svc["replies_rewritten"].as_u64() >= Some(3), "{svc}");
+    }
+    assert_eq!(st["counters"]["dropped"], 0, "{st}");
+
+    // Bad input: dropped and counted, never delivered.
+    let inner = syn(CLIENT, VIP, 80);
+    let mut unknown_source = vec![0u8; inner.len() + 20];
+    encapsulate(
+        &inner,
+        Ipv4Addr::new(10, 77, 0, 9),
+        DIP,
+        &mut unknown_source,
+    );
+    let mut unknown_vip = vec![0u8; inner.len() + 20];
+    encapsulate(
+        &syn(CLIENT, Ipv4Addr::new(192, 0, 2, 99), 80),
+        CLIENT,
+        DIP,
+        &mut unknown_vip,
+    );
+    // The outer header says 30 bytes: 10 of the 40-byte inner packet arrive.
+    let mut truncated = vec![0u8; 30];
+    encapsulate(&inner[..10], CLIENT, DIP, &mut truncated);
+    in_netns(lab.path(0), move || {
+        let sender = RawSender::open(1).expect("raw sender");
+        for p in [&unknown_source, &unknown_vip, &truncated] {
+            sender.send(p).expect("send a bad packet");
+        }
+    })
+    .join()
+    .unwrap();
+    wait_until(5, "the bad packets counted", || {
+        status(&lab, admin)["counters"]["dropped"].as_u64() == Some(3)
+    });
+    let drops = &status(&lab, admin)["counters"]["drops"];
+    assert_eq!(drops["unknown_tunnel_source"], 1, "{drops}");
+    assert_eq!(drops["unknown_service"], 1, "{drops}");
+    assert_eq!(drops["truncated_inner"], 1, "{drops}");
+
+    // A bad reload is refused and the old configuration keeps serving; a good one applies.
+    let conf = dir.join("hostagent.toml");
+    let good = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(
+        &conf,
+        good.replace("backend_port = 8080", "backend_port = 80800"),
+    )
+    .unwrap();
+    agent.signal("HUP");
+    wait_until(5, "the bad reload refused", || {
+        status(&lab, admin)["reloads"]["failed"] == 1
+    });
+    assert_eq!(agent_rules(&lab), 5, "rules untouched by a refused reload");
+    std::fs::write(&conf, good.replace("port = 81\n", "port = 82\n")).unwrap();
+    agent.signal("HUP");
+    wait_until(5, "the good reload applied", || {
+        status(&lab, admin)["reloads"]["ok"] == 1
+    });
+    let mux = StandInMux::start(lab.ns(0), lab.path(0), VIP, CLIENT, CLIENT, DIP);
+    let (answer, local, _) = request(&lab, 82).expect("the new service port answers");
+    assert_eq!(answer.trim(), format!("10.78.0.2:8080 saw {local}"));
+    request(&lab, 80).expect("the unchanged service still answers");
+    mux.stop();
 
     agent.signal("TERM");
     assert_eq!(agent.wait(), Some(0), "clean exit:\n{}", agent.log_text());

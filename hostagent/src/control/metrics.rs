@@ -223,13 +223,27 @@ impl Collector for AgentCollector {
             &moved,
         )?;
         let errors = [
-            (vec![label("direction", "rx")], io.rx_errors),
-            (vec![label("direction", "tx")], io.tx_errors),
+            (
+                vec![label("device", "network"), label("direction", "rx")],
+                io.rx_errors,
+            ),
+            (
+                vec![label("device", "network"), label("direction", "tx")],
+                io.tx_errors,
+            ),
+            (
+                vec![label("device", "tun"), label("direction", "rx")],
+                io.tun_rx_errors,
+            ),
+            (
+                vec![label("device", "tun"), label("direction", "tx")],
+                io.tun_tx_errors,
+            ),
         ];
         counter_family(
             &mut e,
             "hostagent_io_errors",
-            "Failed network receives (rx) and sends (tx).",
+            "Failed receives (rx) and sends (tx) on the network sockets and the TUN device.",
             &errors,
         )?;
 

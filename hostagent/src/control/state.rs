@@ -65,6 +65,10 @@ pub struct IoCounters {
     pub tun_rx: AtomicU64,
     /// Packets written to the TUN device (`Deliver`: decapsulated packets for the backends).
     pub tun_tx: AtomicU64,
+    /// Reads from the TUN device that failed.
+    pub tun_rx_errors: AtomicU64,
+    /// Writes into the TUN device the kernel refused (the decapsulated packet is lost).
+    pub tun_tx_errors: AtomicU64,
 }
 
 /// A copy of [`IoCounters`] at one moment.
@@ -82,6 +86,10 @@ pub struct IoCountersSnapshot {
     pub tun_rx: u64,
     /// See [`IoCounters::tun_tx`].
     pub tun_tx: u64,
+    /// See [`IoCounters::tun_rx_errors`].
+    pub tun_rx_errors: u64,
+    /// See [`IoCounters::tun_tx_errors`].
+    pub tun_tx_errors: u64,
 }
 
 impl IoCounters {
@@ -101,7 +109,23 @@ impl IoCounters {
             tx_errors: get(&self.tx_errors),
             tun_rx: get(&self.tun_rx),
             tun_tx: get(&self.tun_tx),
+            tun_rx_errors: get(&self.tun_rx_errors),
+            tun_tx_errors: get(&self.tun_tx_errors),
         }
+    }
+
+    /// Sets every counter to the totals of `s` (the I/O thread keeps plain counters and
+    /// publishes them here between batches).
+    pub fn store(&self, s: &IoCountersSnapshot) {
+        let set = |c: &AtomicU64, v: u64| c.store(v, Ordering::Relaxed);
+        set(&self.rx_packets, s.rx_packets);
+        set(&self.rx_errors, s.rx_errors);
+        set(&self.tx_packets, s.tx_packets);
+        set(&self.tx_errors, s.tx_errors);
+        set(&self.tun_rx, s.tun_rx);
+        set(&self.tun_tx, s.tun_tx);
+        set(&self.tun_rx_errors, s.tun_rx_errors);
+        set(&self.tun_tx_errors, s.tun_tx_errors);
     }
 }
 

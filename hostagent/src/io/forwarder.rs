@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use super::raw::{RawReceiver, RawSender};
 use super::sys::poll_readable;
 use super::tun::Tun;
-use crate::dataplane::{Counters, DataPath, ServiceTable, Verdict};
+use crate::control::state::IoCountersSnapshot as IoCounters;
+use crate::dataplane::{DataPath, ServiceTable, Verdict};
 
 /// Packets drained from one descriptor before the others get a turn.
 pub const BATCH: usize = 64;
@@ -36,27 +37,6 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// Largest IP packet plus room for a rebuilt IPv6 header.
 const BUF_LEN: usize = 65_536 + 64;
-
-/// Counters of the interception layer itself (system calls and their failures).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IoCounters {
-    /// Packets read from the tunnel (raw) sockets.
-    pub tunnel_rx: u64,
-    /// Failed reads from the tunnel sockets.
-    pub tunnel_rx_errors: u64,
-    /// Decapsulated packets written into the TUN device.
-    pub tun_tx: u64,
-    /// Writes into the TUN device the kernel refused (the packet is lost; see the log).
-    pub tun_tx_errors: u64,
-    /// Packets read from the TUN device (captured replies).
-    pub tun_rx: u64,
-    /// Failed reads from the TUN device.
-    pub tun_rx_errors: u64,
-    /// Packets sent toward clients (rewritten replies and passed packets).
-    pub sent: u64,
-    /// Sends the kernel refused (e.g. no route to the client).
-    pub send_errors: u64,
-}
 
 /// Everything the loop owns.
 #[derive(Debug)]
@@ -111,7 +91,7 @@ impl Forwarder {
         &mut self,
         stop: &AtomicBool,
         tables: &Receiver<ServiceTable>,
-        mut publish: impl FnMut(&Counters, &IoCounters),
+        mut publish: impl FnMut(&DataPath, &IoCounters),
     ) {
         let mut fds: Vec<_> = self.receivers.iter().map(RawReceiver::raw_fd).collect();
         fds.push(self.tun.raw_fd());
@@ -138,11 +118,11 @@ impl Forwarder {
                 }
             }
             if last_publish.elapsed() >= PUBLISH_EVERY {
-                publish(self.datapath.counters(), &self.io);
+                publish(&self.datapath, &self.io);
                 last_publish = Instant::now();
             }
         }
-        publish(self.datapath.counters(), &self.io);
+        publish(&self.datapath, &self.io);
     }
 
     /// Inbound: up to [`BATCH`] tunnel packets from receiver `i`.
@@ -152,12 +132,12 @@ impl Forwarder {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
                 Err(e) => {
-                    self.io.tunnel_rx_errors += 1;
+                    self.io.rx_errors += 1;
                     tracing::debug!(error = %e, "tunnel receive failed");
                     return;
                 }
             };
-            self.io.tunnel_rx += 1;
+            self.io.rx_packets += 1;
             if let Verdict::Deliver { offset, len } = self.datapath.decap(&mut self.buf[..n]) {
                 match self.tun.write(&self.buf[offset..offset + len]) {
                     Ok(()) => self.io.tun_tx += 1,
@@ -189,9 +169,9 @@ impl Forwarder {
                 Verdict::Drop(_) | Verdict::Deliver { .. } => continue,
             };
             match self.sender.send(&self.buf[..out]) {
-                Ok(()) => self.io.sent += 1,
+                Ok(()) => self.io.tx_packets += 1,
                 Err(e) => {
-                    self.io.send_errors += 1;
+                    self.io.tx_errors += 1;
                     tracing::debug!(error = %e, "send toward the client failed");
                 }
             }

@@ -37,6 +37,7 @@
 
 pub mod baseline;
 pub mod demo;
+pub mod http;
 pub mod runner;
 pub mod scenario;
 pub mod traffic;

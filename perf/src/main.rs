@@ -84,6 +84,63 @@ enum Command {
     /// and prints per round: sent, delivered, loss, Mpps, packets per MUX and per backend,
     /// the round's checks; across rounds: same flow → same backend whichever MUX carried it,
     /// and the MUX path's rate as a ratio of plain Linux forwarding.
+    /// Serve HTTP as a lab backend: every answer names this backend and the client address it
+    /// saw (`{"backend", "client", "local"}`); `/healthz` is 200, or 503 while --fail-file
+    /// exists. Keep-alive; stops on SIGTERM/SIGINT or after --duration.
+    HttpBackend {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The name answers carry (the lab uses the backend's DIP).
+        #[arg(long)]
+        name: String,
+        /// While this file exists, /healthz answers 503.
+        #[arg(long, value_name = "PATH")]
+        fail_file: Option<PathBuf>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// Load a VIP with real HTTP: keep-alive connections, then one-request connections;
+    /// prints responses per backend, failures, the client address backends saw, latency.
+    HttpLoad {
+        /// The VIP address and port.
+        #[arg(long)]
+        target: std::net::SocketAddr,
+        /// Keep-alive connections.
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// Requests per keep-alive connection.
+        #[arg(long, default_value_t = 10)]
+        requests_per_connection: usize,
+        /// One-request connections (`Connection: close`).
+        #[arg(long, default_value_t = 200)]
+        new_connections: usize,
+        /// Connections in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Timeout of each connect and each request, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+        /// Backends must report this client address.
+        #[arg(long)]
+        expect_client: Option<std::net::IpAddr>,
+        /// Write the report as JSON here.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Exit 1 when a request failed or a backend saw another client address.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Evaluate the HTTP rounds of a lab results directory (scripts/lab's http and failover
+    /// rounds) and print the checks.
+    HttpSummary {
+        /// The results directory.
+        results: PathBuf,
+        /// Exit 1 when any check failed.
+        #[arg(long)]
+        check: bool,
+    },
     LabSummary {
         /// The results directory.
         results: PathBuf,
@@ -210,6 +267,104 @@ fn main() -> ExitCode {
             check,
             json,
         } => lab_summary(&results, check, json.as_deref()),
+        Command::HttpBackend {
+            listen,
+            name,
+            fail_file,
+            duration,
+        } => http_backend(listen, name, fail_file, duration),
+        Command::HttpLoad {
+            target,
+            connections,
+            requests_per_connection,
+            new_connections,
+            concurrency,
+            timeout_ms,
+            expect_client,
+            report,
+            check,
+        } => {
+            let spec = perf::http::load::LoadSpec {
+                target,
+                connections,
+                requests_per_connection,
+                new_connections,
+                concurrency,
+                timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
+                expect_client,
+            };
+            let r = perf::http::load::run(&spec);
+            print!("{}", perf::http::load::render(&r));
+            if write_report(&r, report.as_deref()) != ExitCode::SUCCESS {
+                return ExitCode::FAILURE;
+            }
+            let bad = r.ok != r.requests || r.client_mismatches > 0;
+            if check && bad {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::HttpSummary { results, check } => match perf::http::summary::evaluate(&results) {
+            Ok((text, passed)) => {
+                print!("{text}");
+                if check && !passed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("perf http-summary: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn http_backend(
+    listen: std::net::SocketAddr,
+    name: String,
+    fail_file: Option<PathBuf>,
+    duration: Option<f64>,
+) -> ExitCode {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = match std::net::TcpListener::bind(listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("perf http-backend: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+            eprintln!("perf http-backend: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(secs) = duration {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs.max(0.0)));
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let stats = Arc::new(perf::http::backend::ServerStats::default());
+    match perf::http::backend::serve(listener, name, fail_file, stop, Arc::clone(&stats)) {
+        Ok(()) => {
+            eprintln!(
+                "perf http-backend: {} connections, {} requests",
+                stats.connections.load(Ordering::Relaxed),
+                stats.requests.load(Ordering::Relaxed)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("perf http-backend: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

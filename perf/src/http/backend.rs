@@ -1,0 +1,150 @@
+//! `perf http-backend`: a small HTTP/1.1 server standing in for an unmodified backend.
+//!
+//! Every request gets `200` and `{"backend":NAME,"client":"IP:PORT","local":"IP:PORT"}`, where
+//! `client` is the TCP peer the server saw — behind the host agent, the client's real address.
+//! `/healthz` answers `200 ok`, or `503` while `--fail-file` exists. Keep-alive unless the
+//! client sends `Connection: close`; a malformed request gets `400` and the connection closes.
+//! A thread per connection (at most [`MAX_CONNECTIONS`]; more are refused by closing them).
+
+use std::io::{BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::read_head;
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// What the server counted.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub connections: AtomicUsize,
+    /// Requests answered.
+    pub requests: AtomicUsize,
+}
+
+/// Serves on `listener` until `stop` is set.
+pub fn serve(
+    listener: TcpListener,
+    name: String,
+    fail_file: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<ServerStats>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let name = Arc::new(name);
+    let fail_file = Arc::new(fail_file);
+    let active = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    continue;
+                }
+                stats.connections.fetch_add(1, Ordering::Relaxed);
+                active.fetch_add(1, Ordering::Relaxed);
+                let (name, fail_file, active, stats, stop) = (
+                    Arc::clone(&name),
+                    Arc::clone(&fail_file),
+                    Arc::clone(&active),
+                    Arc::clone(&stats),
+                    Arc::clone(&stop),
+                );
+                std::thread::spawn(move || {
+                    let _ = handle(conn, &name, fail_file.as_deref(), &stats, &stop);
+                    active.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    Ok(())
+}
+
+fn handle(
+    conn: TcpStream,
+    name: &str,
+    fail_file: Option<&Path>,
+    stats: &ServerStats,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    conn.set_nodelay(true)?;
+    let peer = conn.peer_addr()?;
+    let local = conn.local_addr()?;
+    let mut writer = conn.try_clone()?;
+    let mut reader = BufReader::new(conn);
+    while !stop.load(Ordering::Relaxed) {
+        let head = match read_head(&mut reader) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                let _ = writer.write_all(response(400, "bad request\n", true).as_bytes());
+                return Ok(());
+            }
+        };
+        if let Some(n) = head.content_length {
+            std::io::copy(&mut (&mut reader).take(n as u64), &mut std::io::sink())?;
+        }
+        let mut parts = head.first_line.split_whitespace();
+        let (Some(_method), Some(path), Some(version)) = (parts.next(), parts.next(), parts.next())
+        else {
+            let _ = writer.write_all(response(400, "bad request line\n", true).as_bytes());
+            return Ok(());
+        };
+        if !version.starts_with("HTTP/1.") {
+            let _ = writer.write_all(response(400, "HTTP/1.x only\n", true).as_bytes());
+            return Ok(());
+        }
+        let close = head.close || version == "HTTP/1.0";
+        let reply = if path == "/healthz" {
+            if fail_file.is_some_and(Path::exists) {
+                response(503, "failing (fail file present)\n", close)
+            } else {
+                response(200, "ok\n", close)
+            }
+        } else {
+            let body = serde_json::json!({
+                "backend": name,
+                "client": peer.to_string(),
+                "local": local.to_string(),
+            })
+            .to_string();
+            response(200, &body, close)
+        };
+        // Counted before the answer leaves, so a client that has its answer sees it counted.
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        writer.write_all(reply.as_bytes())?;
+        if close {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn response(status: u16, body: &str, close: bool) -> String {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: {}\r\nConnection: {}\r\n\r\n{body}",
+        body.len(),
+        if body.starts_with('{') {
+            "application/json"
+        } else {
+            "text/plain"
+        },
+        if close { "close" } else { "keep-alive" },
+    )
+}

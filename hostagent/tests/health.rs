@@ -32,6 +32,7 @@ fn check(kind: HealthKind) -> HealthCheck {
 
 fn http(status: u16) -> HealthKind {
     HealthKind::Http {
+        tls: false,
         path: "/healthz".into(),
         expected_status: status,
     }
@@ -469,4 +470,92 @@ fn backend_health_serializes_in_the_contract_shape() {
              \"consecutive_failures\":0,\"detect_ms\":null,\"last_error\":null}}"
         )
     );
+}
+
+/// A TLS server on loopback (a self-signed test certificate, `tests/fixtures/`) answering
+/// `status` to every request.
+fn https_backend(status: u16) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(include_bytes!("fixtures/test-cert.pem"))
+            .collect::<Result<_, _>>()
+            .expect("test certificate");
+    let key =
+        PrivateKeyDer::from_pem_slice(include_bytes!("fixtures/test-key.pem")).expect("test key");
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config"),
+    );
+    let l = TcpListener::bind((LOCALHOST, 0)).expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let Ok(session) = rustls::ServerConnection::new(Arc::clone(&config)) else {
+                continue;
+            };
+            let mut tls = rustls::StreamOwned::new(session, conn);
+            let mut head = Vec::new();
+            let mut buf = [0u8; 512];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tls.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let reply = format!(
+                "HTTP/1.1 {status} Whatever\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+            let _ = tls.write_all(reply.as_bytes());
+            let _ = tls.flush();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    port
+}
+
+fn https(status: u16) -> HealthKind {
+    HealthKind::Http {
+        tls: true,
+        path: "/healthz".into(),
+        expected_status: status,
+    }
+}
+
+#[test]
+fn https_check_completes_the_handshake_and_wants_the_expected_status() {
+    let ok = https_backend(200);
+    let bad = https_backend(503);
+    let (plain, _) = http_backend(200);
+    let checker = HealthChecker::start_services(
+        vec![
+            service(10, 443, Protocol::Tcp, ok),
+            service(11, 443, Protocol::Tcp, bad),
+            service(12, 443, Protocol::Tcp, plain),
+        ],
+        check(https(200)),
+    );
+    let snap = wait_for(&checker, "TLS 200 up, TLS 503 down, plain HTTP down", |s| {
+        s.len() == 3
+            && s[0].state == HealthState::Up
+            && s[1].state == HealthState::Down
+            && s[2].state == HealthState::Down
+    });
+    assert_eq!(
+        snap[1].last_error.as_deref(),
+        Some("http status 503, want 200")
+    );
+    assert!(
+        snap[2].last_error.is_some(),
+        "a server without TLS fails the check"
+    );
+    checker.stop();
 }

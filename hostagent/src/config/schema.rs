@@ -102,7 +102,8 @@ impl HostAgentConfig {
     pub fn health(&self) -> HealthCheck {
         let h = self.health.get_ref();
         let kind = match h.kind.as_ref().map(|k| *k.get_ref()) {
-            Some(HealthKindName::Http) => HealthKind::Http {
+            Some(name @ (HealthKindName::Http | HealthKindName::Https)) => HealthKind::Http {
+                tls: name == HealthKindName::Https,
                 path: h
                     .http_path
                     .as_ref()
@@ -213,6 +214,7 @@ impl Service {
 pub(crate) enum HealthKindName {
     Tcp,
     Http,
+    Https,
 }
 
 /// `[health]` as written.
@@ -233,8 +235,12 @@ pub(crate) struct HealthSection {
 pub enum HealthKind {
     /// A TCP connect to `backend_address:backend_port`.
     Tcp,
-    /// An HTTP/1.1 GET of `path`; healthy when the status is `expected_status`.
+    /// An HTTP/1.1 GET of `path` (over TLS with `kind = "https"`); healthy when the status is
+    /// `expected_status`.
     Http {
+        /// `kind = "https"`: the GET goes over TLS. The certificate is not verified: the check
+        /// targets the backend's address, not a name the certificate would be issued for.
+        tls: bool,
         /// The request path (starts with `/`).
         path: String,
         /// The status a healthy backend answers.

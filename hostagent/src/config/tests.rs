@@ -105,6 +105,7 @@ fn example_file_parses_with_its_values() {
     assert_eq!(
         h.kind,
         HealthKind::Http {
+            tls: false,
             path: "/healthz".into(),
             expected_status: 200
         }
@@ -298,6 +299,7 @@ fn health_values_are_checked() {
     assert_eq!(
         ok.health().kind,
         HealthKind::Http {
+            tls: false,
             path: DEFAULT_HTTP_PATH.into(),
             expected_status: DEFAULT_HTTP_STATUS
         }
@@ -381,4 +383,17 @@ fn interception_values_are_range_checked() {
     at("tun_mtu = 100", "tun_mtu = ", "between 576 and 65535");
     let text = format!("{HEAD}[interception]\ntunname = \"x\"\n");
     refused_at(&text, "tunname", "unknown field `tunname`");
+}
+
+#[test]
+fn https_checks_take_the_http_keys() {
+    let text = format!("{HEAD}[health]\nkind = \"https\"\nhttp_path = \"/h\"\nhttp_status = 204\n");
+    assert_eq!(
+        valid(&text).health().kind,
+        HealthKind::Http {
+            tls: true,
+            path: "/h".into(),
+            expected_status: 204
+        }
+    );
 }

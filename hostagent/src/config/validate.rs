@@ -315,7 +315,7 @@ impl HostAgentConfig {
         let is_http = h
             .kind
             .as_ref()
-            .is_some_and(|k| *k.get_ref() == HealthKindName::Http);
+            .is_some_and(|k| matches!(k.get_ref(), HealthKindName::Http | HealthKindName::Https));
         if !is_http {
             for (key, span) in [
                 ("http_path", h.http_path.as_ref().map(Spanned::span)),
@@ -326,7 +326,7 @@ impl HostAgentConfig {
                         span,
                         format!(
                             "{ctx}: {key} is only used by HTTP checks but kind is \"tcp\"; set \
-                             kind = \"http\" or remove {key}"
+                             kind = \"http\" (or \"https\") or remove {key}"
                         ),
                     );
                 }

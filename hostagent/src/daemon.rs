@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use mux_shared::signals::Signals;
+
 use crate::config::{self, ConfigErrors, HostAgentConfig};
 use crate::control::admin;
 use crate::control::health::HealthChecker;
@@ -190,24 +192,4 @@ fn reload(
         .map_err(|_| "the forwarder has stopped".to_string())?;
     tracing::info!(services = cfg.services().len(), "configuration reloaded");
     Ok(cfg)
-}
-
-/// Signal flags set by the handlers, polled by the control thread.
-struct Signals {
-    reload: Arc<AtomicBool>,
-    terminate: Arc<AtomicBool>,
-}
-
-impl Signals {
-    fn register() -> Result<Signals, String> {
-        let reload = Arc::new(AtomicBool::new(false));
-        let terminate = Arc::new(AtomicBool::new(false));
-        let err = |e: std::io::Error| format!("cannot install signal handlers: {e}");
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
-            .map_err(err)?;
-        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register(sig, Arc::clone(&terminate)).map_err(err)?;
-        }
-        Ok(Signals { reload, terminate })
-    }
 }

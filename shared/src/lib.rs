@@ -20,5 +20,6 @@ pub mod flow_key;
 pub mod maglev;
 pub mod packet_builder;
 pub mod port;
+pub mod signals;
 pub mod stable_hash;
 pub mod wire;

@@ -44,6 +44,7 @@ use mux_shared::port::Port;
 use mux_shared::port::afpacket::{AfPacketConfig, AfPacketPort};
 use mux_shared::port::afxdp::{AfXdpConfig, AfXdpPort, XdpProgram};
 use mux_shared::port::mem::{Capture, MemPort};
+use mux_shared::signals::Signals;
 
 use crate::control::announce::Announcer;
 use crate::control::compile::{self, CompileOptions};
@@ -375,26 +376,6 @@ where
                 ctx.state.started,
             );
         })
-}
-
-/// Signal flags set by the handlers, polled by the control thread.
-struct Signals {
-    reload: Arc<AtomicBool>,
-    terminate: Arc<AtomicBool>,
-}
-
-impl Signals {
-    fn register() -> Result<Signals, String> {
-        let reload = Arc::new(AtomicBool::new(false));
-        let terminate = Arc::new(AtomicBool::new(false));
-        let err = |e: std::io::Error| format!("cannot install signal handlers: {e}");
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
-            .map_err(err)?;
-        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register(sig, Arc::clone(&terminate)).map_err(err)?;
-        }
-        Ok(Signals { reload, terminate })
-    }
 }
 
 /// The control thread's mutable state.

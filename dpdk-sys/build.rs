@@ -53,6 +53,7 @@ fn main() {
         .allowlist_function("rte_strerror")
         .allowlist_function("rte_thread_(register|unregister)")
         .allowlist_function("rte_socket_id")
+        .allowlist_function("rte_eal_hotplug_(add|remove)")
         .allowlist_function("rte_pktmbuf_pool_create")
         .allowlist_function("rte_pktmbuf_free_bulk")
         .allowlist_function("rte_mempool_(free|avail_count|in_use_count)")
@@ -60,7 +61,8 @@ fn main() {
             "rte_eth_(dev_configure|rx_queue_setup|tx_queue_setup|dev_start|dev_stop|\
              dev_close|dev_info_get|stats_get|stats_reset|macaddr_get|dev_get_port_by_name|\
              dev_get_name_by_port|dev_socket_id|promiscuous_enable|dev_count_avail|\
-             dev_set_mtu|link_get_nowait|dev_is_valid_port)",
+             dev_set_mtu|link_get_nowait|dev_is_valid_port|dev_default_mac_addr_set|\
+             dev_adjust_nb_rx_tx_desc)",
         )
         .allowlist_type("rte_mbuf")
         .allowlist_type("rte_eth_conf")

@@ -24,8 +24,11 @@
 //! drain_seconds` while the routers move traffic away, then stop the workers and exit. A second
 //! signal skips the rest of the drain.
 //!
+//! With `io = "dpdk"` the DPDK devices start first (`dpdk_io`), and the workers open their
+//! queue pairs on them; they are closed after the workers stop.
+//!
 //! Fields that shape the running data plane (`io`, `interface`, `workers`, `cpus`,
-//! `flow_table_capacity`, `burst_size`, `[admin] listen`) take effect on restart; a reload that
+//! `flow_table_capacity`, `burst_size`, `[admin] listen`, `[dpdk]`) take effect on restart; a reload that
 //! changes them applies everything else and logs which ones wait for a restart.
 
 use std::collections::BTreeSet;
@@ -48,6 +51,8 @@ use mux_shared::signals::Signals;
 
 use crate::control::announce::Announcer;
 use crate::control::compile::{self, CompileOptions};
+#[cfg(feature = "dpdk")]
+use crate::control::dpdk_io;
 use crate::control::health_decision::{self, Tracker};
 use crate::control::health_feed::{self, HealthFeed};
 use crate::control::registry::Registry;
@@ -87,21 +92,35 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let dp = cfg.dataplane().clone();
     let io = dp.io();
     let iface = dp.interface().map(str::to_string);
+    #[cfg(not(feature = "dpdk"))]
     if io == IoKind::Dpdk {
         return Err(DaemonError::Startup(
-            "io = \"dpdk\" is not built yet; use \"afxdp\" or \"afpacket\"".into(),
+            "this mux was built without DPDK: rebuild with `cargo build --release --features \
+             dpdk` (needs the dpdk-dev package), or use io = \"afxdp\" or \"afpacket\""
+                .into(),
         ));
     }
+    // DPDK owns the NIC: start it first, its MAC is the encapsulated frames' source.
+    #[cfg(feature = "dpdk")]
+    let dpdk = match io {
+        IoKind::Dpdk => Some(dpdk_io::start(&cfg).map_err(DaemonError::Startup)?),
+        _ => None,
+    };
+    #[cfg(feature = "dpdk")]
+    let nic_mac = dpdk.as_ref().map(|rt| rt.nic().mac());
+    #[cfg(not(feature = "dpdk"))]
+    let nic_mac: Option<[u8; 6]> = None;
 
     let mut options = CompileOptions {
-        source_mac: match (cfg.next_hop().source_mac(), &iface) {
-            (Some(mac), _) => Some(mac),
-            (None, Some(i)) => Some(neighbour::interface_mac(i).map_err(|e| {
+        source_mac: match (cfg.next_hop().source_mac(), nic_mac, &iface) {
+            (Some(mac), _, _) => Some(mac),
+            (None, Some(mac), _) => Some(mac),
+            (None, None, Some(i)) => Some(neighbour::interface_mac(i).map_err(|e| {
                 DaemonError::Startup(format!(
                     "cannot read the MAC of interface {i}: {e}; check [dataplane] interface"
                 ))
             })?),
-            (None, None) => None,
+            (None, None, None) => None,
         },
         next_hop_mac: None,
         failed: Vec::new(),
@@ -177,9 +196,17 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
                 let fd = port.fd();
                 Ok((port, Some(fd)))
             }),
-            IoKind::Mem | IoKind::Dpdk => {
-                spawn_worker(ctx, || Ok((MemPort::new(64, Capture::CountOnly), None)))
+            #[cfg(feature = "dpdk")]
+            IoKind::Dpdk => {
+                let runtime = Arc::clone(dpdk.as_ref().expect("started above for io = dpdk"));
+                let idle_us = cfg.dpdk().idle_sleep_us();
+                spawn_worker(ctx, move || {
+                    dpdk_io::open_port(runtime, index, idle_us).map(|p| (p, None))
+                })
             }
+            #[cfg(not(feature = "dpdk"))]
+            IoKind::Dpdk => unreachable!("refused above without the dpdk feature"),
+            IoKind::Mem => spawn_worker(ctx, || Ok((MemPort::new(64, Capture::CountOnly), None))),
         };
         workers.push(
             handle
@@ -295,6 +322,9 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     for w in workers {
         let _ = w.join();
     }
+    // Every port is closed: stopping the devices now flushes what they buffer (captures).
+    #[cfg(feature = "dpdk")]
+    drop(dpdk);
     drop(control.feed);
     stop_admin.store(true, Ordering::Relaxed);
     let _ = admin.join();
@@ -567,6 +597,7 @@ fn restart_only_changes(old: &MuxConfig, new: &MuxConfig) -> Vec<&'static str> {
         ),
         ("dataplane.burst_size", a.burst_size() != b.burst_size()),
         ("admin.listen", old.admin().listen() != new.admin().listen()),
+        ("dpdk", old.dpdk() != new.dpdk()),
     ] {
         if changed {
             out.push(name);

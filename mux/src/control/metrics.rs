@@ -257,6 +257,48 @@ impl Collector for MuxCollector {
             "Frames each worker's port lost: receive ring full or no buffer (rx), transmit refused (tx).",
             &lost,
         )?;
+        let mut kernel = Vec::new();
+        let mut kernel_lost = Vec::new();
+        let mut nic = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            for (dir, n, dropped) in [
+                ("to_kernel", p.to_kernel, p.to_kernel_dropped),
+                ("from_kernel", p.from_kernel, p.from_kernel_dropped),
+            ] {
+                kernel.push((vec![label("worker", i), label("direction", dir)], n));
+                kernel_lost.push((vec![label("worker", i), label("direction", dir)], dropped));
+            }
+            if let Some(n) = p.nic {
+                for (reason, v) in [
+                    ("imissed", n.rx_missed),
+                    ("ierrors", n.rx_errors),
+                    ("rx_nombuf", n.rx_nombuf),
+                    ("oerrors", n.tx_errors),
+                ] {
+                    nic.push((vec![label("reason", reason)], v));
+                }
+            }
+        }
+        counter_family(
+            &mut e,
+            "mux_exception_packets",
+            "Frames on the user-space exception path (DPDK's TAP): to the kernel and from it to the NIC.",
+            &kernel,
+        )?;
+        counter_family(
+            &mut e,
+            "mux_exception_dropped_packets",
+            "Frames the exception path refused, by direction.",
+            &kernel_lost,
+        )?;
+        if !nic.is_empty() {
+            counter_family(
+                &mut e,
+                "mux_nic_dropped_packets",
+                "The NIC's own drop and error counters (DPDK rte_eth_stats): imissed (workers behind), ierrors, rx_nombuf (mbuf pool too small), oerrors.",
+                &nic,
+            )?;
+        }
         gauge_family(
             &mut e,
             "mux_config_generation",

@@ -7,7 +7,8 @@
 //! - [`report`] — counters as JSON with names.
 //! - [`daemon`] — `mux run`: workers, signals, reload, graceful start and stop, built from
 //!   [`state`] (what the threads share), [`admin`] and [`metrics`] (the HTTP endpoint),
-//!   [`neighbour`] (MAC addresses) and [`announce`] (VIP routes through BIRD).
+//!   [`neighbour`] (MAC addresses) and [`announce`] (VIP routes through BIRD); with the
+//!   `dpdk` feature, `dpdk_io` starts DPDK from the config's `[dpdk]` section.
 //! - [`health_feed`] — polls the host agents' `/v1/backends`; [`health_decision`] turns their
 //!   answers into the failed backends the daemon compiles in.
 
@@ -15,6 +16,8 @@ pub mod admin;
 pub mod announce;
 pub mod compile;
 pub mod daemon;
+#[cfg(feature = "dpdk")]
+pub mod dpdk_io;
 pub mod health_decision;
 pub mod health_feed;
 pub mod metrics;

@@ -47,6 +47,7 @@
 //! schema (an out-of-range port would become a bare "expected u16" type error that also hides
 //! every other problem; they are `i64` and range-checked instead).
 
+mod dpdk;
 mod error;
 mod location;
 mod schema;
@@ -58,6 +59,10 @@ mod tests;
 
 use std::path::Path;
 
+pub use dpdk::{
+    DEFAULT_DPDK_DESCRIPTORS, DEFAULT_DPDK_MBUF_CACHE, DEFAULT_DPDK_MBUFS, DEFAULT_DPDK_MEMORY_MB,
+    DPDK_EXCEPTION_DESCRIPTORS, Dpdk, device_name, is_pci_address,
+};
 pub use error::{Collector, ConfigError, ConfigErrors, from_toml};
 pub use schema::{
     Admin, Backend, BackendState, Bgp, DEFAULT_ADMIN_LISTEN, DEFAULT_BIRD_SOCKET,

@@ -64,6 +64,8 @@ pub struct MuxConfig {
     pub(crate) timeouts: TimeoutSettings,
     #[serde(default)]
     pub(crate) health: Health,
+    #[serde(default = "absent")]
+    pub(crate) dpdk: Spanned<super::dpdk::Dpdk>,
     #[serde(default)]
     pub(crate) vip: Vec<Vip>,
 }

@@ -643,7 +643,7 @@ fn interface_required_unless_mem() {
     // No [dataplane] at all: io defaults to afpacket, the error points at the file's start.
     let text = "[mux]\nname = \"t\"\n[next_hop]\naddress = \"10.0.0.1\"\n";
     refused_at(text, "[mux]", "interface is required");
-    let text = "[mux]\nname = \"t\"\n[dataplane]\nio = \"dpdk\"\ninterface = \"eth0\"\n[next_hop]\naddress = \"10.0.0.1\"\n";
+    let text = "[mux]\nname = \"t\"\n[dataplane]\nio = \"afxdp\"\ninterface = \"eth0\"\n[next_hop]\naddress = \"10.0.0.1\"\n";
     assert_eq!(valid(text).dataplane().interface(), Some("eth0"));
     let bad = text.replace("\"eth0\"", "\"eth0/1\"");
     refused_at(&bad, "\"eth0/1\"", "is not a valid interface name");
@@ -1084,4 +1084,101 @@ fn health_errors_are_all_reported() {
     assert!(messages[2].contains("has port 0"));
     assert!(messages[3].contains("has port 0"));
     assert!(messages[4].contains("listed twice"));
+}
+
+/// A DPDK MUX's head: `[dataplane] io = "dpdk"` and the given `[dpdk]` keys.
+fn dpdk_config(dataplane_extra: &str, dpdk: &str) -> String {
+    format!(
+        "[mux]\nname = \"t\"\n[dataplane]\nio = \"dpdk\"\n{dataplane_extra}[next_hop]\n\
+         address = \"10.0.0.1\"\n[dpdk]\n{dpdk}"
+    )
+}
+
+#[test]
+fn dpdk_section_defaults_and_values() {
+    let c = valid(&dpdk_config(
+        "interface = \"mux0\"\n",
+        "device = \"0000:03:00.0\"\n",
+    ));
+    let d = c.dpdk();
+    assert_eq!(d.device(), Some("0000:03:00.0"));
+    assert!(d.hugepages());
+    assert_eq!(
+        (d.memory_mb(), d.mbufs(), d.mbuf_cache()),
+        (512, 16384, 256)
+    );
+    assert_eq!((d.rx_descriptors(), d.tx_descriptors()), (1024, 1024));
+    assert_eq!(d.file_prefix("t"), "mux-t");
+    assert_eq!(d.idle_sleep_us(), 0);
+    let c = valid(&dpdk_config(
+        "",
+        "device = \"net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap\"\n\
+         exception_device = \"net_null1\"\nhugepages = false\nmemory_mb = 256\n\
+         mbufs = 8192\nmbuf_cache = 128\nrx_descriptors = 512\ntx_descriptors = 512\n\
+         file_prefix = \"lab-mux1\"\nidle_sleep_us = 200\neal_args = [\"--log-level=notice\"]\n",
+    ));
+    let d = c.dpdk();
+    assert!(!d.hugepages());
+    assert_eq!(d.exception_device(), Some("net_null1"));
+    assert_eq!(d.file_prefix("t"), "lab-mux1");
+    assert_eq!(d.eal_args(), vec!["--log-level=notice".to_string()]);
+    assert_eq!(d.idle_sleep_us(), 200);
+}
+
+#[test]
+fn dpdk_mistakes_are_refused_with_their_line() {
+    let text = "[mux]\nname = \"t\"\n[dataplane]\nio = \"dpdk\"\ninterface = \"mux0\"\n\
+                [next_hop]\naddress = \"10.0.0.1\"\n";
+    refused_at(
+        text,
+        "[dataplane]",
+        "[dpdk]: device is required with io = \"dpdk\"",
+    );
+    refused_at(
+        &dpdk_config("", "device = \"0000:03:00.0\"\n"),
+        "[dataplane]",
+        "interface is required with io = \"dpdk\": it names the TAP interface",
+    );
+    refused_at(
+        &dpdk_config("interface = \"mux0\"\n", "device = \"eth1\"\n"),
+        "\"eth1\"",
+        "is neither a PCI address",
+    );
+    refused_at(
+        &dpdk_config(
+            "interface = \"mux0\"\n",
+            "device = \"net_null0\"\nmbufs = 2048\n",
+        ),
+        "2048",
+        "raise mbufs to at least",
+    );
+    refused_at(
+        &dpdk_config(
+            "interface = \"mux0\"\n",
+            "device = \"net_null0\"\nmbuf_cache = 600\n",
+        ),
+        "600",
+        "mbuf_cache must be between 0 and 512",
+    );
+    refused_at(
+        &dpdk_config(
+            "interface = \"mux0\"\n",
+            "device = \"net_null0\"\nfile_prefix = \"a b\"\n",
+        ),
+        "\"a b\"",
+        "file_prefix",
+    );
+    refused_at(
+        &dpdk_config(
+            "",
+            "device = \"net_null0\"\nexception_device = \"net_null0,size=64\"\n",
+        ),
+        "\"net_null0,size=64\"",
+        "exception_device must be another device",
+    );
+    // Without io = "dpdk" the section is not checked (switching io keeps the file valid).
+    valid(
+        "[mux]\nname = \"t\"\n[dataplane]\ninterface = \"eth0\"\n[next_hop]\n\
+         address = \"10.0.0.1\"\n[dpdk]\ndevice = \"eth1\"\n",
+    );
 }

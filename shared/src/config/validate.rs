@@ -36,6 +36,7 @@ impl MuxConfig {
         check_timeouts(&mut c, "[timeouts]", &self.timeouts);
         self.check_lifecycle_and_bgp(&mut c);
         self.check_health(&mut c);
+        self.check_dpdk(&mut c);
         self.check_vips(&mut c);
         c.finish()
     }
@@ -81,6 +82,16 @@ impl MuxConfig {
                 ),
             ),
             Some(_) => {}
+            None if dp.io() == IoKind::Dpdk && self.dpdk.get_ref().exception_device.is_none() => c
+                .at(
+                    self.dataplane.span(),
+                    format!(
+                        "{ctx}: interface is required with io = \"dpdk\": it names the TAP \
+                         interface the MUX creates for the kernel's traffic (ARP, BGP, SSH); add \
+                         interface = \"mux0\" under [dataplane], or set [dpdk] exception_device"
+                    ),
+                ),
+            None if dp.io() == IoKind::Dpdk => {}
             None if dp.io() != IoKind::Mem => c.at(
                 self.dataplane.span(),
                 format!(

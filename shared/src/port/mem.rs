@@ -184,6 +184,7 @@ impl Port for MemPort {
             tx: self.tx_count,
             rx_dropped: 0,
             tx_dropped: 0,
+            ..PortStats::default()
         }
     }
 

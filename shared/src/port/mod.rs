@@ -16,6 +16,8 @@
 
 pub mod afpacket;
 pub mod afxdp;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod heap_buf;
 pub mod mem;
 
@@ -55,6 +57,32 @@ pub struct PortStats {
     pub rx_dropped: u64,
     /// Frames the worker sent that the port could not transmit (ring full, too big, refused).
     pub tx_dropped: u64,
+    /// Frames handed to the kernel through a user-space exception path (DPDK's TAP device;
+    /// ports whose kernel path is the kernel's own, such as AF_XDP's XDP_PASS, leave it 0).
+    pub to_kernel: u64,
+    /// Kernel-bound frames the exception path refused.
+    pub to_kernel_dropped: u64,
+    /// Frames the kernel sent out through the exception path onto the NIC.
+    pub from_kernel: u64,
+    /// Frames from the kernel the NIC refused.
+    pub from_kernel_dropped: u64,
+    /// The NIC's own counters, where the port reads them (DPDK; one worker reports them for
+    /// the whole device).
+    pub nic: Option<NicStats>,
+}
+
+/// A NIC's drop and error counters for the whole device (DPDK's `rte_eth_stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NicStats {
+    /// Frames the NIC dropped because no RX descriptor was free (`imissed`): the workers fell
+    /// behind.
+    pub rx_missed: u64,
+    /// Erroneous received frames (`ierrors`).
+    pub rx_errors: u64,
+    /// Receive failures for want of an mbuf (`rx_nombuf`): the mbuf pool is too small.
+    pub rx_nombuf: u64,
+    /// Failed transmissions (`oerrors`).
+    pub tx_errors: u64,
 }
 
 /// A source and sink of packet bursts.

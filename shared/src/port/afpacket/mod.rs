@@ -491,6 +491,7 @@ impl Port for AfPacketPort {
             tx: s.tx,
             rx_dropped: s.rx_dropped + s.rx_oversize + s.rx_ring_errors,
             tx_dropped: s.tx_errors + s.tx_oversize,
+            ..PortStats::default()
         }
     }
 

@@ -542,6 +542,7 @@ impl Port for AfXdpPort {
             tx: s.tx,
             rx_dropped: kernel.rx_dropped + kernel.rx_ring_full + s.rx_invalid,
             tx_dropped: s.tx_ring_full,
+            ..PortStats::default()
         }
     }
 

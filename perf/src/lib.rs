@@ -12,6 +12,8 @@
 //!   that prove the work was done.
 //! - [`baseline`]: the floor of the I/O path — a trivial MAC-swapping forwarder over the same
 //!   port, so the pipeline's own cost is the difference between the two.
+//! - `dpdk` (feature `dpdk`): the worker loop on DPDK's `net_null` and `net_ring` against the
+//!   floor over the same devices (`perf dpdk`).
 //! - [`demo`]: the deterministic demo capture (`configs/demo.pcap`) that exercises every branch
 //!   of `configs/mux.demo.toml` in `mux replay`.
 //! - [`traffic`]: real packets on real interfaces for the namespace lab — the generator
@@ -37,6 +39,8 @@
 
 pub mod baseline;
 pub mod demo;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod http;
 pub mod runner;
 pub mod scenario;

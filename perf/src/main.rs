@@ -48,6 +48,20 @@ enum Command {
     /// run on a quiet machine and pin the thread: `taskset -c 1 target/release/perf pipeline`.
     #[command(verbatim_doc_comment)]
     Pipeline(PipelineArgs),
+    /// Measure the worker loop on DPDK virtual devices against the I/O floor (feature `dpdk`).
+    ///
+    /// On one core, over net_null (RX allocates, TX frees) and net_ring (mbufs circulate in a
+    /// loopback ring): first a MAC-swapping forwarder (the floor), then the real worker loop
+    /// with warmed flows (scenario established), each for --seconds. Both see the same
+    /// pre-built frames written into the received mbufs. Prints Mpps, ns/packet and the ratio.
+    /// The EAL starts once per process: run with and without --hugepages separately
+    /// (hugepages need `echo 512 > /proc/sys/vm/nr_hugepages`).
+    ///
+    ///   cargo run --release -p perf --features dpdk -- dpdk
+    ///   cargo run --release -p perf --features dpdk -- dpdk --hugepages
+    #[cfg(feature = "dpdk")]
+    #[command(verbatim_doc_comment)]
+    Dpdk(DpdkArgs),
     /// Write the deterministic demo capture for `configs/mux.demo.toml`.
     ///
     /// About 55 frames over 3.4 s: TCP connections to `web`, UDP to `dns`, IPv6 TCP to
@@ -221,6 +235,63 @@ struct SinkArgs {
     report: Option<PathBuf>,
 }
 
+#[cfg(feature = "dpdk")]
+#[derive(Debug, Args)]
+struct DpdkArgs {
+    /// Back the EAL with hugepages (default: --no-huge).
+    #[arg(long)]
+    hugepages: bool,
+    /// Seconds per figure.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Distinct flows.
+    #[arg(long, default_value_t = 4096)]
+    flows: usize,
+    /// Frames per burst (1..=256).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=256))]
+    burst: u64,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[cfg(feature = "dpdk")]
+fn dpdk(args: DpdkArgs) -> ExitCode {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: debug build; figures are meaningless (use --release)");
+    }
+    let settings = perf::dpdk::Settings {
+        hugepages: args.hugepages,
+        seconds: args.seconds,
+        flows: args.flows,
+        burst: args.burst as usize,
+    };
+    let (results, text) = match perf::dpdk::run(&settings) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("perf dpdk: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).unwrap_or_default()
+        );
+    } else {
+        print!("{text}");
+    }
+    let warnings: Vec<String> = results.iter().flat_map(perf::dpdk::check).collect();
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if warnings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 #[derive(Debug, Args)]
 struct PipelineArgs {
     /// Print the results as JSON on stdout (progress still goes to stderr).
@@ -250,6 +321,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Pipeline(args) => pipeline(args),
+        #[cfg(feature = "dpdk")]
+        Command::Dpdk(args) => dpdk(args),
         Command::DemoCapture { output } => match perf::demo::write(&output) {
             Ok((frames, bytes)) => {
                 println!("{}: {frames} frames, {bytes} bytes", output.display());

@@ -172,7 +172,8 @@ pub struct MuxFigures {
     pub forwarded: Option<u64>,
     /// Frames the MUX's ports could not transmit during the round (`workers[].port.tx_dropped`).
     pub port_tx_dropped: Option<u64>,
-    /// Frames the MUX's ports lost on receive during the round (`workers[].port.rx_dropped`).
+    /// Frames the MUX's ports lost on receive during the round (`workers[].port.rx_dropped`,
+    /// plus the NIC's `imissed` and `rx_nombuf` under `workers[].port.nic` on DPDK).
     pub port_rx_dropped: Option<u64>,
     /// Phase after the round (`ready`, `draining`...), or `stopped`.
     pub phase_after: String,
@@ -278,6 +279,25 @@ fn port_counter(v: &Option<Value>, field: &str) -> Option<u64> {
 
 fn port_delta(pair: &(Option<Value>, Option<Value>), field: &str) -> Option<u64> {
     Some(port_counter(&pair.1, field)?.saturating_sub(port_counter(&pair.0, field)?))
+}
+
+/// The DPDK NIC's whole-device receive losses (`workers[].port.nic`: `imissed`, the workers
+/// fell behind; `rx_nombuf`, the pool ran dry); 0 for ports without NIC counters.
+fn nic_rx_lost(v: &Option<Value>) -> u64 {
+    let Some(workers) = v.as_ref().and_then(|v| v.get("workers")?.as_array()) else {
+        return 0;
+    };
+    let nic = |w: &Value, f: &str| w.get("port")?.get("nic")?.get(f)?.as_u64();
+    workers
+        .iter()
+        .map(|w| nic(w, "imissed").unwrap_or(0) + nic(w, "rx_nombuf").unwrap_or(0))
+        .sum()
+}
+
+/// Receive losses over the round: the ports' own and, on DPDK, the NIC's.
+fn port_rx_lost_delta(pair: &(Option<Value>, Option<Value>)) -> Option<u64> {
+    let nic = nic_rx_lost(&pair.1).saturating_sub(nic_rx_lost(&pair.0));
+    Some(port_delta(pair, "rx_dropped")? + nic)
 }
 
 /// Computes every figure and check.
@@ -387,7 +407,7 @@ pub fn evaluate(run: &LabRun) -> Outcome {
                         at_sinks: at_sinks.get(addr).copied().unwrap_or(0),
                         forwarded: delta(&pair, &["counters", "forwarded"]),
                         port_tx_dropped: port_delta(&pair, "tx_dropped"),
-                        port_rx_dropped: port_delta(&pair, "rx_dropped"),
+                        port_rx_dropped: port_rx_lost_delta(&pair),
                         phase_after,
                     },
                 )
@@ -809,6 +829,25 @@ mod tests {
             text.contains("mux1 10 (MUX counted 10, port drops rx 0 tx 1, ready)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn dpdk_nic_receive_losses_count_as_port_rx_drops() {
+        let port = |rx_dropped: u64, imissed: u64, nombuf: u64| {
+            Some(json!({"workers": [{"port": {
+                "rx_dropped": rx_dropped,
+                "tx_dropped": 0,
+                "nic": {"imissed": imissed, "rx_nombuf": nombuf, "ierrors": 9},
+            }}]}))
+        };
+        let pair = (port(1, 100, 5), port(3, 130, 12));
+        assert_eq!(port_rx_lost_delta(&pair), Some(2 + 30 + 7));
+        let without_nic = (
+            Some(json!({"workers": [{"port": {"rx_dropped": 4}}]})),
+            Some(json!({"workers": [{"port": {"rx_dropped": 6}}]})),
+        );
+        assert_eq!(port_rx_lost_delta(&without_nic), Some(2));
+        assert_eq!(port_rx_lost_delta(&(None, port(0, 1, 1))), None);
     }
 
     #[test]

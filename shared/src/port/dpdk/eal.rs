@@ -93,13 +93,48 @@ pub fn init(config: &EalConfig) -> Result<(), DpdkError> {
     // process; STARTED's lock makes this the only call in the process.
     let rc = unsafe { mux_dpdk_sys::rte_eal_init(argv.len() as c_int, argv.as_mut_ptr()) };
     if rc < 0 {
+        let reason = strerror(errno());
+        let hint = if config.hugepages {
+            let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+            hugepage_hint(&read("/proc/mounts"), &read("/proc/meminfo"))
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         return Err(DpdkError::Eal {
-            reason: strerror(errno()),
+            reason,
+            hint,
             args: joined,
         });
     }
     *started = Some(args);
     Ok(())
+}
+
+/// Why an EAL asked for hugepages cannot have them, from `/proc/mounts` and `/proc/meminfo`:
+/// the EAL itself only says "Cannot get hugepage information" or "Permission denied".
+fn hugepage_hint(mounts: &str, meminfo: &str) -> Option<String> {
+    let mounted = mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"));
+    if !mounted {
+        return Some(
+            "hugepages are asked for but no hugetlbfs is mounted: \
+             `mount -t hugetlbfs nodev /dev/hugepages`, or run without hugepages"
+                .to_string(),
+        );
+    }
+    // `Hugetlb:` is the memory reserved in hugepages of every size, in kB.
+    let reserved_kb = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("Hugetlb:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+    (reserved_kb == Some(0)).then(|| {
+        "hugepages are asked for but none are reserved: \
+         `echo 512 > /proc/sys/vm/nr_hugepages` (2 MiB pages, 1 GiB), or run without hugepages"
+            .to_string()
+    })
 }
 
 /// Makes the calling thread a registered non-EAL thread, so it has an lcore id (and a mempool
@@ -174,5 +209,20 @@ mod tests {
         let args = vdev_only.args();
         assert!(args.contains(&"--no-pci".to_string()));
         assert!(!args.contains(&"--no-huge".to_string()));
+    }
+
+    #[test]
+    fn hugepage_hint_names_what_is_missing() {
+        let proc_mount = "proc /proc proc rw 0 0\n";
+        let huge_mount = "nodev /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n";
+        let none = "HugePages_Total:       0\nHugetlb:               0 kB\n";
+        let some = "HugePages_Total:     512\nHugetlb:         1048576 kB\n";
+        let unmounted = hugepage_hint(proc_mount, some).expect("a hint");
+        assert!(unmounted.contains("mount -t hugetlbfs"), "{unmounted}");
+        let empty = hugepage_hint(&format!("{proc_mount}{huge_mount}"), none).expect("a hint");
+        assert!(empty.contains("nr_hugepages"), "{empty}");
+        assert_eq!(hugepage_hint(huge_mount, some), None);
+        // A kernel without the `Hugetlb:` line: no guess.
+        assert_eq!(hugepage_hint(huge_mount, "MemTotal: 1 kB\n"), None);
     }
 }

@@ -37,10 +37,12 @@ pub use runtime::{Device, DeviceConfig, DpdkRuntime, RuntimeConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum DpdkError {
     /// `rte_eal_init` refused its arguments or the machine.
-    #[error("DPDK EAL initialisation failed ({reason}); EAL arguments: {args}")]
+    #[error("DPDK EAL initialisation failed ({reason}){hint}; EAL arguments: {args}")]
     Eal {
         /// `rte_strerror` of `rte_errno`.
         reason: String,
+        /// What the host lacks for hugepages, if that is the likely cause ("; …"), or empty.
+        hint: String,
         /// The arguments it was given, space-separated.
         args: String,
     },

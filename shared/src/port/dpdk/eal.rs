@@ -96,9 +96,13 @@ pub fn init(config: &EalConfig) -> Result<(), DpdkError> {
         let reason = strerror(errno());
         let hint = if config.hugepages {
             let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-            hugepage_hint(&read("/proc/mounts"), &read("/proc/meminfo"))
-                .map(|h| format!("; {h}"))
-                .unwrap_or_default()
+            hugepage_hint(
+                &read("/proc/mounts"),
+                &read("/proc/meminfo"),
+                config.memory_mb,
+            )
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default()
         } else {
             String::new()
         };
@@ -114,7 +118,8 @@ pub fn init(config: &EalConfig) -> Result<(), DpdkError> {
 
 /// Why an EAL asked for hugepages cannot have them, from `/proc/mounts` and `/proc/meminfo`:
 /// the EAL itself only says "Cannot get hugepage information" or "Permission denied".
-fn hugepage_hint(mounts: &str, meminfo: &str) -> Option<String> {
+/// `memory_mb` (the EAL's `-m`) sizes the reservation it suggests.
+fn hugepage_hint(mounts: &str, meminfo: &str, memory_mb: u32) -> Option<String> {
     let mounted = mounts
         .lines()
         .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"));
@@ -131,9 +136,11 @@ fn hugepage_hint(mounts: &str, meminfo: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix("Hugetlb:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
     (reserved_kb == Some(0)).then(|| {
-        "hugepages are asked for but none are reserved: \
-         `echo 512 > /proc/sys/vm/nr_hugepages` (2 MiB pages, 1 GiB), or run without hugepages"
-            .to_string()
+        format!(
+            "hugepages are asked for but none are reserved: `echo {} > /proc/sys/vm/nr_hugepages` \
+             ({memory_mb} MB in 2 MiB pages), or run without hugepages",
+            memory_mb.div_ceil(2)
+        )
     })
 }
 
@@ -217,12 +224,16 @@ mod tests {
         let huge_mount = "nodev /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n";
         let none = "HugePages_Total:       0\nHugetlb:               0 kB\n";
         let some = "HugePages_Total:     512\nHugetlb:         1048576 kB\n";
-        let unmounted = hugepage_hint(proc_mount, some).expect("a hint");
+        let unmounted = hugepage_hint(proc_mount, some, 512).expect("a hint");
         assert!(unmounted.contains("mount -t hugetlbfs"), "{unmounted}");
-        let empty = hugepage_hint(&format!("{proc_mount}{huge_mount}"), none).expect("a hint");
-        assert!(empty.contains("nr_hugepages"), "{empty}");
-        assert_eq!(hugepage_hint(huge_mount, some), None);
+        let empty =
+            hugepage_hint(&format!("{proc_mount}{huge_mount}"), none, 1024).expect("a hint");
+        assert!(
+            empty.contains("echo 512 > /proc/sys/vm/nr_hugepages"),
+            "{empty}"
+        );
+        assert_eq!(hugepage_hint(huge_mount, some, 512), None);
         // A kernel without the `Hugetlb:` line: no guess.
-        assert_eq!(hugepage_hint(huge_mount, "MemTotal: 1 kB\n"), None);
+        assert_eq!(hugepage_hint(huge_mount, "MemTotal: 1 kB\n", 512), None);
     }
 }

@@ -6,6 +6,8 @@
 //!   capture offline and print the counters as JSON.
 //!
 //! - `run --config FILE` — the forwarding daemon.
+//! - `announce-guard …` — the announcement guard `mux run` starts (hidden from `--help`; see
+//!   `mux::control::announce`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,7 +29,9 @@ enum Command {
     ///
     /// One worker thread per RX queue polls the interface named in [dataplane] (AF_XDP or
     /// AF_PACKET) and encapsulates VIP traffic toward the backends. VIPs are announced through
-    /// BIRD ([bgp]) once the workers forward. SIGHUP reloads the file (a bad file is refused
+    /// BIRD ([bgp]) once the workers forward, by a child process (the announcement guard) that
+    /// withdraws them within [bgp] liveness_timeout_ms (300 ms) of the data path stopping: the
+    /// MUX killed, stopped (SIGSTOP), a worker stuck, the XDP program or DPDK port gone. SIGHUP reloads the file (a bad file is refused
     /// and the running config keeps serving); SIGTERM withdraws the routes, keeps forwarding for
     /// [lifecycle] drain_seconds, and exits. Status and metrics are served on [admin] listen:
     /// /metrics, /healthz, /readyz, /v1/status. Logs go to stderr (RUST_LOG or --log-level).
@@ -73,6 +77,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The announcement guard: started by `mux run` with `[bgp] speaker = "bird"`, never by
+    /// hand. Announces the VIPs the MUX sends on stdin while its heartbeats arrive; withdraws
+    /// them when they stop for --timeout-ms, or when stdin closes.
+    #[command(hide = true)]
+    AnnounceGuard {
+        /// BIRD's control socket.
+        #[arg(long)]
+        bird_socket: String,
+        /// The file BIRD includes, where the VIP routes are written.
+        #[arg(long)]
+        bird_include: PathBuf,
+        /// Withdraw when no heartbeat arrived for this long.
+        #[arg(long)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +106,25 @@ fn main() -> ExitCode {
                         tracing::error!("{line}");
                     }
                     eprintln!("mux run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::AnnounceGuard {
+            bird_socket,
+            bird_include,
+            timeout_ms,
+        } => {
+            init_logging("info");
+            let speaker = mux::control::announce::BirdSpeaker {
+                include: bird_include,
+                socket: bird_socket,
+            };
+            let timeout = std::time::Duration::from_millis(timeout_ms);
+            match mux::control::announce::guard::run(&speaker, timeout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("announcement guard: {e}");
                     ExitCode::FAILURE
                 }
             }

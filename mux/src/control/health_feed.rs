@@ -314,8 +314,9 @@ impl HealthFeed {
     }
 }
 
-impl Drop for HealthFeed {
-    fn drop(&mut self) {
+impl HealthFeed {
+    /// Stops every poller and waits for it (also done on drop).
+    pub fn stop(&mut self) {
         let all: Vec<Poller> = self
             .pollers
             .drain(..)
@@ -327,6 +328,12 @@ impl Drop for HealthFeed {
         for p in all {
             let _ = p.handle.join();
         }
+    }
+}
+
+impl Drop for HealthFeed {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -7,8 +7,10 @@
 //! - [`report`] — counters as JSON with names.
 //! - [`daemon`] — `mux run`: workers, signals, reload, graceful start and stop, built from
 //!   [`state`] (what the threads share), [`admin`] and [`metrics`] (the HTTP endpoint),
-//!   [`neighbour`] (MAC addresses) and [`announce`] (VIP routes through BIRD); with the
-//!   `dpdk` feature, `dpdk_io` starts DPDK from the config's `[dpdk]` section.
+//!   [`neighbour`] (MAC addresses), [`announce`] (VIP routes through BIRD, held by the
+//!   announcement guard process) and [`liveness`] (the data path's heartbeat that keeps them
+//!   announced); with the `dpdk` feature, `dpdk_io` starts DPDK from the config's `[dpdk]`
+//!   section.
 //! - [`health_feed`] — polls the host agents' `/v1/backends`; [`health_decision`] turns their
 //!   answers into the failed backends the daemon compiles in.
 
@@ -20,6 +22,7 @@ pub mod daemon;
 pub mod dpdk_io;
 pub mod health_decision;
 pub mod health_feed;
+pub mod liveness;
 pub mod metrics;
 pub mod neighbour;
 pub mod registry;

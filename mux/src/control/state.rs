@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
 use crate::control::health_feed::HealthShared;
+use crate::control::liveness::Verdict;
 use crate::control::report;
 use crate::dataplane::counters::WorkerCounters;
 use crate::dataplane::snapshot::{BackendState, Snapshot};
@@ -63,6 +64,27 @@ pub struct ReloadStats {
     pub last_error: Mutex<Option<String>>,
 }
 
+/// The VIP announcement's moving parts: written by the control thread (what it wants, the data
+/// path's faults) and the liveness thread (liveness, the guard's answers).
+#[derive(Debug, Default)]
+pub struct Announcement {
+    /// The VIPs the control thread wants announced (servable while ready, none otherwise).
+    pub wanted: BTreeSet<IpAddr>,
+    /// A fault of the path to the NIC found by the control thread's probe (XDP link detached,
+    /// DPDK link down), or `None`.
+    pub datapath_fault: Option<String>,
+    /// The liveness thread's last verdict (`None` before its first round).
+    pub liveness: Option<Verdict>,
+    /// When the data path was last found down, in Unix milliseconds.
+    pub last_down_unix_ms: Option<u64>,
+    /// How many times the data path was found down since start.
+    pub downs: u64,
+    /// The announcement guard's last error (cleared by its next success).
+    pub last_error: Option<String>,
+    /// Times the announcement guard was restarted after dying.
+    pub guard_restarts: u64,
+}
+
 /// State shared by the daemon's threads.
 #[derive(Debug)]
 pub struct DaemonState {
@@ -76,8 +98,10 @@ pub struct DaemonState {
     pub workers: Vec<Arc<WorkerStats>>,
     /// SIGHUP outcomes.
     pub reloads: ReloadStats,
-    /// VIP addresses currently announced.
+    /// VIP addresses announced now (as the announcement guard last confirmed).
     pub announced: Mutex<BTreeSet<IpAddr>>,
+    /// The announcement as a whole: wanted VIPs, liveness, the guard's last error.
+    pub announcement: Mutex<Announcement>,
     /// When the daemon started.
     pub started: Instant,
     /// The health feed's agents and judged backends.
@@ -97,6 +121,7 @@ impl DaemonState {
                 .collect(),
             reloads: ReloadStats::default(),
             announced: Mutex::new(BTreeSet::new()),
+            announcement: Mutex::new(Announcement::default()),
             started: Instant::now(),
             health: Arc::new(HealthShared::default()),
             phase: AtomicU8::new(Phase::Starting as u8),
@@ -140,6 +165,101 @@ impl DaemonState {
             .filter(|v| v.maglev.is_some())
             .map(|v| unmap(v.key.addr))
             .collect()
+    }
+
+    /// The VIPs the control thread wants announced.
+    pub fn wanted(&self) -> BTreeSet<IpAddr> {
+        self.announcement
+            .lock()
+            .map(|a| a.wanted.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sets the VIPs to announce while the data path is alive.
+    pub fn set_wanted(&self, vips: BTreeSet<IpAddr>) {
+        if let Ok(mut a) = self.announcement.lock() {
+            a.wanted = vips;
+        }
+    }
+
+    /// The data path's fault found by the control thread's probe, if any.
+    pub fn datapath_fault(&self) -> Option<String> {
+        self.announcement
+            .lock()
+            .ok()
+            .and_then(|a| a.datapath_fault.clone())
+    }
+
+    /// Records the probe's result (`None`: intact).
+    pub fn set_datapath_fault(&self, fault: Option<String>) {
+        if let Ok(mut a) = self.announcement.lock() {
+            a.datapath_fault = fault;
+        }
+    }
+
+    /// Records the liveness thread's verdict.
+    pub fn set_liveness(&self, verdict: Verdict) {
+        if let Ok(mut a) = self.announcement.lock() {
+            if matches!(verdict, Verdict::Down(_)) && a.liveness != Some(verdict.clone()) {
+                if !matches!(a.liveness, Some(Verdict::Down(_))) {
+                    a.downs += 1;
+                }
+                a.last_down_unix_ms = Some(crate::control::health_feed::unix_ms_now());
+            }
+            a.liveness = Some(verdict);
+        }
+    }
+
+    /// Whether the data path was alive at the liveness thread's last round.
+    pub fn alive(&self) -> bool {
+        self.announcement
+            .lock()
+            .is_ok_and(|a| a.liveness == Some(Verdict::Alive))
+    }
+
+    /// Records what BIRD announces now (the guard's confirmation), clearing the last error.
+    pub fn set_announced(&self, vips: BTreeSet<IpAddr>, error: Option<String>) {
+        if let Ok(mut a) = self.announced.lock() {
+            *a = vips;
+        }
+        if let Ok(mut a) = self.announcement.lock() {
+            a.last_error = error;
+        }
+    }
+
+    /// Records a failed announcement.
+    pub fn set_announce_error(&self, error: String) {
+        if let Ok(mut a) = self.announcement.lock() {
+            a.last_error = Some(error);
+        }
+    }
+
+    /// Records the guard's restart count.
+    pub fn set_guard_restarts(&self, n: u64) {
+        if let Ok(mut a) = self.announcement.lock() {
+            a.guard_restarts = n;
+        }
+    }
+
+    /// The `announcement` part of `/v1/status`.
+    pub fn announcement_json(&self) -> Value {
+        let Ok(a) = self.announcement.lock() else {
+            return Value::Null;
+        };
+        let (alive, reason) = match &a.liveness {
+            Some(Verdict::Alive) => (Some(true), None),
+            Some(Verdict::Down(r)) => (Some(false), Some(r.clone())),
+            None => (None, None),
+        };
+        json!({
+            "wanted": a.wanted.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "data_path_alive": alive,
+            "down_reason": reason,
+            "downs": a.downs,
+            "last_down_unix_ms": a.last_down_unix_ms,
+            "last_error": a.last_error,
+            "guard_restarts": a.guard_restarts,
+        })
     }
 
     /// The `/v1/status` document.
@@ -220,6 +340,7 @@ impl DaemonState {
             "uptime_seconds": self.started.elapsed().as_secs(),
             "config": self.config_path.display().to_string(),
             "announced": announced,
+            "announcement": self.announcement_json(),
             "reloads": {
                 "ok": self.reloads.ok.load(Ordering::Relaxed),
                 "failed": self.reloads.failed.load(Ordering::Relaxed),

@@ -51,6 +51,9 @@ pub struct WorkerStats {
     pub generation: AtomicU64,
     /// Set once the worker is polling its port.
     pub running: AtomicBool,
+    /// The worker's loop count, stored on every iteration (busy or idle): the liveness thread
+    /// (`control::liveness`) withdraws the VIPs when it stops moving.
+    pub heartbeat: AtomicU64,
 }
 
 /// A worker: a port and the pipeline state that goes with it.
@@ -128,7 +131,10 @@ impl<P: Port> Worker<P> {
         stats.running.store(true, Ordering::Release);
         let mut idle = 0u32;
         let mut next_publish = Instant::now();
+        let mut loops = 0u64;
         while !stop.load(Ordering::Relaxed) {
+            loops = loops.wrapping_add(1);
+            stats.heartbeat.store(loops, Ordering::Relaxed);
             let snap = snapshots.load();
             let instant = Instant::now();
             let now = instant.duration_since(clock_origin).as_secs() as u32;

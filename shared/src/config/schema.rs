@@ -341,7 +341,13 @@ pub struct Bgp {
     pub(crate) speaker: Option<Spanned<Speaker>>,
     pub(crate) bird_socket: Option<Spanned<String>>,
     pub(crate) bird_include: Option<Spanned<String>>,
+    pub(crate) liveness_timeout_ms: Option<Spanned<i64>>,
 }
+
+/// Default `[bgp] liveness_timeout_ms`.
+pub const DEFAULT_LIVENESS_TIMEOUT_MS: u32 = 300;
+/// Smallest and largest accepted `[bgp] liveness_timeout_ms`.
+pub const LIVENESS_TIMEOUT_RANGE_MS: (u32, u32) = (60, 10_000);
 
 impl Bgp {
     /// The speaker; default `none`.
@@ -361,6 +367,17 @@ impl Bgp {
     /// The file the MUX writes its VIP routes to, included by BIRD's configuration.
     pub fn bird_include(&self) -> Option<&str> {
         self.bird_include.as_ref().map(|s| s.get_ref().as_str())
+    }
+
+    /// How long the data path may show no progress (the process dead or stopped, a worker
+    /// stuck, the XDP program or DPDK port gone) before its VIP routes are withdrawn; default
+    /// 300 ms. The announcement guard (`mux announce-guard`) enforces it from outside the
+    /// MUX's process, so it holds even when the MUX cannot act.
+    pub fn liveness_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(int_or(
+            &self.liveness_timeout_ms,
+            DEFAULT_LIVENESS_TIMEOUT_MS,
+        )))
     }
 }
 

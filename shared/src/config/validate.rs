@@ -17,9 +17,9 @@ use serde_spanned::Spanned;
 
 use super::error::{Collector, ConfigErrors};
 use super::schema::{
-    Backend, IoKind, MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS, MAX_POLL_INTERVAL_MS,
-    MAX_STALE_AFTER_MS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MuxConfig, Speaker,
-    TimeoutSettings, Vip,
+    Backend, IoKind, LIVENESS_TIMEOUT_RANGE_MS, MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS,
+    MAX_POLL_INTERVAL_MS, MAX_STALE_AFTER_MS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT,
+    MuxConfig, Speaker, TimeoutSettings, Vip,
 };
 use super::values::{IpValue, MacValue, SocketValue};
 
@@ -118,6 +118,20 @@ impl MuxConfig {
             );
         }
         let bgp = &self.bgp;
+        if let Some(v) = &bgp.liveness_timeout_ms {
+            let (lo, hi) = LIVENESS_TIMEOUT_RANGE_MS;
+            let fix = "give the milliseconds without data-path progress after which the VIP \
+                       routes are withdrawn (default 300; a few hundred ms rides out scheduling \
+                       hiccups, more than a second lets a dead MUX black-hole its flows longer)";
+            c.check_range(
+                "[bgp]",
+                "liveness_timeout_ms",
+                v,
+                i64::from(lo),
+                i64::from(hi),
+                fix,
+            );
+        }
         for (key, value) in [
             ("bird_socket", &bgp.bird_socket),
             ("bird_include", &bgp.bird_include),

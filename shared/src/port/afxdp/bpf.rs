@@ -15,6 +15,7 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 #[cfg(test)]
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -77,6 +78,27 @@ struct LinkCreateAttr {
     target_ifindex: u32,
     attach_type: u32,
     flags: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct InfoByFdAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// The start of the kernel's `struct bpf_link_info` for an XDP link: `type`, `id`, `prog_id`,
+/// then (8-byte aligned, the union holds 64-bit members) `xdp.ifindex`.
+#[repr(C)]
+#[derive(Default)]
+struct XdpLinkInfo {
+    link_type: u32,
+    id: u32,
+    prog_id: u32,
+    _align: u32,
+    ifindex: u32,
+    _rest: [u32; 11],
 }
 
 #[cfg(test)]
@@ -229,6 +251,20 @@ pub fn link_create_xdp(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<O
         flags,
     };
     sys_bpf(BPF_LINK_CREATE, &mut attr).map(fd_from)
+}
+
+/// The interface an XDP link is attached to, or `None` once the link was detached (the
+/// interface was deleted, or someone ran `bpftool link detach`): the kernel reports
+/// ifindex 0 for a detached XDP link.
+pub fn xdp_link_ifindex(link: &OwnedFd) -> io::Result<Option<u32>> {
+    let mut info = XdpLinkInfo::default();
+    let mut attr = InfoByFdAttr {
+        bpf_fd: link.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<XdpLinkInfo>() as u32,
+        info: &mut info as *mut XdpLinkInfo as u64,
+    };
+    sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok((info.ifindex != 0).then_some(info.ifindex))
 }
 
 #[cfg(test)]

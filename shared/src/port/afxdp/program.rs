@@ -251,6 +251,21 @@ impl XdpProgram {
         Ok(prog)
     }
 
+    /// Whether the program is still attached to its interface through our link. `false` once
+    /// the interface is gone or the link was detached from outside (`bpftool link detach`):
+    /// VIP traffic then reaches the kernel, not the workers, and the MUX must stop
+    /// announcing. A program loaded without attaching (tests) reports `false`.
+    pub fn still_attached(&self) -> Result<bool, AfXdpError> {
+        let Some(link) = &self.link else {
+            return Ok(false);
+        };
+        let found = bpf::xdp_link_ifindex(link).map_err(|source| AfXdpError::Sys {
+            what: "reading the XDP link's state (BPF_OBJ_GET_INFO_BY_FD)",
+            source,
+        })?;
+        Ok(found == Some(self.ifindex))
+    }
+
     /// Creates the maps and loads the program without attaching it.
     fn load(queues: u32, no_socket: i32) -> Result<XdpProgram, AfXdpError> {
         let sys = |what| move |source| AfXdpError::Sys { what, source };

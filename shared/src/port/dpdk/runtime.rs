@@ -200,6 +200,20 @@ impl DpdkRuntime {
         }
     }
 
+    /// Whether the NIC can carry traffic: its port is still valid (not detached or removed)
+    /// and its link is up. The daemon withdraws the VIPs while this is false.
+    pub fn nic_link_up(&self) -> bool {
+        let port = self.nic.port_id;
+        // SAFETY: any port id may be asked about; the call only reads DPDK's port table.
+        if unsafe { sys::rte_eth_dev_is_valid_port(port) } == 0 {
+            return false;
+        }
+        let mut link = sys::rte_eth_link::default();
+        // SAFETY: the port is valid (checked above); link is a valid rte_eth_link to fill.
+        let rc = unsafe { sys::rte_eth_link_get_nowait(port, &mut link) };
+        rc == 0 && link.link_status() == 1
+    }
+
     /// Mbufs free in the pool (in its ring and the lcore caches).
     pub fn pool_available(&self) -> u32 {
         // SAFETY: the pool lives as long as self.

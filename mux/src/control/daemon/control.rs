@@ -1,0 +1,255 @@
+//! The control thread's work between two ticks: reloads, health, housekeeping, and what the
+//! announcement should say.
+//!
+//! - SIGHUP ([`Control::reload`]): parse → validate → compile (Maglev built here, off the data
+//!   path) → publish with one atomic pointer swap. Workers pick it up between bursts; flow
+//!   tables survive because backend ids are stable. A bad file is refused, its errors logged
+//!   and counted, and the old snapshot keeps serving.
+//! - every tick ([`Control::apply_health`]): judge the health feed's latest agent answers; when
+//!   the failed set differs from the one compiled in, recompile with it and publish. A reload
+//!   keeps the failed set (an input of the compile step, not of the file).
+//! - every tick ([`Control::probe_datapath`]): is the path to the NIC intact (XDP link
+//!   attached, DPDK link up)? The liveness thread withdraws the VIPs while it is not.
+//! - every second ([`Control::housekeeping`]): re-read the next hop's MAC (unless pinned) and
+//!   republish if it changed; become ready once the workers poll and the next hop is known;
+//!   reconcile the wanted announcement.
+//!
+//! Fields that shape the running data plane (`io`, `interface`, `workers`, `cpus`,
+//! `flow_table_capacity`, `burst_size`, `[admin] listen`, `[dpdk]`, `[bgp]`) take effect on
+//! restart; a reload that changes them applies everything else and logs which ones wait.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use mux_shared::config::{self, IoKind, MuxConfig};
+use mux_shared::port::afxdp::XdpProgram;
+
+use crate::control::compile::{self, CompileOptions};
+use crate::control::health_decision::{self, Tracker};
+use crate::control::health_feed::{self, HealthFeed};
+use crate::control::neighbour;
+use crate::control::registry::Registry;
+use crate::control::state::{DaemonState, Phase};
+
+use super::xdp_keys;
+
+/// The control thread's mutable state.
+#[derive(Debug)]
+pub struct Control {
+    pub(super) cfg: MuxConfig,
+    pub(super) registry: Registry,
+    pub(super) options: CompileOptions,
+    pub(super) state: Arc<DaemonState>,
+    pub(super) xdp: Option<XdpProgram>,
+    #[cfg(feature = "dpdk")]
+    pub(super) dpdk: Option<Arc<mux_shared::port::dpdk::DpdkRuntime>>,
+    pub(super) iface: Option<String>,
+    pub(super) feed: HealthFeed,
+    pub(super) tracker: Tracker,
+}
+
+impl Control {
+    /// SIGHUP: load, validate, compile, publish — or refuse and keep serving.
+    pub fn reload(&mut self) {
+        let path = self.state.config_path.clone();
+        let refuse = |state: &DaemonState, text: String| {
+            state.reloads.failed.fetch_add(1, Ordering::Relaxed);
+            for line in text.lines() {
+                tracing::error!("reload refused: {line}");
+            }
+            tracing::error!("the previous configuration keeps serving");
+            if let Ok(mut e) = state.reloads.last_error.lock() {
+                *e = Some(text);
+            }
+        };
+        let cfg = match config::load_file(&path) {
+            Ok(cfg) => cfg,
+            Err(errors) => return refuse(&self.state, errors.to_string()),
+        };
+        let restart_only = restart_only_changes(&self.cfg, &cfg);
+        if !restart_only.is_empty() {
+            tracing::warn!(fields = ?restart_only, "these changes take effect on restart only");
+        }
+        let generation = self.state.snapshot.load().generation() + 1;
+        let snapshot = match compile::compile(&cfg, &mut self.registry, generation, &self.options) {
+            Ok(s) => s,
+            Err(e) => return refuse(&self.state, e.to_string()),
+        };
+        if let Some(program) = self.xdp.as_mut() {
+            // New VIPs are steered to the sockets before the snapshot that serves them.
+            let mut keys = xdp_keys(&snapshot);
+            keys.extend(xdp_keys(&self.state.snapshot.load()));
+            if let Err(e) = program.update_vips(&keys) {
+                return refuse(&self.state, format!("cannot update the XDP VIP map: {e}"));
+            }
+        }
+        self.state.snapshot.store(Arc::new(snapshot));
+        if let Some(program) = self.xdp.as_mut()
+            && let Err(e) = program.update_vips(&xdp_keys(&self.state.snapshot.load()))
+        {
+            tracing::warn!(error = %e, "could not remove stale VIPs from the XDP map");
+        }
+        if self.cfg.health() != cfg.health() {
+            self.feed.configure(cfg.health());
+            tracing::info!(agents = ?self.feed.agents(), "health feed reconfigured");
+        }
+        // [bgp] is restart-only: the announcement guard keeps the speaker it started with.
+        self.cfg = cfg;
+        self.state.reloads.ok.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut e) = self.state.reloads.last_error.lock() {
+            *e = None;
+        }
+        tracing::info!(
+            generation,
+            vips = self.cfg.vips().len(),
+            "configuration reloaded"
+        );
+        self.reconcile_announcement();
+    }
+
+    /// Once a second: next-hop MAC, readiness, announcement.
+    pub fn housekeeping(&mut self) {
+        if self.cfg.next_hop().mac().is_none()
+            && let (Some(addr), Some(iface)) =
+                (self.cfg.next_hop().address(), self.iface.as_deref())
+        {
+            let found = neighbour::lookup(iface, addr);
+            if found.is_none() {
+                neighbour::provoke(addr);
+            }
+            if found.is_some() && found != self.options.next_hop_mac {
+                tracing::info!(next_hop = %addr, mac = ?found, "next hop MAC changed");
+                self.options.next_hop_mac = found;
+                self.republish();
+            }
+        }
+        let next_hop_known =
+            self.options.next_hop_mac.is_some() || self.cfg.dataplane().io() == IoKind::Mem;
+        if self.state.phase() == Phase::Starting && self.state.workers_running() && next_hop_known {
+            self.state.set_phase(Phase::Ready);
+            tracing::info!("workers forwarding; ready");
+        }
+        self.reconcile_announcement();
+    }
+
+    /// Checks the path between the workers and the wire: the XDP program still attached
+    /// through our link (not detached by `bpftool link detach`, its interface not deleted),
+    /// the DPDK port valid with its link up. Records the fault for the liveness thread.
+    pub fn probe_datapath(&mut self) {
+        let mut fault = None;
+        if let Some(program) = &self.xdp {
+            let (ifname, _) = program.interface();
+            match program.still_attached() {
+                Ok(true) => {}
+                Ok(false) => {
+                    fault = Some(format!(
+                        "the XDP program is no longer attached to {ifname} (interface gone or \
+                         link detached): VIP traffic no longer reaches the workers"
+                    ))
+                }
+                Err(e) => fault = Some(format!("cannot check the XDP link on {ifname}: {e}")),
+            }
+        }
+        #[cfg(feature = "dpdk")]
+        if let Some(rt) = &self.dpdk
+            && !rt.nic_link_up()
+        {
+            fault = Some(format!(
+                "the DPDK port {} is gone or its link is down",
+                rt.nic().name()
+            ));
+        }
+        self.state.set_datapath_fault(fault);
+    }
+
+    /// Judges the agents' latest answers; on a change of the failed set, logs each transition
+    /// and republishes with the new set.
+    pub fn apply_health(&mut self) {
+        let judgements = match self.state.health.agents.lock() {
+            Ok(agents) => health_decision::judge(
+                self.cfg.vips(),
+                &agents,
+                Instant::now(),
+                self.cfg.health().stale_after(),
+            ),
+            Err(_) => return,
+        };
+        let (transitions, rows) = self.tracker.update(&judgements, health_feed::unix_ms_now());
+        if let Ok(mut b) = self.state.health.backends.lock() {
+            *b = rows;
+        }
+        for t in &transitions {
+            let agent = t.agent.map_or_else(|| "-".to_string(), |a| a.to_string());
+            if t.failed {
+                tracing::info!(
+                    vip = %t.vip,
+                    backend = %t.backend,
+                    agent = %agent,
+                    cause = t.cause.map_or("-", |c| c.name()),
+                    detect_ms = ?t.detect_ms,
+                    "backend failed by health feed"
+                );
+            } else {
+                tracing::info!(
+                    vip = %t.vip,
+                    backend = %t.backend,
+                    agent = %agent,
+                    "backend recovered"
+                );
+            }
+        }
+        if self.tracker.applied() != self.options.failed.as_slice() {
+            self.options.failed = self.tracker.applied().to_vec();
+            self.republish();
+            self.reconcile_announcement();
+        }
+    }
+
+    /// Recompiles the current config with new options (e.g. a new next-hop MAC).
+    pub fn republish(&mut self) {
+        let generation = self.state.snapshot.load().generation() + 1;
+        match compile::compile(&self.cfg, &mut self.registry, generation, &self.options) {
+            Ok(s) => self.state.snapshot.store(Arc::new(s)),
+            Err(e) => tracing::error!(error = %e, "could not republish the snapshot"),
+        }
+    }
+
+    /// Wants what is servable while ready, nothing otherwise; the liveness thread hands it to
+    /// the announcement guard, which announces it while the data path is alive.
+    pub fn reconcile_announcement(&mut self) {
+        let want: BTreeSet<IpAddr> = if self.state.phase() == Phase::Ready {
+            self.state.servable_vips()
+        } else {
+            BTreeSet::new()
+        };
+        self.state.set_wanted(want);
+    }
+}
+
+/// Names of fields whose change needs a restart.
+fn restart_only_changes(old: &MuxConfig, new: &MuxConfig) -> Vec<&'static str> {
+    let (a, b) = (old.dataplane(), new.dataplane());
+    let mut out = Vec::new();
+    for (name, changed) in [
+        ("dataplane.io", a.io() != b.io()),
+        ("dataplane.interface", a.interface() != b.interface()),
+        ("dataplane.workers", a.workers() != b.workers()),
+        ("dataplane.cpus", a.cpus() != b.cpus()),
+        (
+            "dataplane.flow_table_capacity",
+            a.flow_table_capacity() != b.flow_table_capacity(),
+        ),
+        ("dataplane.burst_size", a.burst_size() != b.burst_size()),
+        ("admin.listen", old.admin().listen() != new.admin().listen()),
+        ("dpdk", old.dpdk() != new.dpdk()),
+        ("bgp", old.bgp() != new.bgp()),
+    ] {
+        if changed {
+            out.push(name);
+        }
+    }
+    out
+}

@@ -5,6 +5,9 @@
 //! - `demo-capture` — writes the deterministic demo pcap (see [`perf::demo`]).
 //! - `gen`, `sink`, `lab-summary` — the namespace lab's traffic generator, its validating sink
 //!   and its verdict (see [`perf::traffic`]).
+//! - `http-backend`, `http-load`, `http-summary`, `http-soak`, `chaos-summary` — real HTTP
+//!   through the lab: the backend, the load and soak clients and the verdicts of the HTTP and
+//!   chaos rounds (see [`perf::http`]).
 //!
 //! The criterion micro-benchmarks (`parse`, `flow_table`, `maglev`) live in `perf/benches/`
 //! and run with `cargo bench -p perf`.
@@ -92,12 +95,6 @@ enum Command {
     /// destination) and which MUX (outer source) carried it. Plain IP packets are counted too
     /// (the baseline). Stops by itself after --duration and writes the report (JSON).
     Sink(SinkArgs),
-    /// Print the verdict of a lab run from its results directory (see scripts/lab).
-    ///
-    /// Reads lab.json and the rounds' reports (generator, sinks, MUX status before/after)
-    /// and prints per round: sent, delivered, loss, Mpps, packets per MUX and per backend,
-    /// the round's checks; across rounds: same flow → same backend whichever MUX carried it,
-    /// and the MUX path's rate as a ratio of plain Linux forwarding.
     /// Serve HTTP as a lab backend: every answer names this backend and the client address it
     /// saw (`{"backend", "client", "local"}`); `/healthz` is 200, or 503 while --fail-file
     /// exists. Keep-alive; stops on SIGTERM/SIGINT or after --duration.
@@ -146,6 +143,47 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Hold keep-alive connections to a VIP through a fault, and keep opening new ones.
+    ///
+    /// Opens --connections keep-alive connections (64 connects in flight at most), sends one
+    /// request on each, then writes --ready-file (its content: the unix ms time) and runs for
+    /// --duration-s from then. Each connection sends `GET /` every --interval-ms; its first
+    /// failure (timeout, reset, EOF, bad status, malformed body) marks it broken (with the time
+    /// the failing request was sent, the reason and its last backend) and it is closed, never
+    /// reopened. Meanwhile --new-per-second one-request connections are attempted. All times
+    /// in the report are unix ms, to compare with the lab script's `date +%s%3N`.
+    ///
+    /// Exits 0 when the run happened, whatever failed (failures are data); 1 when no
+    /// connection could be established (the report is still written) or a file could not be
+    /// written.
+    ///
+    ///   perf http-soak --target 192.0.2.10:80 --connections 200 --interval-ms 100 \
+    ///     --duration-s 14 --new-per-second 20 --ready-file ready --report soak.json
+    #[command(verbatim_doc_comment)]
+    HttpSoak(SoakArgs),
+    /// Evaluate the chaos rounds of a lab results directory and print one table of them.
+    ///
+    /// Reads every RESULTS/NN-name/ holding a chaos.json (the fault, its times and the
+    /// round's expectations, written by scripts/lab), with its soak.json (`perf http-soak`)
+    /// and routes.log (the router's `ip monitor route` lines, each prefixed with its unix ms).
+    /// Prints per round: failed requests, broken connections, failed new connections in the
+    /// fault's window / outside it, slow new connects, the slowest request, when the VIP's
+    /// route lost a path after the fault and got it back after the recovery, a drain's flows
+    /// left; then each round's checks ([ ok ] / [FAIL] with the figures) and the total.
+    #[command(verbatim_doc_comment)]
+    ChaosSummary {
+        /// The results directory.
+        results: PathBuf,
+        /// Exit 1 when any check failed.
+        #[arg(long)]
+        check: bool,
+        /// Also write the figures and checks of every round as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// The VIP whose route events count in routes.log (other prefixes are ignored).
+        #[arg(long, default_value = "192.0.2.10")]
+        vip: std::net::IpAddr,
+    },
     /// Evaluate the HTTP rounds of a lab results directory (scripts/lab's http and failover
     /// rounds) and print the checks.
     HttpSummary {
@@ -155,6 +193,12 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Print the verdict of a lab run from its results directory (see scripts/lab).
+    ///
+    /// Reads lab.json and the rounds' reports (generator, sinks, MUX status before/after)
+    /// and prints per round: sent, delivered, loss, Mpps, packets per MUX and per backend,
+    /// the round's checks; across rounds: same flow → same backend whichever MUX carried it,
+    /// and the MUX path's rate as a ratio of plain Linux forwarding.
     LabSummary {
         /// The results directory.
         results: PathBuf,
@@ -210,6 +254,43 @@ struct GenArgs {
     syn_ack_mix: bool,
     /// Write the JSON report here (default: stdout).
     #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SoakArgs {
+    /// The VIP (or any server) address and port.
+    #[arg(long)]
+    target: std::net::SocketAddr,
+    /// Keep-alive connections to hold.
+    #[arg(long, default_value_t = 200)]
+    connections: usize,
+    /// Each keep-alive connection sends a request this often, in milliseconds (a request
+    /// slower than that is followed right away by the next; missed slots are skipped).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    interval_ms: u64,
+    /// Seconds to run from the moment every connection is set up (the ready file).
+    #[arg(long, default_value_t = 14.0)]
+    duration_s: f64,
+    /// New one-request connections (`Connection: close`) attempted per second during the
+    /// run, each on its own thread; 0 for none.
+    #[arg(long, default_value_t = 20.0)]
+    new_per_second: f64,
+    /// Timeout of a whole request (sending it to the last byte of the answer), in ms.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout_ms: u64,
+    /// Timeout of each connect, in ms (Linux retransmits a SYN after 1 s, then 2 s more).
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    connect_timeout_ms: u64,
+    /// Backends must report this client address (besides each connection's own port).
+    #[arg(long)]
+    expect_client: Option<std::net::IpAddr>,
+    /// Written (atomically) with the unix ms time once every connect was attempted and each
+    /// established connection answered one request: inject the fault after it appears.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
+    /// Write the JSON report here (default: stdout, after the summary).
+    #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
 }
 
@@ -378,6 +459,13 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Command::HttpSoak(args) => http_soak(args),
+        Command::ChaosSummary {
+            results,
+            check,
+            json,
+            vip,
+        } => chaos_summary(&results, check, json.as_deref(), &vip.to_string()),
         Command::HttpSummary { results, check } => match perf::http::summary::evaluate(&results) {
             Ok((text, passed)) => {
                 print!("{text}");
@@ -393,6 +481,86 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn http_soak(args: SoakArgs) -> ExitCode {
+    use std::time::Duration;
+    let duration = match seconds(args.duration_s, "--duration-s") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("perf http-soak: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !(args.new_per_second.is_finite() && (0.0..=10_000.0).contains(&args.new_per_second)) {
+        eprintln!("perf http-soak: --new-per-second must be between 0 and 10000");
+        return ExitCode::FAILURE;
+    }
+    let spec = perf::http::soak::SoakSpec {
+        target: args.target,
+        connections: args.connections,
+        interval: Duration::from_millis(args.interval_ms),
+        duration,
+        new_per_second: args.new_per_second,
+        timeout: Duration::from_millis(args.timeout_ms),
+        connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+        expect_client: args.expect_client,
+    };
+    let mut ready_failed = false;
+    let report = perf::http::soak::run(&spec, |t| {
+        if let Some(path) = &args.ready_file {
+            // Written beside and renamed, so a reader never sees an empty file.
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".tmp");
+            let tmp = PathBuf::from(tmp);
+            let written =
+                std::fs::write(&tmp, format!("{t}\n")).and_then(|()| std::fs::rename(&tmp, path));
+            if let Err(e) = written {
+                eprintln!("perf http-soak: cannot write {}: {e}", path.display());
+                ready_failed = true;
+            }
+        }
+    });
+    print!("{}", perf::http::soak::render(&report));
+    if write_report(&report, args.report.as_deref()) != ExitCode::SUCCESS {
+        return ExitCode::FAILURE;
+    }
+    if report.established == 0 {
+        eprintln!(
+            "perf http-soak: no connection to {} could be established",
+            args.target
+        );
+        return ExitCode::FAILURE;
+    }
+    if ready_failed {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn chaos_summary(
+    results: &std::path::Path,
+    check: bool,
+    json: Option<&std::path::Path>,
+    vip: &str,
+) -> ExitCode {
+    let outcome = match perf::http::chaos::evaluate(results, vip) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("perf chaos-summary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", perf::http::chaos::render(&outcome));
+    if let Some(path) = json
+        && write_report(&outcome, Some(path)) != ExitCode::SUCCESS
+    {
+        return ExitCode::FAILURE;
+    }
+    if check && !outcome.all_passed() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn http_backend(

@@ -92,10 +92,13 @@ struct Tally {
     new_us: Vec<u64>,
 }
 
+/// The backend's answer (see [`super::backend`]).
 #[derive(Deserialize)]
-struct Body {
-    backend: String,
-    client: String,
+pub(super) struct Body {
+    /// The backend's name.
+    pub(super) backend: String,
+    /// The client address and port the backend saw.
+    pub(super) client: String,
 }
 
 /// Runs the load; always returns (bounded by the timeouts).
@@ -151,7 +154,8 @@ fn fail(t: &mut Tally, reason: &str, n: usize) {
     *t.report.failures.entry(reason.to_string()).or_default() += n;
 }
 
-fn io_reason(e: &std::io::Error, connecting: bool) -> &'static str {
+/// The failure reason of an I/O error (`connect_*` while connecting).
+pub(super) fn io_reason(e: &std::io::Error, connecting: bool) -> &'static str {
     use std::io::ErrorKind::*;
     match e.kind() {
         ConnectionRefused => "connect_refused",
@@ -243,7 +247,7 @@ fn one_connection(spec: &LoadSpec, requests: usize, keepalive: bool, t: &mut Tal
 }
 
 /// Reads one response: its status and body.
-fn read_response(r: &mut impl BufRead) -> std::io::Result<(u16, Vec<u8>)> {
+pub(super) fn read_response(r: &mut impl BufRead) -> std::io::Result<(u16, Vec<u8>)> {
     let head = read_head(r)?.ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
@@ -265,7 +269,8 @@ fn read_response(r: &mut impl BufRead) -> std::io::Result<(u16, Vec<u8>)> {
     Ok((status, body))
 }
 
-fn percentiles(v: &mut [u64]) -> Latency {
+/// Sorts `v` and takes its percentiles.
+pub(super) fn percentiles(v: &mut [u64]) -> Latency {
     if v.is_empty() {
         return Latency::default();
     }

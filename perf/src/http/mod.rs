@@ -7,13 +7,20 @@
 //!   responses per backend, failures by reason, latency percentiles.
 //! - [`summary`]: `perf http-summary`, the lab's checks over the HTTP rounds' reports (with the
 //!   router's DSR counters and the failover timings).
+//! - [`soak`]: `perf http-soak`, long-lived keep-alive connections (and a steady trickle of new
+//!   ones) held through a fault: which connection broke, when, why and on which backend.
+//! - [`chaos`]: `perf chaos-summary`, the lab's chaos rounds: the soak reports against each
+//!   round's expectations and the router's route events (when the VIP lost and regained a
+//!   path).
 //!
 //! Plain `std::net` and threads, a minimal HTTP/1.1 subset (GET, `Content-Length` bodies,
 //! keep-alive): the lab needs exact connection and latency accounting more than a full HTTP
 //! stack, and no async runtime belongs in a benchmark helper.
 
 pub mod backend;
+pub mod chaos;
 pub mod load;
+pub mod soak;
 pub mod summary;
 
 use std::io::{self, BufRead};

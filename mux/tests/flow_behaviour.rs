@@ -387,3 +387,55 @@ fn every_frame_is_accounted_for() {
     assert_eq!(out.to_kernel.len() as u64, c.to_kernel);
     assert!(out.verdicts.iter().any(|v| matches!(v, Verdict::Drop(_))));
 }
+
+#[test]
+fn the_icmp_bucket_suppresses_and_counts() {
+    let text = FIXTURE_CONFIG.replace(
+        "mtu = 1500\n",
+        "mtu = 1500\nicmp_rate = 2\nicmp_burst = 5\n",
+    );
+    let snap = snapshot(&text);
+    let mut w = worker(1 << 12);
+    let too_big = |i: u16| {
+        PacketBuilder::tcp(ip("198.51.100.7"), 40000 + i, ip("192.0.2.10"), 80, ACK)
+            .payload_len(1460)
+            .build()
+    };
+    let too_big6 = |i: u16| {
+        PacketBuilder::tcp(ip("2001:db8:c::7"), 40000 + i, ip("2001:db8::10"), 443, ACK)
+            .payload_len(1440)
+            .build()
+    };
+    let flood: Vec<_> = (0..10).map(too_big).chain((0..10).map(too_big6)).collect();
+    let limited = |c: &mux::dataplane::counters::WorkerCounters| {
+        c.dropped(mux::dataplane::verdict::DropReason::IcmpRateLimited)
+    };
+
+    // The bucket starts full: its depth (5) goes out, the rest is dropped and counted.
+    let out = run_on(&mut w, &snap, 10, &flood);
+    assert_eq!(out.counters.icmp_too_big_sent, 5);
+    assert_eq!(limited(&out.counters), 15);
+    assert_eq!(out.transmitted.len(), 5);
+    assert_eq!(
+        out.verdicts
+            .iter()
+            .filter(|v| **v == Verdict::Drop(mux::dataplane::verdict::DropReason::IcmpRateLimited))
+            .count(),
+        15
+    );
+    // One second later: 2 more tokens. Normal traffic is not affected by an empty bucket.
+    let mut mixed = flood.clone();
+    mixed.push(client_packet(1, ACK));
+    let out = run_on(&mut w, &snap, 11, &mixed);
+    assert_eq!(out.counters.icmp_too_big_sent, 5 + 2);
+    assert_eq!(limited(&out.counters), 15 + 18);
+    assert_eq!(out.counters.forwarded, 1);
+    // A long pause refills to the depth, not beyond.
+    let out = run_on(&mut w, &snap, 100, &flood);
+    assert_eq!(out.counters.icmp_too_big_sent, 7 + 5);
+    let c = &out.counters;
+    assert_eq!(
+        c.forwarded + c.icmp_too_big_sent + c.to_kernel + c.dropped_total(),
+        c.rx
+    );
+}

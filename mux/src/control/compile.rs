@@ -11,6 +11,7 @@ use mux_shared::flow_key::canonical_addr;
 use mux_shared::maglev::{self, MaglevBackend};
 
 use crate::control::registry::{IdsExhausted, Registry};
+use crate::dataplane::rate_limit::RateLimit;
 use crate::dataplane::snapshot::{
     Backend, BackendState, FlowTimeouts, Snapshot, SnapshotParts, Vip, VipKey,
 };
@@ -149,6 +150,14 @@ pub fn compile(
             .unwrap_or([0; 6]),
         mtu: cfg.dataplane().mtu() as usize,
         vip_ids: registry.vip_count(),
+        icmp_limit: RateLimit {
+            per_second: cfg.dataplane().icmp_rate(),
+            burst: cfg.dataplane().icmp_burst(),
+        },
+        drain_reset_limit: RateLimit {
+            per_second: cfg.dataplane().drain_reset_rate(),
+            burst: cfg.dataplane().drain_reset_burst(),
+        },
     }))
 }
 

@@ -21,6 +21,7 @@ use mux_shared::port::mem::{Capture, MemPort};
 use crate::control::compile::{self, CompileOptions};
 use crate::control::registry::Registry;
 use crate::control::report;
+use crate::dataplane::clock::BurstTime;
 use crate::dataplane::counters::WorkerCounters;
 use crate::dataplane::pipeline::Pipeline;
 use crate::dataplane::verdict::Verdict;
@@ -125,10 +126,16 @@ pub fn replay(
         });
         let flush = !stamps.is_empty() && (stamps.len() == burst || second != Some(batch_second));
         if flush {
+            // The burst's clock: its first packet's time since the capture's first packet
+            // (whole seconds equal `batch_second`; the reply buckets see the microseconds).
+            let since_start = stamps[0].saturating_sub(start.unwrap_or_default());
+            let clock =
+                BurstTime::from_micros(u64::try_from(since_start.as_micros()).unwrap_or(u64::MAX));
+            debug_assert_eq!(clock.secs(), batch_second);
             run_burst(
                 &mut worker,
                 &snap,
-                batch_second,
+                clock,
                 &stamps,
                 &mut writer,
                 kernel_writer.as_mut(),
@@ -152,14 +159,14 @@ pub fn replay(
 fn run_burst(
     worker: &mut Worker<MemPort>,
     snap: &crate::dataplane::snapshot::Snapshot,
-    now: u32,
+    clock: BurstTime,
     stamps: &[Duration],
     writer: &mut PcapWriter<BufWriter<File>>,
     kernel_writer: Option<&mut PcapWriter<BufWriter<File>>>,
     output: &Path,
     outcome: &mut ReplayOutcome,
 ) -> Result<(), ReplayError> {
-    let n = worker.poll(snap, now);
+    let n = worker.poll_at(snap, clock);
     debug_assert_eq!(n, stamps.len());
     let verdicts = worker.last_verdicts(n).to_vec();
     let sent = worker.port.take_transmitted();

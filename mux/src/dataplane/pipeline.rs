@@ -32,11 +32,13 @@
 use mux_shared::port::PacketBuf;
 use mux_shared::stable_hash;
 
+use super::clock::BurstTime;
 use super::counters::WorkerCounters;
 use super::encap::{self, outer_len};
 use super::flow_table::{FlowHash, FlowState, FlowTable, InsertOutcome};
 use super::icmp_reply;
 use super::parse::{self, Kind, Parse, Parsed, TcpSeen};
+use super::rate_limit::TokenBucket;
 use super::snapshot::{FlowTimeouts, Snapshot, Vip, VipKey};
 use super::verdict::{DropReason, Verdict};
 
@@ -77,6 +79,8 @@ pub struct Pipeline {
     slots: Box<[Slot]>,
     ident: u16,
     generation: u64,
+    /// Bounds the ICMP "too big" errors this worker writes.
+    icmp_bucket: TokenBucket,
 }
 
 impl Pipeline {
@@ -89,6 +93,7 @@ impl Pipeline {
             slots: vec![SETTLED; MAX_BURST].into_boxed_slice(),
             ident: 0,
             generation: 0,
+            icmp_bucket: TokenBucket::new(),
         }
     }
 
@@ -104,12 +109,13 @@ impl Pipeline {
 
     /// Processes a burst: rewrites each buffer in place and writes its verdict.
     ///
-    /// `now` is the worker's coarse clock in seconds. `bufs` and `verdicts` have the same
-    /// length, at most [`MAX_BURST`].
+    /// `clock` is the burst's one time reading: the flow table works in its whole seconds,
+    /// the reply buckets are refilled from it. `bufs` and `verdicts` have the same length, at
+    /// most [`MAX_BURST`].
     pub fn process_burst<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
-        now: u32,
+        clock: BurstTime,
         bufs: &mut [B],
         verdicts: &mut [Verdict],
     ) {
@@ -117,6 +123,8 @@ impl Pipeline {
         if snap.generation() != self.generation {
             self.adopt(snap);
         }
+        self.icmp_bucket.refill(clock, snap.parts.icmp_limit);
+        let now = clock.secs();
         for (buf, slot) in bufs.iter().zip(self.slots.iter_mut()) {
             let frame = buf.data();
             self.counters.rx += 1;
@@ -203,6 +211,9 @@ impl Pipeline {
             }
             if !parsed.dont_frag {
                 return Verdict::Drop(DropReason::TooBigWithoutDf);
+            }
+            if !self.icmp_bucket.take() {
+                return Verdict::Drop(DropReason::IcmpRateLimited);
             }
             let inner_mtu = snap.parts.mtu - outer;
             return match icmp_reply::packet_too_big(buf, parsed, inner_mtu, snap.parts.source_mac) {

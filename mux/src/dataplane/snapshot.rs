@@ -11,6 +11,7 @@
 
 use mux_shared::maglev::MaglevTable;
 
+use super::rate_limit::RateLimit;
 use super::vip_index::{IndexKey, VipIndex};
 
 /// What identifies a VIP on the wire.
@@ -161,6 +162,11 @@ pub struct SnapshotParts {
     pub mtu: usize,
     /// Number of VIP ids the registry has handed out (counter vector length).
     pub vip_ids: usize,
+    /// Each worker's bucket for ICMP "too big" errors (`[dataplane] icmp_rate`, `icmp_burst`).
+    pub icmp_limit: RateLimit,
+    /// Each worker's bucket for the resets of flows past a drain deadline
+    /// (`[dataplane] drain_reset_rate`, `drain_reset_burst`).
+    pub drain_reset_limit: RateLimit,
 }
 
 /// The immutable forwarding state workers read.

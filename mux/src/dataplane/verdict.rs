@@ -45,6 +45,10 @@ mux_shared::drop_reasons! {
     NoTunnelSource => "no_tunnel_source",
     /// The port handed us a buffer without room for the outer header (a port bug).
     NoHeadroom => "no_headroom",
+    /// Packet that would have been answered with an ICMP "fragmentation needed" / "packet too
+    /// big" (DF or IPv6, too big once encapsulated) while this worker's ICMP bucket
+    /// (`[dataplane] icmp_rate`, `icmp_burst`) was empty: neither answered nor forwarded.
+    IcmpRateLimited => "icmp_rate_limited",
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use mux_shared::port::{Port, PortStats};
 
+use super::clock::BurstTime;
 use super::counters::WorkerCounters;
 use super::pipeline::{MAX_BURST, Pipeline};
 use super::snapshot::Snapshot;
@@ -84,15 +85,23 @@ impl<P: Port> Worker<P> {
         }
     }
 
-    /// Receives and processes one burst. Returns the number of frames received (0: idle).
+    /// Receives and processes one burst at the start of second `now` of the flow clock (tests,
+    /// benchmarks). Returns the number of frames received (0: idle).
     #[inline]
     pub fn poll(&mut self, snap: &Snapshot, now: u32) -> usize {
+        self.poll_at(snap, BurstTime::from_secs(now))
+    }
+
+    /// Receives and processes one burst at `clock`. Returns the number of frames received
+    /// (0: idle).
+    #[inline]
+    pub fn poll_at(&mut self, snap: &Snapshot, clock: BurstTime) -> usize {
         let n = self.port.recv(&mut self.rx, self.burst_size);
         if n == 0 {
             return 0;
         }
         self.pipeline
-            .process_burst(snap, now, &mut self.rx, &mut self.verdicts[..n]);
+            .process_burst(snap, clock, &mut self.rx, &mut self.verdicts[..n]);
         for (buf, verdict) in self.rx.drain(..).zip(self.verdicts.iter()) {
             match verdict {
                 Verdict::Forward | Verdict::Reply => self.tx.push(buf),
@@ -131,8 +140,9 @@ impl<P: Port> Worker<P> {
         while !stop.load(Ordering::Relaxed) {
             let snap = snapshots.load();
             let instant = Instant::now();
-            let now = instant.duration_since(clock_origin).as_secs() as u32;
-            let n = self.poll(&snap, now);
+            let clock = BurstTime::since(clock_origin, instant);
+            let now = clock.secs();
+            let n = self.poll_at(&snap, clock);
             self.port.maintain();
             if n == 0 {
                 idle += 1;

@@ -4,9 +4,10 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
-use mux::control::compile::{self, CompileOptions};
+use mux::control::compile::{self, CompileOptions, FailedBackend, FlowClock};
 use mux::control::registry::Registry;
 use mux::dataplane::snapshot::Snapshot;
 use mux::dataplane::verdict::Verdict;
@@ -192,22 +193,125 @@ fn flows_stick_to_their_backend_until_it_is_removed() {
     }
 }
 
+/// Compile options failing `addr` of VIP `web` at second `at` of a flow clock that started
+/// at `origin`.
+fn failing(addr: &str, origin: Instant, at: u64) -> CompileOptions {
+    CompileOptions {
+        failed: vec![FailedBackend {
+            vip: "web".to_string(),
+            backend: ip(addr),
+            since: origin + Duration::from_secs(at),
+        }],
+        clock: FlowClock {
+            origin,
+            origin_unix: SystemTime::now(),
+        },
+        ..CompileOptions::default()
+    }
+}
+
 #[test]
-fn failed_backends_lose_their_flows() {
+fn a_failed_backend_keeps_its_flows_for_the_grace_then_they_move() {
+    let origin = Instant::now();
     let mut registry = Registry::default();
     let healthy = compile_with(&three(), &mut registry, 1, &CompileOptions::default());
     let mut w = worker(1 << 14);
     let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
     let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
-    let options = CompileOptions {
-        failed: vec![("web".to_string(), ip("10.1.0.2"))],
-        ..CompileOptions::default()
-    };
+    let on_failed = first.iter().filter(|b| **b == [10, 1, 0, 2]).count();
+    assert!(on_failed > 50);
+
+    // 10.1.0.2 fails at second 10; the default grace is 5 s.
+    let options = failing("10.1.0.2", origin, 10);
     let sick = compile_with(&three(), &mut registry, 2, &options);
-    let after = backends_of(&run_on(&mut w, &sick, 2, &acks).transmitted);
+    let out = run_on(&mut w, &sick, 10, &acks);
+    assert_eq!(
+        backends_of(&out.transmitted),
+        first,
+        "nothing moves within the grace"
+    );
+    assert_eq!(out.counters.failed_backend_grace_hits, on_failed as u64);
+    // New flows avoid it at once.
+    let newcomers: Vec<_> = (1000..1300).map(|i| client_packet(i, SYN)).collect();
+    let out = run_on(&mut w, &sick, 11, &newcomers);
+    assert!(
+        backends_of(&out.transmitted)
+            .iter()
+            .all(|b| *b != [10, 1, 0, 2])
+    );
+
+    // A reload (or any recompile) while it stays failed keeps the deadline.
+    let reloaded = compile_with(&three(), &mut registry, 3, &options);
+    let out = run_on(&mut w, &reloaded, 14, &acks);
+    assert_eq!(
+        backends_of(&out.transmitted),
+        first,
+        "a reload restarted or ended the grace"
+    );
+    assert_eq!(out.counters.flows_rehashed_after_grace, 0);
+
+    // Second 15: the grace is over; its flows are re-hashed, once each, and counted.
+    let out = run_on(&mut w, &reloaded, 15, &acks);
+    let after = backends_of(&out.transmitted);
+    assert!(after.iter().all(|b| *b != [10, 1, 0, 2]));
+    let moved = first.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert_eq!(moved, on_failed, "only the failed backend's flows moved");
+    assert_eq!(out.counters.flows_rehashed_after_grace, on_failed as u64);
+    assert_eq!(out.counters.flows_rehashed, 0);
+    let out = run_on(&mut w, &reloaded, 16, &acks);
+    assert_eq!(
+        backends_of(&out.transmitted),
+        after,
+        "re-hashed flows stick"
+    );
+    assert_eq!(out.counters.flows_rehashed_after_grace, on_failed as u64);
+}
+
+#[test]
+fn a_backend_that_recovers_within_its_grace_keeps_every_flow() {
+    let origin = Instant::now();
+    let mut registry = Registry::default();
+    let healthy = compile_with(&three(), &mut registry, 1, &CompileOptions::default());
+    let mut w = worker(1 << 14);
+    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
+    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+
+    // A host agent restarts: its backend is failed at second 10 and back at second 13.
+    let sick = compile_with(&three(), &mut registry, 2, &failing("10.1.0.2", origin, 10));
+    run_on(&mut w, &sick, 12, &acks);
+    let recovered = compile_with(&three(), &mut registry, 3, &CompileOptions::default());
+    for now in [13, 15, 60] {
+        let out = run_on(&mut w, &recovered, now, &acks);
+        assert_eq!(
+            backends_of(&out.transmitted),
+            first,
+            "a flow moved at second {now}"
+        );
+    }
+    let c = &w.pipeline.counters;
+    assert_eq!(
+        (c.flows_rehashed, c.flows_rehashed_after_grace),
+        (0, 0),
+        "recovery within the grace moves nothing"
+    );
+    assert_eq!(c.flow_hits, 300 * 4);
+}
+
+#[test]
+fn grace_zero_rehashes_at_once_as_before() {
+    let origin = Instant::now();
+    let mut registry = Registry::default();
+    let text = three().replace("udp = 30\n", "udp = 30\nfailed_backend_grace = 0\n");
+    let healthy = compile_with(&text, &mut registry, 1, &CompileOptions::default());
+    let mut w = worker(1 << 14);
+    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
+    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let sick = compile_with(&text, &mut registry, 2, &failing("10.1.0.2", origin, 10));
+    let after = backends_of(&run_on(&mut w, &sick, 10, &acks).transmitted);
     assert!(after.iter().all(|b| *b != [10, 1, 0, 2]));
     let moved = first.iter().zip(&after).filter(|(a, b)| a != b).count();
     assert_eq!(moved, first.iter().filter(|b| **b == [10, 1, 0, 2]).count());
+    assert_eq!(w.pipeline.counters.flows_rehashed_after_grace, moved as u64);
 }
 
 #[test]

@@ -15,10 +15,16 @@
 //!   reconcile the BGP announcement with what is servable.
 //! - every tick: judge the health feed's latest agent answers (`[health]`, polled on threads of
 //!   their own by [`HealthFeed`]); when the failed set differs from the one compiled in,
-//!   recompile with it and publish, so a failed backend takes no new flows and its flows are
-//!   re-hashed within one tick of the answer that reported it. A reload keeps the failed set
-//!   (it is an input of the compile step, not of the file) and hands a changed `[health]` to
-//!   the feed.
+//!   recompile with it and publish, so a failed backend takes no new flows within one tick of
+//!   the answer that reported it; its flows stay pinned for its `failed_backend_grace` (the
+//!   snapshot carries the grace's end, so the workers re-hash them when it passes, with no
+//!   republish). A reload keeps the failed set with each failure's time (an input of the
+//!   compile step, not of the file), so it keeps every grace deadline, and hands a changed
+//!   `[health]` to the feed.
+//!
+//! Clocks: the workers' flow clock counts from [`DaemonState::started`]; every compile gets a
+//! [`FlowClock`] with that origin and its current wall-clock equivalent, to turn failure times
+//! and drain deadlines into flow-clock seconds.
 //!
 //! Stop (SIGTERM or SIGINT): withdraw every route, keep forwarding for `[lifecycle]
 //! drain_seconds` while the routers move traffic away, then stop the workers and exit. A second
@@ -40,7 +46,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mux_shared::config::{self, IoKind, MuxConfig};
 use mux_shared::port::Port;
@@ -50,7 +56,7 @@ use mux_shared::port::mem::{Capture, MemPort};
 use mux_shared::signals::Signals;
 
 use crate::control::announce::Announcer;
-use crate::control::compile::{self, CompileOptions};
+use crate::control::compile::{self, CompileOptions, FlowClock};
 #[cfg(feature = "dpdk")]
 use crate::control::dpdk_io;
 use crate::control::health_decision::{self, Tracker};
@@ -88,6 +94,8 @@ type Opened = Result<(usize, Option<RawFd>), String>;
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns once every worker has stopped.
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
+    // The workers' flow clock starts here.
+    let started = Instant::now();
     let cfg = config::load_file(config_path)?;
     let dp = cfg.dataplane().clone();
     let io = dp.io();
@@ -124,6 +132,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         },
         next_hop_mac: None,
         failed: Vec::new(),
+        clock: flow_clock(started),
     };
     options.next_hop_mac = next_hop_mac(&cfg, iface.as_deref(), NEXT_HOP_WAIT);
     if options.next_hop_mac.is_none() && io != IoKind::Mem {
@@ -140,6 +149,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         config_path.to_path_buf(),
         snapshot,
         dp.workers(),
+        started,
     ));
 
     let mut xdp = match (io, &iface) {
@@ -338,6 +348,16 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// The flow clock counting from `origin`, with the wall-clock time it read 0 as of now.
+fn flow_clock(origin: Instant) -> FlowClock {
+    FlowClock {
+        origin,
+        origin_unix: SystemTime::now()
+            .checked_sub(origin.elapsed())
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+    }
+}
+
 /// The next hop's MAC: pinned in the config, or resolved through the kernel.
 fn next_hop_mac(cfg: &MuxConfig, iface: Option<&str>, wait: Duration) -> Option<[u8; 6]> {
     if let Some(mac) = cfg.next_hop().mac() {
@@ -444,6 +464,7 @@ impl Control {
             tracing::warn!(fields = ?restart_only, "these changes take effect on restart only");
         }
         let generation = self.state.snapshot.load().generation() + 1;
+        self.options.clock = flow_clock(self.state.started);
         let snapshot = match compile::compile(&cfg, &mut self.registry, generation, &self.options) {
             Ok(s) => s,
             Err(e) => return refuse(&self.state, e.to_string()),
@@ -510,16 +531,19 @@ impl Control {
     /// Judges the agents' latest answers; on a change of the failed set, logs each transition
     /// and republishes with the new set.
     fn apply_health(&mut self) {
+        let now = Instant::now();
         let judgements = match self.state.health.agents.lock() {
             Ok(agents) => health_decision::judge(
                 self.cfg.vips(),
                 &agents,
-                Instant::now(),
+                now,
                 self.cfg.health().stale_after(),
             ),
             Err(_) => return,
         };
-        let (transitions, rows) = self.tracker.update(&judgements, health_feed::unix_ms_now());
+        let (transitions, rows) = self
+            .tracker
+            .update(&judgements, now, health_feed::unix_ms_now());
         if let Ok(mut b) = self.state.health.backends.lock() {
             *b = rows;
         }
@@ -543,8 +567,9 @@ impl Control {
                 );
             }
         }
-        if self.tracker.applied() != self.options.failed.as_slice() {
-            self.options.failed = self.tracker.applied().to_vec();
+        let failed = self.tracker.failed_backends();
+        if failed != self.options.failed {
+            self.options.failed = failed;
             self.republish();
             self.reconcile_announcement();
         }
@@ -553,6 +578,7 @@ impl Control {
     /// Recompiles the current config with new options (e.g. a new next-hop MAC).
     fn republish(&mut self) {
         let generation = self.state.snapshot.load().generation() + 1;
+        self.options.clock = flow_clock(self.state.started);
         match compile::compile(&self.cfg, &mut self.registry, generation, &self.options) {
             Ok(s) => self.state.snapshot.store(Arc::new(s)),
             Err(e) => tracing::error!(error = %e, "could not republish the snapshot"),

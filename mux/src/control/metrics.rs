@@ -9,7 +9,9 @@
 //!   `icmp_too_big_sent`, `fragments_forwarded`, `icmp_errors_forwarded`;
 //! - `mux_rx_bytes_total`;
 //! - `mux_dropped_packets_total{reason}` — one series per drop reason;
-//! - `mux_flow_events_total{event}` — `hit`, `new`, `rehashed`, `evicted`, `table_full`;
+//! - `mux_flow_events_total{event}` — `hit`, `failed_backend_grace_hit` (a hit on a failed
+//!   backend within its grace, also counted in `hit`), `new`, `rehashed` (backend removed),
+//!   `rehashed_after_grace`, `rehashed_after_drain`, `evicted`, `table_full`;
 //! - `mux_vip_forwarded_packets_total{vip}`, `mux_backend_forwarded_packets_total{vip,backend}`;
 //! - `mux_backend_up{vip,backend,state}` — 1 per backend, labelled with its state;
 //! - `mux_flows{worker}`, `mux_flow_capacity{worker}` — live flow entries and table size;
@@ -136,8 +138,11 @@ impl Collector for MuxCollector {
         )?;
         let events = [
             ("hit", c.flow_hits),
+            ("failed_backend_grace_hit", c.failed_backend_grace_hits),
             ("new", c.new_flows),
             ("rehashed", c.flows_rehashed),
+            ("rehashed_after_grace", c.flows_rehashed_after_grace),
+            ("rehashed_after_drain", c.flows_rehashed_after_drain),
             ("evicted", c.flows_evicted),
             ("table_full", c.flow_table_full),
         ];
@@ -386,7 +391,7 @@ fn encode_health(
     gauge_family(
         e,
         "mux_backend_health_failed",
-        "1 while the health feed fails the backend (no new flows, its flows re-hashed).",
+        "1 while the health feed fails the backend (no new flows at once; its flows re-hashed once failed_backend_grace has passed).",
         &failed,
     )?;
     counter_family(

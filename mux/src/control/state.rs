@@ -78,7 +78,7 @@ pub struct DaemonState {
     pub reloads: ReloadStats,
     /// VIP addresses currently announced.
     pub announced: Mutex<BTreeSet<IpAddr>>,
-    /// When the daemon started.
+    /// When the daemon started: the origin of the workers' flow clock.
     pub started: Instant,
     /// The health feed's agents and judged backends.
     pub health: Arc<HealthShared>,
@@ -87,7 +87,13 @@ pub struct DaemonState {
 
 impl DaemonState {
     /// State for a daemon about to start its workers.
-    pub fn new(name: String, config_path: PathBuf, snapshot: Snapshot, workers: usize) -> Self {
+    pub fn new(
+        name: String,
+        config_path: PathBuf,
+        snapshot: Snapshot,
+        workers: usize,
+        started: Instant,
+    ) -> Self {
         DaemonState {
             name,
             config_path,
@@ -97,7 +103,7 @@ impl DaemonState {
                 .collect(),
             reloads: ReloadStats::default(),
             announced: Mutex::new(BTreeSet::new()),
-            started: Instant::now(),
+            started,
             health: Arc::new(HealthShared::default()),
             phase: AtomicU8::new(Phase::Starting as u8),
         }

@@ -14,8 +14,10 @@
 //!
 //! Flow state (DESIGN §3): TCP entries are SYN-only until a packet with ACK is seen,
 //! established afterwards, closing once FIN or RST is seen; UDP entries have their own idle
-//! timeout. An entry whose backend was removed, failed, or moved to another VIP is re-hashed
-//! with Maglev; an entry on a draining backend keeps it.
+//! timeout. An entry whose backend was removed or moved to another VIP is re-hashed with
+//! Maglev. An entry on a draining or failed backend keeps it until the backend's
+//! [`FlowCutoff`](super::snapshot::FlowCutoff), compared with the burst's `now`: a failed
+//! backend's grace ending re-hashes its flows. Each outcome has its own counter.
 //!
 //! Fragments: fragments after the first carry no ports, so all fragments — the first one
 //! included — are steered by Maglev over the (source, destination, protocol) 3-tuple of the VIP
@@ -39,11 +41,30 @@ use super::flow_table::{FlowHash, FlowState, FlowTable, InsertOutcome};
 use super::icmp_reply;
 use super::parse::{self, Kind, Parse, Parsed, TcpSeen};
 use super::rate_limit::TokenBucket;
-use super::snapshot::{FlowTimeouts, Snapshot, Vip, VipKey};
+use super::snapshot::{BackendState, CutoffReason, FlowTimeouts, Pinned, Snapshot, Vip, VipKey};
 use super::verdict::{DropReason, Verdict};
 
 /// Largest burst the pipeline accepts.
 pub const MAX_BURST: usize = 256;
+
+/// Where pass 2 sends a transport packet, as its flow entry or Maglev decided.
+#[derive(Clone, Copy, Debug)]
+enum FlowDecision {
+    /// To backend `id`. `stable` is the flow's stable hash when it was computed on the way (a
+    /// miss or a re-hash), for the outer IPv6 flow label.
+    Backend { id: u32, stable: Option<u64> },
+}
+
+/// Why a flow entry's backend was replaced by Maglev's pick (one counter each).
+#[derive(Clone, Copy, Debug)]
+enum Rehash {
+    /// The backend left the configuration or its VIP.
+    Removed,
+    /// The backend failed and its grace ran out.
+    AfterGrace,
+    /// The backend passed its drain deadline.
+    AfterDrain,
+}
 
 /// What pass 1 left for pass 2.
 #[derive(Clone, Copy, Debug)]
@@ -173,7 +194,7 @@ impl Pipeline {
             Pending::Flow { vip, hash, stable } => {
                 let vip = &snap.parts.vips[vip as usize];
                 match self.flow_backend(snap, vip, now, &hash, stable, &s.parsed) {
-                    Ok(found) => (vip, found.0, found.1),
+                    Ok(FlowDecision::Backend { id, stable }) => (vip, id, stable),
                     Err(reason) => return Verdict::Drop(reason),
                 }
             }
@@ -247,7 +268,7 @@ impl Pipeline {
         Verdict::Forward
     }
 
-    /// The backend of a transport packet's flow, creating or updating its entry.
+    /// Where a transport packet's flow goes, creating or updating its entry.
     #[inline]
     fn flow_backend(
         &mut self,
@@ -257,7 +278,7 @@ impl Pipeline {
         hash: &FlowHash,
         stable: Option<u64>,
         parsed: &Parsed,
-    ) -> Result<(u32, Option<u64>), DropReason> {
+    ) -> Result<FlowDecision, DropReason> {
         let tcp = match parsed.kind {
             Kind::Transport { tcp } => tcp,
             _ => None,
@@ -266,19 +287,33 @@ impl Pipeline {
             let state = next_state(Some(entry.state()), tcp);
             let expires = expiry(now, &vip.timeouts, state);
             let id = entry.backend();
-            if snap
-                .backend(id)
-                .is_some_and(|b| b.vip_id == vip.id && b.keeps_flows())
-            {
-                entry.refresh(state, expires);
-                self.counters.flow_hits += 1;
-                return Ok((id, None));
-            }
+            let why = match snap.backend(id) {
+                Some(b) if b.vip_id == vip.id => match b.pinned(now) {
+                    Pinned::Kept => {
+                        entry.refresh(state, expires);
+                        self.counters.flow_hits += 1;
+                        if b.state == BackendState::Failed {
+                            self.counters.failed_backend_grace_hits += 1;
+                        }
+                        return Ok(FlowDecision::Backend { id, stable: None });
+                    }
+                    Pinned::Cut(CutoffReason::FailedGrace) => Rehash::AfterGrace,
+                    Pinned::Cut(CutoffReason::DrainDeadline) => Rehash::AfterDrain,
+                },
+                _ => Rehash::Removed,
+            };
             let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
             let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
             entry.set(id, state, expires);
-            self.counters.flows_rehashed += 1;
-            return Ok((id, Some(stable)));
+            match why {
+                Rehash::Removed => self.counters.flows_rehashed += 1,
+                Rehash::AfterGrace => self.counters.flows_rehashed_after_grace += 1,
+                Rehash::AfterDrain => self.counters.flows_rehashed_after_drain += 1,
+            }
+            return Ok(FlowDecision::Backend {
+                id,
+                stable: Some(stable),
+            });
         }
         let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
         let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
@@ -292,7 +327,10 @@ impl Pipeline {
             }
             InsertOutcome::Full => self.counters.flow_table_full += 1,
         }
-        Ok((id, Some(stable)))
+        Ok(FlowDecision::Backend {
+            id,
+            stable: Some(stable),
+        })
     }
 
     /// The backend owning the flow an ICMP error is about. Never changes the flow table.
@@ -309,7 +347,7 @@ impl Pipeline {
             let id = entry.backend();
             if snap
                 .backend(id)
-                .is_some_and(|b| b.vip_id == vip.id && b.keeps_flows())
+                .is_some_and(|b| b.vip_id == vip.id && b.keeps_flows(now))
             {
                 return Some(id);
             }

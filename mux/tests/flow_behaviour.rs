@@ -10,7 +10,7 @@ use common::*;
 use mux::control::compile::{self, CompileOptions, FailedBackend, FlowClock};
 use mux::control::registry::Registry;
 use mux::dataplane::snapshot::Snapshot;
-use mux::dataplane::verdict::Verdict;
+use mux::dataplane::verdict::{Reply, Verdict};
 use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
 
 fn config(backends: &[(&str, &str, u32)], extra: &str) -> String {
@@ -481,12 +481,12 @@ fn every_frame_is_accounted_for() {
     let c = &out.counters;
     assert_eq!(c.rx, 5000);
     assert_eq!(
-        c.forwarded + c.icmp_too_big_sent + c.to_kernel + c.dropped_total(),
+        c.forwarded + c.icmp_too_big_sent + c.drain_resets_sent + c.to_kernel + c.dropped_total(),
         c.rx
     );
     assert_eq!(
         out.transmitted.len() as u64,
-        c.forwarded + c.icmp_too_big_sent
+        c.forwarded + c.icmp_too_big_sent + c.drain_resets_sent
     );
     assert_eq!(out.to_kernel.len() as u64, c.to_kernel);
     assert!(out.verdicts.iter().any(|v| matches!(v, Verdict::Drop(_))));
@@ -542,4 +542,195 @@ fn the_icmp_bucket_suppresses_and_counts() {
         c.forwarded + c.icmp_too_big_sent + c.to_kernel + c.dropped_total(),
         c.rx
     );
+}
+
+/// Web (TCP) and dns (UDP) over 10.1.0.1..3, with `drain` replaced by its draining form.
+fn tcp_and_udp(drain: Option<&str>, extra: &str) -> String {
+    let backends = "  [[vip.backend]]\n  address = \"10.1.0.1\"\n\
+                    [[vip.backend]]\n  address = \"10.1.0.2\"\n\
+                    [[vip.backend]]\n  address = \"10.1.0.3\"\n";
+    let text = config(
+        &[
+            ("10.1.0.1", "active", 100),
+            ("10.1.0.2", "active", 100),
+            ("10.1.0.3", "active", 100),
+        ],
+        &format!(
+            "[[vip]]\nname = \"dns\"\naddress = \"192.0.2.53\"\nport = 53\nprotocol = \"udp\"\n{backends}"
+        ),
+    );
+    let text = text.replace("[timeouts]\n", &format!("{extra}[timeouts]\n"));
+    match drain {
+        Some(d) => text
+            .replace(
+                "  address = \"10.1.0.1\"\n  state = \"active\"\n",
+                &format!("  address = \"10.1.0.1\"\n  state = \"draining\"\n{d}"),
+            )
+            .replace(
+                "  address = \"10.1.0.1\"\n[[vip.backend]]",
+                &format!("  address = \"10.1.0.1\"\n  state = \"draining\"\n{d}[[vip.backend]]"),
+            ),
+        None => text,
+    }
+}
+
+/// A flow clock on which 2026-12-05T10:00:00Z is second 50.
+fn clock_deadline_at_50() -> FlowClock {
+    FlowClock {
+        origin: Instant::now(),
+        origin_unix: SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_464_800 - 50),
+    }
+}
+
+const DEADLINE: &str = "  drain_deadline = 2026-12-05T10:00:00Z\n";
+
+fn udp_packet(i: u32) -> Vec<u8> {
+    let src = std::net::Ipv4Addr::from(0xc633_0000u32 + (i >> 8));
+    PacketBuilder::udp(src.into(), 1024 + (i & 0xff) as u16, ip("192.0.2.53"), 53)
+        .payload_len(20)
+        .build()
+}
+
+/// Per packet: `Some(backend)` for a forwarded frame, `None` for a reset; drops are skipped.
+fn outcomes(out: &Run) -> Vec<Option<[u8; 4]>> {
+    let mut frames = out.transmitted.iter();
+    out.verdicts
+        .iter()
+        .filter_map(|v| match v {
+            Verdict::Forward => Some(Some(frames.next().unwrap()[30..34].try_into().unwrap())),
+            Verdict::Reply(Reply::Reset) => {
+                let f = frames.next().unwrap();
+                assert_eq!(f[47] & 0x04, 0x04, "a reset carries RST");
+                Some(None)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_drain_deadline_resets_tcp_and_moves_udp() {
+    let mut registry = Registry::default();
+    let healthy = compile_with(
+        &tcp_and_udp(None, ""),
+        &mut registry,
+        1,
+        &CompileOptions::default(),
+    );
+    let mut w = worker(1 << 14);
+    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
+    let udps: Vec<_> = (0..300).map(udp_packet).collect();
+    let tcp_first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let udp_first = backends_of(&run_on(&mut w, &healthy, 1, &udps).transmitted);
+    let drained_tcp = tcp_first.iter().filter(|b| **b == [10, 1, 0, 1]).count();
+    let drained_udp = udp_first.iter().filter(|b| **b == [10, 1, 0, 1]).count();
+    assert!(drained_tcp > 50 && drained_udp > 50);
+
+    // Reload: 10.1.0.1 drains until its deadline, second 50 of the flow clock.
+    let options = CompileOptions {
+        clock: clock_deadline_at_50(),
+        ..CompileOptions::default()
+    };
+    let draining = compile_with(&tcp_and_udp(Some(DEADLINE), ""), &mut registry, 2, &options);
+    // Before the deadline: every flow stays, new flows avoid it.
+    for now in [10, 30, 49] {
+        assert_eq!(
+            backends_of(&run_on(&mut w, &draining, now, &acks).transmitted),
+            tcp_first
+        );
+        assert_eq!(
+            backends_of(&run_on(&mut w, &draining, now, &udps).transmitted),
+            udp_first
+        );
+    }
+    let newcomers: Vec<_> = (1000..1300).map(|i| client_packet(i, SYN)).collect();
+    let out = run_on(&mut w, &draining, 49, &newcomers);
+    assert!(
+        backends_of(&out.transmitted)
+            .iter()
+            .all(|b| *b != [10, 1, 0, 1])
+    );
+    assert_eq!(w.pipeline.counters.drain_resets_sent, 0);
+
+    // At the deadline: its TCP flows get a reset (no segment reaches it), its UDP flows move.
+    let out = run_on(&mut w, &draining, 50, &acks);
+    let got = outcomes(&out);
+    for (before, now) in tcp_first.iter().zip(&got) {
+        match now {
+            None => assert_eq!(
+                *before,
+                [10, 1, 0, 1],
+                "a flow of another backend was reset"
+            ),
+            Some(b) => assert_eq!(b, before, "a flow of another backend moved"),
+        }
+    }
+    assert_eq!(out.counters.drain_resets_sent, drained_tcp as u64);
+    let out = run_on(&mut w, &draining, 50, &udps);
+    let udp_after = backends_of(&out.transmitted);
+    assert!(udp_after.iter().all(|b| *b != [10, 1, 0, 1]));
+    let moved = udp_first
+        .iter()
+        .zip(&udp_after)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        moved, drained_udp,
+        "only the drained backend's UDP flows moved"
+    );
+    assert_eq!(out.counters.flows_rehashed_after_drain, drained_udp as u64);
+
+    // Afterwards the backend receives nothing at all: a reset flow's entry is gone, so a
+    // retransmission is a new flow on an active backend (which answers it with its own reset).
+    let out = run_on(&mut w, &draining, 51, &acks);
+    assert!(
+        outcomes(&out)
+            .iter()
+            .all(|b| b.is_some_and(|b| b != [10, 1, 0, 1]))
+    );
+    assert_eq!(
+        out.counters.drain_resets_sent, drained_tcp as u64,
+        "one reset per flow"
+    );
+    let c = &out.counters;
+    assert_eq!(
+        c.forwarded + c.icmp_too_big_sent + c.drain_resets_sent + c.to_kernel + c.dropped_total(),
+        c.rx
+    );
+}
+
+#[test]
+fn drain_resets_are_rate_limited_and_retried() {
+    let mut registry = Registry::default();
+    let limits = "[dataplane]\nio = \"mem\"\ndrain_reset_rate = 2\ndrain_reset_burst = 5\n";
+    let text = |drain| tcp_and_udp(drain, "").replace("[dataplane]\nio = \"mem\"\n", limits);
+    let healthy = compile_with(&text(None), &mut registry, 1, &CompileOptions::default());
+    let mut w = worker(1 << 14);
+    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
+    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let drained: Vec<_> = acks
+        .iter()
+        .zip(&first)
+        .filter(|(_, b)| **b == [10, 1, 0, 1])
+        .map(|(p, _)| p.clone())
+        .take(20)
+        .collect();
+    let options = CompileOptions {
+        clock: clock_deadline_at_50(),
+        ..CompileOptions::default()
+    };
+    let draining = compile_with(&text(Some(DEADLINE)), &mut registry, 2, &options);
+    let limited = mux::dataplane::verdict::DropReason::DrainResetRateLimited;
+    let out = run_on(&mut w, &draining, 50, &drained);
+    assert_eq!(out.counters.drain_resets_sent, 5, "the bucket's depth");
+    assert_eq!(out.counters.dropped(limited), 15);
+    assert!(
+        out.transmitted.len() == 5,
+        "a suppressed reset is not replaced by forwarding"
+    );
+    // The suppressed flows kept their entries: their retransmissions get resets as tokens come.
+    let out = run_on(&mut w, &draining, 51, &drained);
+    assert_eq!(out.counters.drain_resets_sent, 5 + 2);
+    let out = run_on(&mut w, &draining, 60, &drained);
+    assert_eq!(out.counters.drain_resets_sent, 5 + 2 + 5);
 }

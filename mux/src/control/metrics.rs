@@ -6,7 +6,7 @@
 //!
 //! Metric reference (all counters end in `_total`):
 //! - `mux_packets_total{outcome}` — frames by outcome: `rx`, `forwarded`, `to_kernel`,
-//!   `icmp_too_big_sent`, `fragments_forwarded`, `icmp_errors_forwarded`;
+//!   `icmp_too_big_sent`, `drain_reset_sent`, `fragments_forwarded`, `icmp_errors_forwarded`;
 //! - `mux_rx_bytes_total`;
 //! - `mux_dropped_packets_total{reason}` — one series per drop reason;
 //! - `mux_flow_events_total{event}` — `hit`, `failed_backend_grace_hit` (a hit on a failed
@@ -107,6 +107,7 @@ impl Collector for MuxCollector {
             ("forwarded", c.forwarded),
             ("to_kernel", c.to_kernel),
             ("icmp_too_big_sent", c.icmp_too_big_sent),
+            ("drain_reset_sent", c.drain_resets_sent),
             ("fragments_forwarded", c.fragments_forwarded),
             ("icmp_errors_forwarded", c.icmp_errors_forwarded),
         ];

@@ -183,7 +183,7 @@ fn run_burst(
     let sent_stamps = verdicts
         .iter()
         .zip(stamps)
-        .filter(|(v, _)| matches!(v, Verdict::Forward | Verdict::Reply))
+        .filter(|(v, _)| matches!(v, Verdict::Forward | Verdict::Reply(_)))
         .map(|(_, t)| *t);
     for (frame, ts) in sent.iter().zip(sent_stamps) {
         write(writer, ts, frame, output)?;

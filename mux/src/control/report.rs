@@ -57,11 +57,12 @@ pub fn replay_summary(outcome: &ReplayOutcome, input: &Path, output: &Path) -> S
     );
     let _ = writeln!(
         s,
-        "  transmitted {:>7}  -> {} ({} encapsulated to backends, {} ICMP too-big replies to clients)",
+        "  transmitted {:>7}  -> {} ({} encapsulated to backends, {} ICMP too-big replies and {} drain resets to clients)",
         outcome.frames_out,
         output.display(),
         c.forwarded,
-        c.icmp_too_big_sent
+        c.icmp_too_big_sent,
+        c.drain_resets_sent
     );
     let _ = writeln!(
         s,

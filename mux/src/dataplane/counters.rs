@@ -89,6 +89,10 @@ worker_counters! {
     /// ICMP "fragmentation needed" / "packet too big" errors generated for clients whose
     /// packet (DF set, or IPv6) would exceed the MTU once encapsulated.
     icmp_too_big_sent,
+    /// TCP resets sent from the VIP to clients whose flow was pinned to a backend past its
+    /// drain deadline, in place of their segment (which was not forwarded); the flow's entry
+    /// is removed.
+    drain_resets_sent,
     /// Frames not addressed to a VIP (ARP, ND, BGP, other ports...) handed to the kernel.
     to_kernel,
 }
@@ -239,6 +243,7 @@ mod tests {
             fragments_forwarded: 1,
             icmp_errors_forwarded: 1,
             icmp_too_big_sent: 1,
+            drain_resets_sent: 1,
             to_kernel: 1,
             ..Default::default()
         };

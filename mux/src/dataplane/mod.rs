@@ -8,7 +8,8 @@
 //! 5. [`snapshot`] — the compiled configuration: VIPs, Maglev tables, backends, indexed for
 //!    the per-packet match by [`vip_index`].
 //! 6. [`encap`] — IP-in-IP toward the backend, in the buffer's headroom.
-//! 7. [`icmp_reply`] — "fragmentation needed" / "packet too big" back to the client.
+//! 7. [`icmp_reply`] — "fragmentation needed" / "packet too big" back to the client;
+//!    [`tcp_reset`] — the reset that ends a flow whose backend passed its drain deadline.
 //! 8. [`verdict`] and [`counters`] — what happened, and how often.
 //! 9. [`clock`] — the one time reading per burst; [`rate_limit`] — the token buckets that
 //!    bound the replies the MUX writes itself.
@@ -26,6 +27,7 @@ pub mod pipeline;
 pub mod prefetch;
 pub mod rate_limit;
 pub mod snapshot;
+pub mod tcp_reset;
 pub mod verdict;
 pub mod vip_index;
 pub mod worker;

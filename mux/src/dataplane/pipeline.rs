@@ -17,7 +17,13 @@
 //! timeout. An entry whose backend was removed or moved to another VIP is re-hashed with
 //! Maglev. An entry on a draining or failed backend keeps it until the backend's
 //! [`FlowCutoff`](super::snapshot::FlowCutoff), compared with the burst's `now`: a failed
-//! backend's grace ending re-hashes its flows. Each outcome has its own counter.
+//! backend's grace ending re-hashes its flows; a drain deadline passing ends its TCP flows
+//! with a reset to the client ([`tcp_reset`], a bare SYN being a new connection is re-hashed
+//! instead) and re-hashes the others. Each outcome has its own counter.
+//!
+//! The replies the MUX writes itself (ICMP "too big", drain resets) each draw from a token
+//! bucket of the worker's, refilled once per burst; a reply refused by its bucket drops the
+//! packet with its own reason.
 //!
 //! Fragments: fragments after the first carry no ports, so all fragments — the first one
 //! included — are steered by Maglev over the (source, destination, protocol) 3-tuple of the VIP
@@ -42,7 +48,8 @@ use super::icmp_reply;
 use super::parse::{self, Kind, Parse, Parsed, TcpSeen};
 use super::rate_limit::TokenBucket;
 use super::snapshot::{BackendState, CutoffReason, FlowTimeouts, Pinned, Snapshot, Vip, VipKey};
-use super::verdict::{DropReason, Verdict};
+use super::tcp_reset;
+use super::verdict::{DropReason, Reply, Verdict};
 
 /// Largest burst the pipeline accepts.
 pub const MAX_BURST: usize = 256;
@@ -53,6 +60,8 @@ enum FlowDecision {
     /// To backend `id`. `stable` is the flow's stable hash when it was computed on the way (a
     /// miss or a re-hash), for the outer IPv6 flow label.
     Backend { id: u32, stable: Option<u64> },
+    /// Nowhere: the flow's backend passed its drain deadline; answer the client with a reset.
+    Reset,
 }
 
 /// Why a flow entry's backend was replaced by Maglev's pick (one counter each).
@@ -102,6 +111,8 @@ pub struct Pipeline {
     generation: u64,
     /// Bounds the ICMP "too big" errors this worker writes.
     icmp_bucket: TokenBucket,
+    /// Bounds the drain resets this worker writes.
+    reset_bucket: TokenBucket,
 }
 
 impl Pipeline {
@@ -115,6 +126,7 @@ impl Pipeline {
             ident: 0,
             generation: 0,
             icmp_bucket: TokenBucket::new(),
+            reset_bucket: TokenBucket::new(),
         }
     }
 
@@ -145,6 +157,8 @@ impl Pipeline {
             self.adopt(snap);
         }
         self.icmp_bucket.refill(clock, snap.parts.icmp_limit);
+        self.reset_bucket
+            .refill(clock, snap.parts.drain_reset_limit);
         let now = clock.secs();
         for (buf, slot) in bufs.iter().zip(self.slots.iter_mut()) {
             let frame = buf.data();
@@ -162,7 +176,8 @@ impl Pipeline {
             let verdict = self.forward(snap, now, &mut bufs[i], slot);
             match verdict {
                 Verdict::Forward => self.counters.forwarded += 1,
-                Verdict::Reply => self.counters.icmp_too_big_sent += 1,
+                Verdict::Reply(Reply::TooBig) => self.counters.icmp_too_big_sent += 1,
+                Verdict::Reply(Reply::Reset) => self.counters.drain_resets_sent += 1,
                 Verdict::ToKernel => self.counters.to_kernel += 1,
                 Verdict::Drop(reason) => self.counters.drop(reason),
             }
@@ -195,6 +210,7 @@ impl Pipeline {
                 let vip = &snap.parts.vips[vip as usize];
                 match self.flow_backend(snap, vip, now, &hash, stable, &s.parsed) {
                     Ok(FlowDecision::Backend { id, stable }) => (vip, id, stable),
+                    Ok(FlowDecision::Reset) => return self.reset_drained(snap, &hash, buf, s),
                     Err(reason) => return Verdict::Drop(reason),
                 }
             }
@@ -238,7 +254,7 @@ impl Pipeline {
             }
             let inner_mtu = snap.parts.mtu - outer;
             return match icmp_reply::packet_too_big(buf, parsed, inner_mtu, snap.parts.source_mac) {
-                Ok(()) => Verdict::Reply,
+                Ok(()) => Verdict::Reply(Reply::TooBig),
                 Err(reason) => Verdict::Drop(reason),
             };
         }
@@ -298,6 +314,13 @@ impl Pipeline {
                         return Ok(FlowDecision::Backend { id, stable: None });
                     }
                     Pinned::Cut(CutoffReason::FailedGrace) => Rehash::AfterGrace,
+                    // A TCP segment of the drained connection: reset it. A bare SYN starts a
+                    // new connection on the 4-tuple, which belongs on an active backend.
+                    Pinned::Cut(CutoffReason::DrainDeadline)
+                        if tcp.is_some_and(|t| !t.syn || t.ack) =>
+                    {
+                        return Ok(FlowDecision::Reset);
+                    }
                     Pinned::Cut(CutoffReason::DrainDeadline) => Rehash::AfterDrain,
                 },
                 _ => Rehash::Removed,
@@ -331,6 +354,36 @@ impl Pipeline {
             id,
             stable: Some(stable),
         })
+    }
+
+    /// Answers a TCP segment of a flow whose backend passed its drain deadline: a reset from
+    /// the VIP (its entry removed), unless the segment is itself a reset (dropped, its entry
+    /// removed) or the reset bucket is empty (dropped, its entry kept for the retransmission).
+    #[cold]
+    fn reset_drained<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        hash: &FlowHash,
+        buf: &mut B,
+        s: &Slot,
+    ) -> Verdict {
+        let Some(segment) = tcp_reset::read_segment(buf.data(), &s.parsed) else {
+            return Verdict::Drop(DropReason::MalformedTransport);
+        };
+        if segment.flags.rst() {
+            self.flows.remove(hash);
+            return Verdict::Drop(DropReason::RstAfterDrainDeadline);
+        }
+        if !self.reset_bucket.take() {
+            return Verdict::Drop(DropReason::DrainResetRateLimited);
+        }
+        match tcp_reset::write_reset(buf, &s.parsed, &segment, snap.parts.source_mac) {
+            Ok(()) => {
+                self.flows.remove(hash);
+                Verdict::Reply(Reply::Reset)
+            }
+            Err(reason) => Verdict::Drop(reason),
+        }
     }
 
     /// The backend owning the flow an ICMP error is about. Never changes the flow table.

@@ -104,7 +104,7 @@ impl<P: Port> Worker<P> {
             .process_burst(snap, clock, &mut self.rx, &mut self.verdicts[..n]);
         for (buf, verdict) in self.rx.drain(..).zip(self.verdicts.iter()) {
             match verdict {
-                Verdict::Forward | Verdict::Reply => self.tx.push(buf),
+                Verdict::Forward | Verdict::Reply(_) => self.tx.push(buf),
                 Verdict::ToKernel => self.kernel.push(buf),
                 Verdict::Drop(_) => self.dropped.push(buf),
             }

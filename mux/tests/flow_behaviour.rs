@@ -734,3 +734,93 @@ fn drain_resets_are_rate_limited_and_retried() {
     let out = run_on(&mut w, &draining, 60, &drained);
     assert_eq!(out.counters.drain_resets_sent, 5 + 2 + 5);
 }
+
+/// The id of backend `addr`.
+fn backend_id(snap: &Snapshot, addr: &str) -> usize {
+    let addr = mux_shared::flow_key::canonical_addr(ip(addr));
+    snap.parts
+        .backends
+        .iter()
+        .position(|b| b.as_ref().is_some_and(|b| b.address == addr))
+        .expect("configured")
+}
+
+#[test]
+fn per_backend_flow_counts_reach_zero_after_a_drain_deadline() {
+    use mux::dataplane::clock::BurstTime;
+    use mux::dataplane::worker::WorkerStats;
+    use std::sync::atomic::Ordering;
+    let mut registry = Registry::default();
+    let healthy = compile_with(
+        &tcp_and_udp(None, ""),
+        &mut registry,
+        1,
+        &CompileOptions::default(),
+    );
+    let options = CompileOptions {
+        clock: clock_deadline_at_50(),
+        ..CompileOptions::default()
+    };
+    let draining = compile_with(&tcp_and_udp(Some(DEADLINE), ""), &mut registry, 2, &options);
+    let ids: Vec<usize> = ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
+        .iter()
+        .map(|a| backend_id(&healthy, a))
+        .collect();
+    let mut w = worker(1 << 14);
+    let stats = WorkerStats::default();
+    // A 16 Ki-entry table (4 Ki buckets) is swept in one publish.
+    let census = |w: &mut mux::dataplane::worker::Worker<_>, snap: &Snapshot, now: u32| {
+        let sweeps = stats.census_sweeps.load(Ordering::Relaxed);
+        w.publish(&stats, snap, BurstTime::from_secs(now));
+        assert_eq!(stats.census_sweeps.load(Ordering::Relaxed), sweeps + 1);
+        let flows = stats.backend_flows.lock().unwrap();
+        (
+            ids.iter().map(|&id| flows[id]).collect::<Vec<u32>>(),
+            stats.live_flows.load(Ordering::Relaxed),
+        )
+    };
+    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
+    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let on = |b: [u8; 4]| first.iter().filter(|x| **x == b).count() as u32;
+    let expected = vec![on([10, 1, 0, 1]), on([10, 1, 0, 2]), on([10, 1, 0, 3])];
+    assert_eq!(census(&mut w, &healthy, 1), (expected.clone(), 300));
+    // Draining before its deadline: its flows still count (they still reach it).
+    assert_eq!(census(&mut w, &draining, 10), (expected.clone(), 300));
+    // From the deadline it receives nothing: 0 at once, even before its flows send a packet
+    // (their entries are still in the table until then).
+    let mut after = expected.clone();
+    after[0] = 0;
+    assert_eq!(census(&mut w, &draining, 50), (after.clone(), 300));
+    // Their next packets are reset and their entries removed.
+    run_on(&mut w, &draining, 50, &acks);
+    assert_eq!(
+        census(&mut w, &draining, 51),
+        (after, u64::from(300 - expected[0]))
+    );
+
+    // Without a deadline, a drain ends as its flows end: FINs, then the closing timeout.
+    let mut registry = Registry::default();
+    let healthy = compile_with(&three(), &mut registry, 1, &CompileOptions::default());
+    let drain = three().replacen("state = \"active\"", "state = \"draining\"", 1);
+    let draining = compile_with(&drain, &mut registry, 2, &CompileOptions::default());
+    let mut w = worker(1 << 14);
+    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let id = backend_id(&draining, "10.1.0.1");
+    let fins: Vec<_> = (0..300)
+        .filter(|i| first[*i as usize] == [10, 1, 0, 1])
+        .map(|i| client_packet(i, FIN | ACK))
+        .collect();
+    let stats = WorkerStats::default();
+    let flows_of = |w: &mut mux::dataplane::worker::Worker<_>, now: u32| {
+        w.publish(&stats, &draining, BurstTime::from_secs(now));
+        stats.backend_flows.lock().unwrap()[id]
+    };
+    assert_eq!(flows_of(&mut w, 2), fins.len() as u32);
+    run_on(&mut w, &draining, 3, &fins);
+    assert_eq!(
+        flows_of(&mut w, 12),
+        fins.len() as u32,
+        "closing entries live 10 s"
+    );
+    assert_eq!(flows_of(&mut w, 13), 0, "drained");
+}

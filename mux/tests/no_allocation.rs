@@ -13,6 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use common::*;
+use mux::dataplane::clock::BurstTime;
 use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
 use mux_shared::port::mem::{Capture, MemPort};
 
@@ -100,12 +101,16 @@ fn steady_state_allocates_nothing() {
     }
     COUNTING.store(false, Ordering::SeqCst);
     w.poll(&drained, 2); // adopts the reload's snapshot (sizes the counters for its new id)
+    // What the daemon's loop does between bursts: publish counters, step the census, publish
+    // per-backend flows (the shared vectors are sized once, as `Worker::run` does).
+    let stats = mux::dataplane::worker::WorkerStats::default();
+    w.publish(&stats, &drained, BurstTime::from_secs(2));
     COUNTING.store(true, Ordering::SeqCst);
     for second in 2..100 {
         for _ in 0..40 {
             w.poll(&drained, second);
         }
-        let _ = w.pipeline.flow_table_mut().census_step(second, 64);
+        w.publish(&stats, &drained, BurstTime::from_secs(second));
     }
     COUNTING.store(false, Ordering::SeqCst);
     let c = &w.pipeline.counters;
@@ -114,6 +119,7 @@ fn steady_state_allocates_nothing() {
     );
     assert!(c.drain_resets_sent > 0 && c.flows_rehashed_after_drain > 0);
     assert!(c.dropped(mux::dataplane::verdict::DropReason::IcmpRateLimited) > 0);
+    assert!(stats.census_sweeps.load(Ordering::Relaxed) > 90);
     assert_eq!(
         ALLOCATIONS.load(Ordering::SeqCst),
         0,

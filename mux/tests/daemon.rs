@@ -86,6 +86,29 @@ fn daemon_lifecycle_reloads_and_endpoints() {
         metrics
             .contains("mux_backend_up{vip=\"drained\",backend=\"10.1.0.9\",state=\"draining\"} 1")
     );
+    // Once every worker has swept its flow table, each backend shows the flows it still
+    // receives, and the draining one with nothing pinned to it is drained.
+    wait_for("a census sweep", || {
+        status(port)["workers"][0]["flow_census_age_ms"].is_u64()
+    });
+    let s = status(port);
+    let drained = &s["vips"][5]["backends"][0];
+    assert_eq!(drained["address"], "10.1.0.9");
+    assert_eq!(drained["live_flows"], 0);
+    assert_eq!(drained["drained"], true);
+    assert_eq!(drained["cutoff"], serde_json::Value::Null);
+    assert_eq!(
+        s["vips"][0]["backends"][0]["drained"],
+        serde_json::Value::Null
+    );
+    assert_eq!(s["workers"][0]["flow_census_generation"], 1);
+    let metrics = get(port, "/metrics").unwrap().1;
+    assert!(
+        metrics.contains("mux_backend_flows{vip=\"web\",backend=\"10.1.0.1\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mux_backend_drained{vip=\"drained\",backend=\"10.1.0.9\"} 1"));
+    assert!(metrics.contains("mux_flow_census_age_ms{worker=\"0\"}"));
 
     // A bad file is refused; the old configuration keeps serving.
     let file = d.dir.join("mux.toml");

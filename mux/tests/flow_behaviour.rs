@@ -4,12 +4,13 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
-use mux::control::compile::{self, CompileOptions};
+use mux::control::compile::{self, CompileOptions, FailedBackend, FlowClock};
 use mux::control::registry::Registry;
 use mux::dataplane::snapshot::Snapshot;
-use mux::dataplane::verdict::Verdict;
+use mux::dataplane::verdict::{Reply, Verdict};
 use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
 
 fn config(backends: &[(&str, &str, u32)], extra: &str) -> String {
@@ -192,22 +193,125 @@ fn flows_stick_to_their_backend_until_it_is_removed() {
     }
 }
 
+/// Compile options failing `addr` of VIP `web` at second `at` of a flow clock that started
+/// at `origin`.
+fn failing(addr: &str, origin: Instant, at: u64) -> CompileOptions {
+    CompileOptions {
+        failed: vec![FailedBackend {
+            vip: "web".to_string(),
+            backend: ip(addr),
+            since: origin + Duration::from_secs(at),
+        }],
+        clock: FlowClock {
+            origin,
+            origin_unix: SystemTime::now(),
+        },
+        ..CompileOptions::default()
+    }
+}
+
 #[test]
-fn failed_backends_lose_their_flows() {
+fn a_failed_backend_keeps_its_flows_for_the_grace_then_they_move() {
+    let origin = Instant::now();
     let mut registry = Registry::default();
     let healthy = compile_with(&three(), &mut registry, 1, &CompileOptions::default());
     let mut w = worker(1 << 14);
     let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
     let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
-    let options = CompileOptions {
-        failed: vec![("web".to_string(), ip("10.1.0.2"))],
-        ..CompileOptions::default()
-    };
+    let on_failed = first.iter().filter(|b| **b == [10, 1, 0, 2]).count();
+    assert!(on_failed > 50);
+
+    // 10.1.0.2 fails at second 10; the default grace is 5 s.
+    let options = failing("10.1.0.2", origin, 10);
     let sick = compile_with(&three(), &mut registry, 2, &options);
-    let after = backends_of(&run_on(&mut w, &sick, 2, &acks).transmitted);
+    let out = run_on(&mut w, &sick, 10, &acks);
+    assert_eq!(
+        backends_of(&out.transmitted),
+        first,
+        "nothing moves within the grace"
+    );
+    assert_eq!(out.counters.failed_backend_grace_hits, on_failed as u64);
+    // New flows avoid it at once.
+    let newcomers: Vec<_> = (1000..1300).map(|i| client_packet(i, SYN)).collect();
+    let out = run_on(&mut w, &sick, 11, &newcomers);
+    assert!(
+        backends_of(&out.transmitted)
+            .iter()
+            .all(|b| *b != [10, 1, 0, 2])
+    );
+
+    // A reload (or any recompile) while it stays failed keeps the deadline.
+    let reloaded = compile_with(&three(), &mut registry, 3, &options);
+    let out = run_on(&mut w, &reloaded, 14, &acks);
+    assert_eq!(
+        backends_of(&out.transmitted),
+        first,
+        "a reload restarted or ended the grace"
+    );
+    assert_eq!(out.counters.flows_rehashed_after_grace, 0);
+
+    // Second 15: the grace is over; its flows are re-hashed, once each, and counted.
+    let out = run_on(&mut w, &reloaded, 15, &acks);
+    let after = backends_of(&out.transmitted);
+    assert!(after.iter().all(|b| *b != [10, 1, 0, 2]));
+    let moved = first.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert_eq!(moved, on_failed, "only the failed backend's flows moved");
+    assert_eq!(out.counters.flows_rehashed_after_grace, on_failed as u64);
+    assert_eq!(out.counters.flows_rehashed, 0);
+    let out = run_on(&mut w, &reloaded, 16, &acks);
+    assert_eq!(
+        backends_of(&out.transmitted),
+        after,
+        "re-hashed flows stick"
+    );
+    assert_eq!(out.counters.flows_rehashed_after_grace, on_failed as u64);
+}
+
+#[test]
+fn a_backend_that_recovers_within_its_grace_keeps_every_flow() {
+    let origin = Instant::now();
+    let mut registry = Registry::default();
+    let healthy = compile_with(&three(), &mut registry, 1, &CompileOptions::default());
+    let mut w = worker(1 << 14);
+    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
+    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+
+    // A host agent restarts: its backend is failed at second 10 and back at second 13.
+    let sick = compile_with(&three(), &mut registry, 2, &failing("10.1.0.2", origin, 10));
+    run_on(&mut w, &sick, 12, &acks);
+    let recovered = compile_with(&three(), &mut registry, 3, &CompileOptions::default());
+    for now in [13, 15, 60] {
+        let out = run_on(&mut w, &recovered, now, &acks);
+        assert_eq!(
+            backends_of(&out.transmitted),
+            first,
+            "a flow moved at second {now}"
+        );
+    }
+    let c = &w.pipeline.counters;
+    assert_eq!(
+        (c.flows_rehashed, c.flows_rehashed_after_grace),
+        (0, 0),
+        "recovery within the grace moves nothing"
+    );
+    assert_eq!(c.flow_hits, 300 * 4);
+}
+
+#[test]
+fn grace_zero_rehashes_at_once_as_before() {
+    let origin = Instant::now();
+    let mut registry = Registry::default();
+    let text = three().replace("udp = 30\n", "udp = 30\nfailed_backend_grace = 0\n");
+    let healthy = compile_with(&text, &mut registry, 1, &CompileOptions::default());
+    let mut w = worker(1 << 14);
+    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
+    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let sick = compile_with(&text, &mut registry, 2, &failing("10.1.0.2", origin, 10));
+    let after = backends_of(&run_on(&mut w, &sick, 10, &acks).transmitted);
     assert!(after.iter().all(|b| *b != [10, 1, 0, 2]));
     let moved = first.iter().zip(&after).filter(|(a, b)| a != b).count();
     assert_eq!(moved, first.iter().filter(|b| **b == [10, 1, 0, 2]).count());
+    assert_eq!(w.pipeline.counters.flows_rehashed_after_grace, moved as u64);
 }
 
 #[test]
@@ -377,13 +481,346 @@ fn every_frame_is_accounted_for() {
     let c = &out.counters;
     assert_eq!(c.rx, 5000);
     assert_eq!(
-        c.forwarded + c.icmp_too_big_sent + c.to_kernel + c.dropped_total(),
+        c.forwarded + c.icmp_too_big_sent + c.drain_resets_sent + c.to_kernel + c.dropped_total(),
         c.rx
     );
     assert_eq!(
         out.transmitted.len() as u64,
-        c.forwarded + c.icmp_too_big_sent
+        c.forwarded + c.icmp_too_big_sent + c.drain_resets_sent
     );
     assert_eq!(out.to_kernel.len() as u64, c.to_kernel);
     assert!(out.verdicts.iter().any(|v| matches!(v, Verdict::Drop(_))));
+}
+
+#[test]
+fn the_icmp_bucket_suppresses_and_counts() {
+    let text = FIXTURE_CONFIG.replace(
+        "mtu = 1500\n",
+        "mtu = 1500\nicmp_rate = 2\nicmp_burst = 5\n",
+    );
+    let snap = snapshot(&text);
+    let mut w = worker(1 << 12);
+    let too_big = |i: u16| {
+        PacketBuilder::tcp(ip("198.51.100.7"), 40000 + i, ip("192.0.2.10"), 80, ACK)
+            .payload_len(1460)
+            .build()
+    };
+    let too_big6 = |i: u16| {
+        PacketBuilder::tcp(ip("2001:db8:c::7"), 40000 + i, ip("2001:db8::10"), 443, ACK)
+            .payload_len(1440)
+            .build()
+    };
+    let flood: Vec<_> = (0..10).map(too_big).chain((0..10).map(too_big6)).collect();
+    let limited = |c: &mux::dataplane::counters::WorkerCounters| {
+        c.dropped(mux::dataplane::verdict::DropReason::IcmpRateLimited)
+    };
+
+    // The bucket starts full: its depth (5) goes out, the rest is dropped and counted.
+    let out = run_on(&mut w, &snap, 10, &flood);
+    assert_eq!(out.counters.icmp_too_big_sent, 5);
+    assert_eq!(limited(&out.counters), 15);
+    assert_eq!(out.transmitted.len(), 5);
+    assert_eq!(
+        out.verdicts
+            .iter()
+            .filter(|v| **v == Verdict::Drop(mux::dataplane::verdict::DropReason::IcmpRateLimited))
+            .count(),
+        15
+    );
+    // One second later: 2 more tokens. Normal traffic is not affected by an empty bucket.
+    let mut mixed = flood.clone();
+    mixed.push(client_packet(1, ACK));
+    let out = run_on(&mut w, &snap, 11, &mixed);
+    assert_eq!(out.counters.icmp_too_big_sent, 5 + 2);
+    assert_eq!(limited(&out.counters), 15 + 18);
+    assert_eq!(out.counters.forwarded, 1);
+    // A long pause refills to the depth, not beyond.
+    let out = run_on(&mut w, &snap, 100, &flood);
+    assert_eq!(out.counters.icmp_too_big_sent, 7 + 5);
+    let c = &out.counters;
+    assert_eq!(
+        c.forwarded + c.icmp_too_big_sent + c.to_kernel + c.dropped_total(),
+        c.rx
+    );
+}
+
+/// Web (TCP) and dns (UDP) over 10.1.0.1..3, with `drain` replaced by its draining form.
+fn tcp_and_udp(drain: Option<&str>, extra: &str) -> String {
+    let backends = "  [[vip.backend]]\n  address = \"10.1.0.1\"\n\
+                    [[vip.backend]]\n  address = \"10.1.0.2\"\n\
+                    [[vip.backend]]\n  address = \"10.1.0.3\"\n";
+    let text = config(
+        &[
+            ("10.1.0.1", "active", 100),
+            ("10.1.0.2", "active", 100),
+            ("10.1.0.3", "active", 100),
+        ],
+        &format!(
+            "[[vip]]\nname = \"dns\"\naddress = \"192.0.2.53\"\nport = 53\nprotocol = \"udp\"\n{backends}"
+        ),
+    );
+    let text = text.replace("[timeouts]\n", &format!("{extra}[timeouts]\n"));
+    match drain {
+        Some(d) => text
+            .replace(
+                "  address = \"10.1.0.1\"\n  state = \"active\"\n",
+                &format!("  address = \"10.1.0.1\"\n  state = \"draining\"\n{d}"),
+            )
+            .replace(
+                "  address = \"10.1.0.1\"\n[[vip.backend]]",
+                &format!("  address = \"10.1.0.1\"\n  state = \"draining\"\n{d}[[vip.backend]]"),
+            ),
+        None => text,
+    }
+}
+
+/// A flow clock on which 2026-12-05T10:00:00Z is second 50.
+fn clock_deadline_at_50() -> FlowClock {
+    FlowClock {
+        origin: Instant::now(),
+        origin_unix: SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_464_800 - 50),
+    }
+}
+
+const DEADLINE: &str = "  drain_deadline = 2026-12-05T10:00:00Z\n";
+
+fn udp_packet(i: u32) -> Vec<u8> {
+    let src = std::net::Ipv4Addr::from(0xc633_0000u32 + (i >> 8));
+    PacketBuilder::udp(src.into(), 1024 + (i & 0xff) as u16, ip("192.0.2.53"), 53)
+        .payload_len(20)
+        .build()
+}
+
+/// Per packet: `Some(backend)` for a forwarded frame, `None` for a reset; drops are skipped.
+fn outcomes(out: &Run) -> Vec<Option<[u8; 4]>> {
+    let mut frames = out.transmitted.iter();
+    out.verdicts
+        .iter()
+        .filter_map(|v| match v {
+            Verdict::Forward => Some(Some(frames.next().unwrap()[30..34].try_into().unwrap())),
+            Verdict::Reply(Reply::Reset) => {
+                let f = frames.next().unwrap();
+                assert_eq!(f[47] & 0x04, 0x04, "a reset carries RST");
+                Some(None)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_drain_deadline_resets_tcp_and_moves_udp() {
+    let mut registry = Registry::default();
+    let healthy = compile_with(
+        &tcp_and_udp(None, ""),
+        &mut registry,
+        1,
+        &CompileOptions::default(),
+    );
+    let mut w = worker(1 << 14);
+    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
+    let udps: Vec<_> = (0..300).map(udp_packet).collect();
+    let tcp_first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let udp_first = backends_of(&run_on(&mut w, &healthy, 1, &udps).transmitted);
+    let drained_tcp = tcp_first.iter().filter(|b| **b == [10, 1, 0, 1]).count();
+    let drained_udp = udp_first.iter().filter(|b| **b == [10, 1, 0, 1]).count();
+    assert!(drained_tcp > 50 && drained_udp > 50);
+
+    // Reload: 10.1.0.1 drains until its deadline, second 50 of the flow clock.
+    let options = CompileOptions {
+        clock: clock_deadline_at_50(),
+        ..CompileOptions::default()
+    };
+    let draining = compile_with(&tcp_and_udp(Some(DEADLINE), ""), &mut registry, 2, &options);
+    // Before the deadline: every flow stays, new flows avoid it.
+    for now in [10, 30, 49] {
+        assert_eq!(
+            backends_of(&run_on(&mut w, &draining, now, &acks).transmitted),
+            tcp_first
+        );
+        assert_eq!(
+            backends_of(&run_on(&mut w, &draining, now, &udps).transmitted),
+            udp_first
+        );
+    }
+    let newcomers: Vec<_> = (1000..1300).map(|i| client_packet(i, SYN)).collect();
+    let out = run_on(&mut w, &draining, 49, &newcomers);
+    assert!(
+        backends_of(&out.transmitted)
+            .iter()
+            .all(|b| *b != [10, 1, 0, 1])
+    );
+    assert_eq!(w.pipeline.counters.drain_resets_sent, 0);
+
+    // At the deadline: its TCP flows get a reset (no segment reaches it), its UDP flows move.
+    let out = run_on(&mut w, &draining, 50, &acks);
+    let got = outcomes(&out);
+    for (before, now) in tcp_first.iter().zip(&got) {
+        match now {
+            None => assert_eq!(
+                *before,
+                [10, 1, 0, 1],
+                "a flow of another backend was reset"
+            ),
+            Some(b) => assert_eq!(b, before, "a flow of another backend moved"),
+        }
+    }
+    assert_eq!(out.counters.drain_resets_sent, drained_tcp as u64);
+    let out = run_on(&mut w, &draining, 50, &udps);
+    let udp_after = backends_of(&out.transmitted);
+    assert!(udp_after.iter().all(|b| *b != [10, 1, 0, 1]));
+    let moved = udp_first
+        .iter()
+        .zip(&udp_after)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        moved, drained_udp,
+        "only the drained backend's UDP flows moved"
+    );
+    assert_eq!(out.counters.flows_rehashed_after_drain, drained_udp as u64);
+
+    // Afterwards the backend receives nothing at all: a reset flow's entry is gone, so a
+    // retransmission is a new flow on an active backend (which answers it with its own reset).
+    let out = run_on(&mut w, &draining, 51, &acks);
+    assert!(
+        outcomes(&out)
+            .iter()
+            .all(|b| b.is_some_and(|b| b != [10, 1, 0, 1]))
+    );
+    assert_eq!(
+        out.counters.drain_resets_sent, drained_tcp as u64,
+        "one reset per flow"
+    );
+    let c = &out.counters;
+    assert_eq!(
+        c.forwarded + c.icmp_too_big_sent + c.drain_resets_sent + c.to_kernel + c.dropped_total(),
+        c.rx
+    );
+}
+
+#[test]
+fn drain_resets_are_rate_limited_and_retried() {
+    let mut registry = Registry::default();
+    let limits = "[dataplane]\nio = \"mem\"\ndrain_reset_rate = 2\ndrain_reset_burst = 5\n";
+    let text = |drain| tcp_and_udp(drain, "").replace("[dataplane]\nio = \"mem\"\n", limits);
+    let healthy = compile_with(&text(None), &mut registry, 1, &CompileOptions::default());
+    let mut w = worker(1 << 14);
+    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
+    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let drained: Vec<_> = acks
+        .iter()
+        .zip(&first)
+        .filter(|(_, b)| **b == [10, 1, 0, 1])
+        .map(|(p, _)| p.clone())
+        .take(20)
+        .collect();
+    let options = CompileOptions {
+        clock: clock_deadline_at_50(),
+        ..CompileOptions::default()
+    };
+    let draining = compile_with(&text(Some(DEADLINE)), &mut registry, 2, &options);
+    let limited = mux::dataplane::verdict::DropReason::DrainResetRateLimited;
+    let out = run_on(&mut w, &draining, 50, &drained);
+    assert_eq!(out.counters.drain_resets_sent, 5, "the bucket's depth");
+    assert_eq!(out.counters.dropped(limited), 15);
+    assert!(
+        out.transmitted.len() == 5,
+        "a suppressed reset is not replaced by forwarding"
+    );
+    // The suppressed flows kept their entries: their retransmissions get resets as tokens come.
+    let out = run_on(&mut w, &draining, 51, &drained);
+    assert_eq!(out.counters.drain_resets_sent, 5 + 2);
+    let out = run_on(&mut w, &draining, 60, &drained);
+    assert_eq!(out.counters.drain_resets_sent, 5 + 2 + 5);
+}
+
+/// The id of backend `addr`.
+fn backend_id(snap: &Snapshot, addr: &str) -> usize {
+    let addr = mux_shared::flow_key::canonical_addr(ip(addr));
+    snap.parts
+        .backends
+        .iter()
+        .position(|b| b.as_ref().is_some_and(|b| b.address == addr))
+        .expect("configured")
+}
+
+#[test]
+fn per_backend_flow_counts_reach_zero_after_a_drain_deadline() {
+    use mux::dataplane::clock::BurstTime;
+    use mux::dataplane::worker::WorkerStats;
+    use std::sync::atomic::Ordering;
+    let mut registry = Registry::default();
+    let healthy = compile_with(
+        &tcp_and_udp(None, ""),
+        &mut registry,
+        1,
+        &CompileOptions::default(),
+    );
+    let options = CompileOptions {
+        clock: clock_deadline_at_50(),
+        ..CompileOptions::default()
+    };
+    let draining = compile_with(&tcp_and_udp(Some(DEADLINE), ""), &mut registry, 2, &options);
+    let ids: Vec<usize> = ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
+        .iter()
+        .map(|a| backend_id(&healthy, a))
+        .collect();
+    let mut w = worker(1 << 14);
+    let stats = WorkerStats::default();
+    // A 16 Ki-entry table (4 Ki buckets) is swept in one publish.
+    let census = |w: &mut mux::dataplane::worker::Worker<_>, snap: &Snapshot, now: u32| {
+        let sweeps = stats.census_sweeps.load(Ordering::Relaxed);
+        w.publish(&stats, snap, BurstTime::from_secs(now));
+        assert_eq!(stats.census_sweeps.load(Ordering::Relaxed), sweeps + 1);
+        let flows = stats.backend_flows.lock().unwrap();
+        (
+            ids.iter().map(|&id| flows[id]).collect::<Vec<u32>>(),
+            stats.live_flows.load(Ordering::Relaxed),
+        )
+    };
+    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
+    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let on = |b: [u8; 4]| first.iter().filter(|x| **x == b).count() as u32;
+    let expected = vec![on([10, 1, 0, 1]), on([10, 1, 0, 2]), on([10, 1, 0, 3])];
+    assert_eq!(census(&mut w, &healthy, 1), (expected.clone(), 300));
+    // Draining before its deadline: its flows still count (they still reach it).
+    assert_eq!(census(&mut w, &draining, 10), (expected.clone(), 300));
+    // From the deadline it receives nothing: 0 at once, even before its flows send a packet
+    // (their entries are still in the table until then).
+    let mut after = expected.clone();
+    after[0] = 0;
+    assert_eq!(census(&mut w, &draining, 50), (after.clone(), 300));
+    // Their next packets are reset and their entries removed.
+    run_on(&mut w, &draining, 50, &acks);
+    assert_eq!(
+        census(&mut w, &draining, 51),
+        (after, u64::from(300 - expected[0]))
+    );
+
+    // Without a deadline, a drain ends as its flows end: FINs, then the closing timeout.
+    let mut registry = Registry::default();
+    let healthy = compile_with(&three(), &mut registry, 1, &CompileOptions::default());
+    let drain = three().replacen("state = \"active\"", "state = \"draining\"", 1);
+    let draining = compile_with(&drain, &mut registry, 2, &CompileOptions::default());
+    let mut w = worker(1 << 14);
+    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let id = backend_id(&draining, "10.1.0.1");
+    let fins: Vec<_> = (0..300)
+        .filter(|i| first[*i as usize] == [10, 1, 0, 1])
+        .map(|i| client_packet(i, FIN | ACK))
+        .collect();
+    let stats = WorkerStats::default();
+    let flows_of = |w: &mut mux::dataplane::worker::Worker<_>, now: u32| {
+        w.publish(&stats, &draining, BurstTime::from_secs(now));
+        stats.backend_flows.lock().unwrap()[id]
+    };
+    assert_eq!(flows_of(&mut w, 2), fins.len() as u32);
+    run_on(&mut w, &draining, 3, &fins);
+    assert_eq!(
+        flows_of(&mut w, 12),
+        fins.len() as u32,
+        "closing entries live 10 s"
+    );
+    assert_eq!(flows_of(&mut w, 13), 0, "drained");
 }

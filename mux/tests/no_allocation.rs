@@ -2,7 +2,9 @@
 //!
 //! A counting global allocator wraps the system one; after a warm-up burst (which sizes the
 //! per-id counters for the snapshot), thousands of bursts of established, new, kernel-bound,
-//! malformed and too-big traffic must not allocate once.
+//! malformed and too-big traffic must not allocate once; nor, after a reload that drains the
+//! web backend with a deadline already past, the resets and re-hashes that follow, the
+//! rate-limited replies, and the flow census the worker runs between bursts.
 #![allow(unsafe_code)]
 
 mod common;
@@ -11,6 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use common::*;
+use mux::dataplane::clock::BurstTime;
 use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
 use mux_shared::port::mem::{Capture, MemPort};
 
@@ -46,7 +49,30 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn steady_state_allocates_nothing() {
-    let snap = snapshot(FIXTURE_CONFIG);
+    let mut registry = mux::control::registry::Registry::default();
+    let compile = |text: &str, registry: &mut _, generation| {
+        let cfg = mux_shared::config::parse(text, "fixture.toml").expect("valid");
+        mux::control::compile::compile(&cfg, registry, generation, &Default::default())
+            .expect("compiles")
+    };
+    let snap = compile(FIXTURE_CONFIG, &mut registry, 1);
+    // `web` (TCP, 10.1.0.1) and `dns` (UDP, 10.1.0.2) drained, each next to a new backend.
+    let drain = |text: String, addr: &str, new: &str| {
+        text.replacen(
+            &format!("  address = \"{addr}\"\n"),
+            &format!(
+                "  address = \"{addr}\"\n  state = \"draining\"\n  \
+                 drain_deadline = 2020-01-01T00:00:00Z\n  [[vip.backend]]\n  address = \"{new}\"\n"
+            ),
+            1,
+        )
+    };
+    let drained_text = drain(
+        drain(FIXTURE_CONFIG.to_string(), "10.1.0.1", "10.1.0.5"),
+        "10.1.0.2",
+        "10.1.0.6",
+    );
+    let drained = compile(&drained_text, &mut registry, 2);
     let mut frames = Vec::new();
     for i in 0..512u32 {
         let src = std::net::Ipv4Addr::from(0xc633_0000u32 + i);
@@ -74,10 +100,26 @@ fn steady_state_allocates_nothing() {
         w.poll(&snap, 1);
     }
     COUNTING.store(false, Ordering::SeqCst);
+    w.poll(&drained, 2); // adopts the reload's snapshot (sizes the counters for its new id)
+    // What the daemon's loop does between bursts: publish counters, step the census, publish
+    // per-backend flows (the shared vectors are sized once, as `Worker::run` does).
+    let stats = mux::dataplane::worker::WorkerStats::default();
+    w.publish(&stats, &drained, BurstTime::from_secs(2));
+    COUNTING.store(true, Ordering::SeqCst);
+    for second in 2..100 {
+        for _ in 0..40 {
+            w.poll(&drained, second);
+        }
+        w.publish(&stats, &drained, BurstTime::from_secs(second));
+    }
+    COUNTING.store(false, Ordering::SeqCst);
     let c = &w.pipeline.counters;
     assert!(
         c.forwarded > 30_000 && c.to_kernel > 0 && c.dropped_total() > 0 && c.icmp_too_big_sent > 0
     );
+    assert!(c.drain_resets_sent > 0 && c.flows_rehashed_after_drain > 0);
+    assert!(c.dropped(mux::dataplane::verdict::DropReason::IcmpRateLimited) > 0);
+    assert!(stats.census_sweeps.load(Ordering::Relaxed) > 90);
     assert_eq!(
         ALLOCATIONS.load(Ordering::SeqCst),
         0,

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use mux::dataplane::verdict::{DropReason, Verdict};
+use mux::dataplane::verdict::{DropReason, Reply, Verdict};
 use mux_shared::flow_key::{FlowKey, canonical_addr};
 use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
 use mux_shared::stable_hash;
@@ -399,7 +399,9 @@ fn packet_fixtures() {
                 (v, _) => Some(format!("verdict {v:?}, expected Forward")),
             },
             Expect::TooBig { mtu } => match (verdict, out.transmitted.first()) {
-                (Verdict::Reply, Some(frame)) => check_icmp_too_big(&fx.input, frame, *mtu).err(),
+                (Verdict::Reply(Reply::TooBig), Some(frame)) => {
+                    check_icmp_too_big(&fx.input, frame, *mtu).err()
+                }
                 (v, _) => Some(format!("verdict {v:?}, expected Reply")),
             },
             Expect::Kernel => match (verdict, out.to_kernel.first()) {
@@ -500,4 +502,358 @@ fn check_icmp_too_big(input: &[u8], reply: &[u8], mtu: u32) -> Result<(), String
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+// ---- drain resets --------------------------------------------------------------------------
+//
+// A flow is pinned to a backend under the fixture config; a reload then drains that backend
+// with a deadline already past (and adds an active one). The flow's next segment must be
+// answered with a TCP reset from the VIP, byte for byte as RFC 9293 §3.10.7.1 says, and not
+// forwarded.
+
+/// The fixture config after the reload: `web` (10.1.0.1), `web6` (fd00:1::1) and `dns`
+/// (10.1.0.2) drained with a deadline in the past, each next to a new active backend.
+fn drained_config() -> String {
+    let drain = |addr: &str, new: &str| {
+        (
+            format!("  address = \"{addr}\"\n"),
+            format!(
+                "  address = \"{addr}\"\n  state = \"draining\"\n  \
+                 drain_deadline = 2020-01-01T00:00:00Z\n  [[vip.backend]]\n  address = \"{new}\"\n"
+            ),
+        )
+    };
+    let mut text = FIXTURE_CONFIG.to_string();
+    for (from, to) in [
+        drain("10.1.0.1", "10.1.0.5"),
+        drain("fd00:1::1", "fd00:1::5"),
+        drain("10.1.0.2", "10.1.0.6"),
+    ] {
+        text = text.replacen(&from, &to, 1);
+    }
+    text
+}
+
+/// The reset we expect, written field by field: Ethernet back to the sender (tag kept), a
+/// 20-byte IPv4 header (DF, ident 0, TTL 64) or 40-byte IPv6 header (hop limit 64) from the
+/// VIP, and a 20-byte TCP header (window 0) with its checksum over a pseudo header laid out
+/// here by hand.
+#[allow(clippy::too_many_arguments)]
+fn expected_reset(
+    vlan: Option<u16>,
+    vip: &str,
+    client: &str,
+    vip_port: u16,
+    client_port: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+) -> Vec<u8> {
+    use mux_shared::checksum::internet_checksum;
+    let (vip, client) = (ip(vip), ip(client));
+    let mut out = Vec::new();
+    out.extend_from_slice(&mux_shared::packet_builder::DEFAULT_SRC_MAC);
+    out.extend_from_slice(&MUX_MAC);
+    if let Some(v) = vlan {
+        out.extend_from_slice(&[0x81, 0x00]);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    let mut tcp = Vec::new();
+    tcp.extend_from_slice(&vip_port.to_be_bytes());
+    tcp.extend_from_slice(&client_port.to_be_bytes());
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&ack.to_be_bytes());
+    tcp.extend_from_slice(&[0x50, flags, 0, 0, 0, 0, 0, 0]);
+    let mut pseudo = Vec::new();
+    match (vip, client) {
+        (std::net::IpAddr::V4(v), std::net::IpAddr::V4(c)) => {
+            out.extend_from_slice(&[0x08, 0x00]);
+            let mut h = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+            h.extend_from_slice(&v.octets());
+            h.extend_from_slice(&c.octets());
+            let check = internet_checksum(&h);
+            h[10..12].copy_from_slice(&check.to_be_bytes());
+            out.extend_from_slice(&h);
+            pseudo.extend_from_slice(&v.octets());
+            pseudo.extend_from_slice(&c.octets());
+            pseudo.extend_from_slice(&[0, 6, 0, 20]);
+        }
+        (std::net::IpAddr::V6(v), std::net::IpAddr::V6(c)) => {
+            out.extend_from_slice(&[0x86, 0xdd]);
+            out.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 64]);
+            out.extend_from_slice(&v.octets());
+            out.extend_from_slice(&c.octets());
+            pseudo.extend_from_slice(&v.octets());
+            pseudo.extend_from_slice(&c.octets());
+            pseudo.extend_from_slice(&[0, 0, 0, 20, 0, 0, 0, 6]);
+        }
+        _ => panic!("one family"),
+    }
+    pseudo.extend_from_slice(&tcp);
+    let check = internet_checksum(&pseudo);
+    tcp[16..18].copy_from_slice(&check.to_be_bytes());
+    out.extend_from_slice(&tcp);
+    out
+}
+
+#[test]
+fn the_expected_reset_helper_matches_literal_frames() {
+    // Computed independently (Python's struct and a hand-written one's-complement sum).
+    let v4 = "0200000000aa0200000000010800450000280000400040064e8bc000020ac633640700509c40\
+              0a0b0c0d000000005004000010f30000";
+    let v6 = "0200000000aa02000000000186dd600000000014064020010db8000000000000000000000010\
+              20010db8000c0000000000000000000701bb9c40000000000102030b50140000b2330000";
+    assert_eq!(
+        hex(&expected_reset(
+            None,
+            "192.0.2.10",
+            "198.51.100.7",
+            80,
+            40000,
+            0x0a0b_0c0d,
+            0,
+            RST
+        )),
+        v4
+    );
+    assert_eq!(
+        hex(&expected_reset(
+            None,
+            "2001:db8::10",
+            "2001:db8:c::7",
+            443,
+            40000,
+            0,
+            0x0102_030b,
+            RST | ACK
+        )),
+        v6
+    );
+}
+
+/// Adds `n` bytes (a multiple of 4) of IPv4 options (NOPs, then EOL) after the IPv4 header of
+/// an untagged frame, fixing IHL, total length and the header checksum.
+fn with_ipv4_options(frame: &[u8], n: usize) -> Vec<u8> {
+    let mut out = frame[..34].to_vec();
+    out.extend(std::iter::repeat_n(1u8, n - 1));
+    out.push(0);
+    out.extend_from_slice(&frame[34..]);
+    out[14] = 0x45 + (n / 4) as u8;
+    let total = u16::from_be_bytes([out[16], out[17]]) + n as u16;
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    out[24..26].copy_from_slice(&[0, 0]);
+    let check = mux_shared::checksum::internet_checksum(&out[14..34 + n]);
+    out[24..26].copy_from_slice(&check.to_be_bytes());
+    out
+}
+
+/// Adds `n` bytes (a multiple of 4) of TCP options (NOPs) after the TCP header at `tcp` in an
+/// IPv4 frame whose IP header starts at 14, fixing the data offset and the IP total length and
+/// checksum (the MUX does not check TCP checksums; the reset must not depend on them).
+fn with_tcp_options(frame: &[u8], tcp: usize, n: usize) -> Vec<u8> {
+    let mut out = frame[..tcp + 20].to_vec();
+    out.extend(std::iter::repeat_n(1u8, n));
+    out.extend_from_slice(&frame[tcp + 20..]);
+    out[tcp + 12] = ((20 + n as u8) / 4) << 4;
+    let ihl = usize::from(out[14] & 0x0f) * 4;
+    let total = u16::from_be_bytes([out[16], out[17]]) + n as u16;
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    out[24..26].copy_from_slice(&[0, 0]);
+    let check = mux_shared::checksum::internet_checksum(&out[14..14 + ihl]);
+    out[24..26].copy_from_slice(&check.to_be_bytes());
+    out
+}
+
+#[test]
+fn segments_past_a_drain_deadline_get_a_reset() {
+    use mux::control::compile::{self, CompileOptions};
+    use mux::control::registry::Registry;
+    let mut registry = Registry::default();
+    let parse = |text: &str| mux_shared::config::parse(text, "fixture.toml").expect("valid");
+    let before = compile::compile(
+        &parse(FIXTURE_CONFIG),
+        &mut registry,
+        1,
+        &CompileOptions::default(),
+    )
+    .unwrap();
+    let after = compile::compile(
+        &parse(&drained_config()),
+        &mut registry,
+        2,
+        &CompileOptions::default(),
+    )
+    .unwrap();
+
+    let web = ip("192.0.2.10");
+    let web6 = ip("2001:db8::10");
+    let tcp4 = |sport, flags| PacketBuilder::tcp(client4(), sport, web, 80, flags);
+    let tcp6 = |sport, flags| PacketBuilder::tcp(client6(), sport, web6, 443, flags);
+    let reset4 = |sport, seq, ack, flags| {
+        Expect::Frame(expected_reset(
+            None,
+            "192.0.2.10",
+            "198.51.100.7",
+            80,
+            sport,
+            seq,
+            ack,
+            flags,
+        ))
+    };
+    let reset6 = |sport, seq, ack, flags| {
+        Expect::Frame(expected_reset(
+            None,
+            "2001:db8::10",
+            "2001:db8:c::7",
+            443,
+            sport,
+            seq,
+            ack,
+            flags,
+        ))
+    };
+    // (description, the flow's earlier packet, the segment after the deadline, expectation).
+    // PacketBuilder segments carry SEQ 0x01020304 and, with ACK, ACK 0x0a0b0c0d.
+    let mut cases: Vec<(&str, Vec<u8>, Vec<u8>, Expect)> = vec![
+        (
+            "ACK with data: RST, SEQ = SEG.ACK, no ACK flag",
+            tcp4(41000, ACK).build(),
+            tcp4(41000, ACK | PSH).payload_len(10).build(),
+            reset4(41000, 0x0a0b_0c0d, 0, RST),
+        ),
+        (
+            "FIN|ACK: RST, SEQ = SEG.ACK",
+            tcp4(41001, ACK).build(),
+            tcp4(41001, FIN | ACK).build(),
+            reset4(41001, 0x0a0b_0c0d, 0, RST),
+        ),
+        (
+            "data without ACK: RST|ACK, SEQ 0, ACK = SEG.SEQ + 100",
+            tcp4(41002, ACK).build(),
+            tcp4(41002, PSH).payload_len(100).build(),
+            reset4(41002, 0, 0x0102_0368, RST | ACK),
+        ),
+        (
+            "FIN without ACK: RST|ACK, ACK = SEG.SEQ + 1",
+            tcp4(41003, ACK).build(),
+            tcp4(41003, FIN).build(),
+            reset4(41003, 0, 0x0102_0305, RST | ACK),
+        ),
+        (
+            "IPv4 and TCP options are not data: ACK = SEG.SEQ + 20",
+            tcp4(41004, ACK).build(),
+            with_tcp_options(
+                &with_ipv4_options(&tcp4(41004, PSH).payload_len(20).build(), 8),
+                14 + 28,
+                12,
+            ),
+            reset4(41004, 0, 0x0102_0318, RST | ACK),
+        ),
+        (
+            "VLAN-tagged: the tag is kept",
+            tcp4(41005, ACK).vlan(42).build(),
+            tcp4(41005, ACK).vlan(42).payload_len(3).build(),
+            Expect::Frame(expected_reset(
+                Some(42),
+                "192.0.2.10",
+                "198.51.100.7",
+                80,
+                41005,
+                0x0a0b_0c0d,
+                0,
+                RST,
+            )),
+        ),
+        (
+            "IPv6 ACK behind a hop-by-hop header: a 40-byte IPv6 reset",
+            tcp6(41006, ACK).build(),
+            tcp6(41006, ACK).hop_by_hop().payload_len(50).build(),
+            reset6(41006, 0x0a0b_0c0d, 0, RST),
+        ),
+        (
+            "IPv6 data without ACK: RST|ACK, ACK = SEG.SEQ + 7",
+            tcp6(41007, ACK).build(),
+            tcp6(41007, PSH).payload_len(7).build(),
+            reset6(41007, 0, 0x0102_030b, RST | ACK),
+        ),
+        (
+            "the client's own RST is not answered, nor forwarded",
+            tcp4(41008, ACK).build(),
+            tcp4(41008, RST | ACK).build(),
+            Expect::Drop(DropReason::RstAfterDrainDeadline),
+        ),
+    ];
+    let syn = tcp4(41009, SYN).build();
+    let e = to_v4(&syn, 14, [10, 1, 0, 5], None);
+    cases.push((
+        "a bare SYN on the drained 4-tuple is a new connection: re-hashed to an active backend",
+        tcp4(41009, ACK).build(),
+        syn,
+        e,
+    ));
+    let udp = |n| {
+        PacketBuilder::udp(client4(), 5353, ip("192.0.2.53"), 53)
+            .payload_len(n)
+            .build()
+    };
+    let later = udp(40);
+    let e = to_v4(&later, 14, [10, 1, 0, 6], None);
+    cases.push(("UDP is re-hashed to an active backend", udp(30), later, e));
+
+    let mut failures = Vec::new();
+    for (description, first, input, expect) in cases {
+        let mut w = worker(4096);
+        let setup = run_on(&mut w, &before, 1, std::slice::from_ref(&first));
+        assert_eq!(setup.verdicts, [Verdict::Forward], "{description}: setup");
+        let out = run_on(&mut w, &after, 2, std::slice::from_ref(&input));
+        let c = &out.counters;
+        let problem = match (&expect, out.verdicts[0]) {
+            (Expect::Frame(frame), Verdict::Reply(Reply::Reset)) => {
+                if out.transmitted.first() != Some(frame) {
+                    Some(format!(
+                        "wrong bytes:\n  got      {}\n  expected {}",
+                        hex(out.transmitted.first().map_or(&[][..], |f| f)),
+                        hex(frame)
+                    ))
+                } else if c.drain_resets_sent != 1 || w.pipeline.flow_table().live_entries(2) != 0 {
+                    Some("not counted once, or the flow's entry was kept".to_string())
+                } else {
+                    None
+                }
+            }
+            (Expect::Frame(frame), Verdict::Forward) => {
+                if out.transmitted.first() == Some(frame) && c.flows_rehashed_after_drain == 1 {
+                    None
+                } else {
+                    Some(format!(
+                        "re-hash: got {} (after-drain re-hashes {}), expected {}",
+                        hex(out.transmitted.first().map_or(&[][..], |f| f)),
+                        c.flows_rehashed_after_drain,
+                        hex(frame)
+                    ))
+                }
+            }
+            (Expect::Drop(reason), v) if v == Verdict::Drop(*reason) => {
+                if c.dropped(*reason) == 1
+                    && out.transmitted.is_empty()
+                    && w.pipeline.flow_table().live_entries(2) == 0
+                {
+                    None
+                } else {
+                    Some("not counted once, something sent, or the entry kept".to_string())
+                }
+            }
+            (_, v) => Some(format!("verdict {v:?}")),
+        };
+        if let Some(p) = problem {
+            failures.push(format!("{description}: {p}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} drain fixture(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

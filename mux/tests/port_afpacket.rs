@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::netns::{Netns, lab_available};
 use common::*;
 use mux::dataplane::pipeline::Pipeline;
-use mux::dataplane::verdict::Verdict;
+use mux::dataplane::verdict::{Reply, Verdict};
 use mux::dataplane::worker::Worker;
 use mux_shared::flow_key::{FlowKey, canonical_addr};
 use mux_shared::packet_builder::{DEFAULT_SRC_MAC, PacketBuilder, tcp_flags::*};
@@ -277,7 +277,7 @@ fn the_pipeline_over_afpacket_sends_what_the_in_memory_pipeline_sends() {
             5,
             "four encapsulated frames and one ICMP reply"
         );
-        assert_eq!(mem.verdicts[4], Verdict::Reply);
+        assert_eq!(mem.verdicts[4], Verdict::Reply(Reply::TooBig));
         assert_eq!(mem.verdicts[5], Verdict::ToKernel);
 
         let port = AfPacketPort::open("mux0", &config()).expect("open port on mux0");

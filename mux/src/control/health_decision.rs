@@ -24,7 +24,11 @@
 //! MUX and an agent's admin port alone also fails that host's backends.
 //!
 //! [`Tracker`] remembers what was applied and turns the successive failed sets into
-//! transitions with counts and detection times for logs, `/v1/status` and `/metrics`.
+//! transitions with counts and detection times for logs, `/v1/status` and `/metrics`. It also
+//! remembers, on the monotonic clock, when each backend it fails was judged failed
+//! ([`Tracker::failed_backends`]): the compile step starts the backend's
+//! `failed_backend_grace` there, and because the time is kept for as long as the backend stays
+//! failed, a reload or any other recompile keeps its grace deadline.
 //! Detection time is measured with wall clocks: for a `"down"` report it is the MUX's time of
 //! applying the failure minus the agent's `failing_since_unix_ms` (two hosts' clocks: only as
 //! good as their synchronisation, clamped at 0); for a stale agent it is the time since its
@@ -36,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use mux_shared::config::{self, Protocol};
 
+use crate::control::compile::FailedBackend;
 use crate::control::health_feed::{AgentStatus, ReportedState};
 
 /// Why the feed fails a backend.
@@ -207,6 +212,8 @@ struct Stats {
 #[derive(Debug, Default)]
 pub struct Tracker {
     applied: Vec<(String, IpAddr)>,
+    /// When each backend of `applied` was judged failed.
+    failed_since: HashMap<(String, IpAddr), Instant>,
     stats: HashMap<(String, IpAddr), Stats>,
 }
 
@@ -216,11 +223,27 @@ impl Tracker {
         &self.applied
     }
 
-    /// Applies `judgements` judged at `now_unix_ms` (MUX wall clock): returns the transitions
-    /// since the last call and the status rows, in the judgements' order.
+    /// The failed set applied last, each with the moment it was judged failed, sorted.
+    pub fn failed_backends(&self) -> Vec<FailedBackend> {
+        self.applied
+            .iter()
+            .map(|key| FailedBackend {
+                vip: key.0.clone(),
+                backend: key.1,
+                since: *self
+                    .failed_since
+                    .get(key)
+                    .expect("update records a time for every applied failure"),
+            })
+            .collect()
+    }
+
+    /// Applies `judgements` judged at `now` (`now_unix_ms` on the MUX's wall clock): returns
+    /// the transitions since the last call and the status rows, in the judgements' order.
     pub fn update(
         &mut self,
         judgements: &[Judgement],
+        now: Instant,
         now_unix_ms: u64,
     ) -> (Vec<Transition>, Vec<BackendHealth>) {
         let failed = failed_set(judgements);
@@ -271,6 +294,12 @@ impl Tracker {
                 cause: None,
                 detect_ms: None,
             });
+        }
+        // A backend keeps the time it was first judged failed for as long as it stays failed.
+        self.failed_since
+            .retain(|key, _| failed.binary_search(key).is_ok());
+        for key in &failed {
+            self.failed_since.entry(key.clone()).or_insert(now);
         }
         self.applied = failed;
         let rows = judgements
@@ -510,7 +539,7 @@ protocol = "udp"
             Some(now),
             vec![down, web("10.0.22.2", ReportedState::Up)],
         );
-        let (tr, rows) = t.update(&judge(&vips(), &[a], now, STALE), 10_750);
+        let (tr, rows) = t.update(&judge(&vips(), &[a], now, STALE), now, 10_750);
         assert_eq!(tr.len(), 1);
         assert!(tr[0].failed);
         assert_eq!(tr[0].detect_ms, Some(750));
@@ -527,13 +556,14 @@ protocol = "udp"
         let mut down = web("10.0.21.2", ReportedState::Down);
         down.failing_since_unix_ms = Some(10_000);
         let a = agent(9200, Some(now), vec![down]);
-        let (tr, _) = t.update(&judge(&vips(), &[a], now, STALE), 11_000);
+        let (tr, _) = t.update(&judge(&vips(), &[a], now, STALE), now, 11_000);
         assert!(tr.is_empty());
 
         // Up again: recovered, and the history stays.
         let a = agent(9200, Some(now), vec![web("10.0.21.2", ReportedState::Up)]);
         let (tr, rows) = t.update(
             &judge(&vips(), std::slice::from_ref(&a), now, STALE),
+            now,
             12_000,
         );
         assert_eq!(tr.len(), 1);
@@ -551,15 +581,67 @@ protocol = "udp"
 
         // Stale: detection time is the time since the last answer.
         let later = now + Duration::from_millis(3500);
-        let (tr, _) = t.update(&judge(&vips(), &[a], later, STALE), 15_500);
+        let (tr, _) = t.update(&judge(&vips(), &[a], later, STALE), later, 15_500);
         assert_eq!(tr[0].detect_ms, Some(3500));
         assert_eq!(tr[0].cause.map(Cause::name), Some("stale"));
 
         // The agent disappears from the config: its backend recovers, no agent named.
-        let (tr, rows) = t.update(&[], 16_000);
+        let (tr, rows) = t.update(&[], later, 16_000);
         assert_eq!(tr.len(), 1);
         assert_eq!((tr[0].failed, tr[0].agent), (false, None));
         assert!(rows.is_empty());
+    }
+
+    #[test]
+    fn the_failure_time_stays_while_the_backend_stays_failed() {
+        let t0 = Instant::now();
+        let mut t = Tracker::default();
+        let down = |at: Instant| {
+            judge(
+                &vips(),
+                &[agent(
+                    9200,
+                    Some(at),
+                    vec![web("10.0.21.2", ReportedState::Down)],
+                )],
+                at,
+                STALE,
+            )
+        };
+        let up = |at: Instant| {
+            judge(
+                &vips(),
+                &[agent(
+                    9200,
+                    Some(at),
+                    vec![web("10.0.21.2", ReportedState::Up)],
+                )],
+                at,
+                STALE,
+            )
+        };
+        let since = |t: &Tracker| {
+            t.failed_backends()
+                .iter()
+                .map(|f| f.since)
+                .collect::<Vec<_>>()
+        };
+        t.update(&down(t0), t0, 1000);
+        assert_eq!(since(&t), [t0]);
+        assert_eq!(t.failed_backends()[0].vip, "web");
+        // Judged again and again (every tick, every recompile): the time does not move.
+        for s in 1..5 {
+            let later = t0 + Duration::from_secs(s);
+            t.update(&down(later), later, 1000 + s * 1000);
+            assert_eq!(since(&t), [t0]);
+        }
+        // Recovered: forgotten; failed again: a new time, so a new grace.
+        let t1 = t0 + Duration::from_secs(10);
+        t.update(&up(t1), t1, 11_000);
+        assert!(t.failed_backends().is_empty());
+        let t2 = t0 + Duration::from_secs(11);
+        t.update(&down(t2), t2, 12_000);
+        assert_eq!(since(&t), [t2]);
     }
 
     #[test]
@@ -568,7 +650,7 @@ protocol = "udp"
         let mut down = web("10.0.21.2", ReportedState::Down);
         down.failing_since_unix_ms = Some(20_000); // the agent's clock is ahead
         let a = agent(9200, Some(now), vec![down]);
-        let (tr, _) = Tracker::default().update(&judge(&vips(), &[a], now, STALE), 10_000);
+        let (tr, _) = Tracker::default().update(&judge(&vips(), &[a], now, STALE), now, 10_000);
         assert_eq!(tr[0].detect_ms, Some(0));
     }
 }

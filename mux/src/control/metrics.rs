@@ -6,13 +6,21 @@
 //!
 //! Metric reference (all counters end in `_total`):
 //! - `mux_packets_total{outcome}` — frames by outcome: `rx`, `forwarded`, `to_kernel`,
-//!   `icmp_too_big_sent`, `fragments_forwarded`, `icmp_errors_forwarded`;
+//!   `icmp_too_big_sent`, `drain_reset_sent`, `fragments_forwarded`, `icmp_errors_forwarded`;
 //! - `mux_rx_bytes_total`;
 //! - `mux_dropped_packets_total{reason}` — one series per drop reason;
-//! - `mux_flow_events_total{event}` — `hit`, `new`, `rehashed`, `evicted`, `table_full`;
+//! - `mux_flow_events_total{event}` — `hit`, `failed_backend_grace_hit` (a hit on a failed
+//!   backend within its grace, also counted in `hit`), `new`, `rehashed` (backend removed),
+//!   `rehashed_after_grace`, `rehashed_after_drain`, `evicted`, `table_full`;
 //! - `mux_vip_forwarded_packets_total{vip}`, `mux_backend_forwarded_packets_total{vip,backend}`;
 //! - `mux_backend_up{vip,backend,state}` — 1 per backend, labelled with its state;
+//! - `mux_backend_flows{vip,backend}` — flows the backend still receives, summed over the
+//!   workers' last census sweeps (absent until every worker has completed one, and for ids
+//!   beyond the census bound); `mux_backend_drained{vip,backend}` — per draining backend, 1
+//!   once it receives nothing more (see `DaemonState::backend_views`);
 //! - `mux_flows{worker}`, `mux_flow_capacity{worker}` — live flow entries and table size;
+//!   `mux_flows_unattributed{worker}` — live entries whose backend id is beyond the census
+//!   bound; `mux_flow_census_age_ms{worker}` — age of the last completed census sweep;
 //! - `mux_port_packets_total{worker,direction}`, `mux_port_dropped_packets_total{worker,direction}`
 //!   — what each worker's port moved and lost (ring full, no buffer, refused);
 //! - `mux_config_generation`, `mux_reloads_total{result}`, `mux_ready`, `mux_vip_announced{address}`;
@@ -35,7 +43,7 @@ use prometheus_client::registry::Registry;
 
 use mux_shared::flow_key::unmap;
 
-use crate::control::state::{DaemonState, Phase, backend_state_name};
+use crate::control::state::{DaemonState, Phase, backend_state_name, census_age_ms};
 use crate::dataplane::verdict::DropReason;
 
 type Labels = Vec<(String, String)>;
@@ -105,6 +113,7 @@ impl Collector for MuxCollector {
             ("forwarded", c.forwarded),
             ("to_kernel", c.to_kernel),
             ("icmp_too_big_sent", c.icmp_too_big_sent),
+            ("drain_reset_sent", c.drain_resets_sent),
             ("fragments_forwarded", c.fragments_forwarded),
             ("icmp_errors_forwarded", c.icmp_errors_forwarded),
         ];
@@ -136,8 +145,11 @@ impl Collector for MuxCollector {
         )?;
         let events = [
             ("hit", c.flow_hits),
+            ("failed_backend_grace_hit", c.failed_backend_grace_hits),
             ("new", c.new_flows),
             ("rehashed", c.flows_rehashed),
+            ("rehashed_after_grace", c.flows_rehashed_after_grace),
+            ("rehashed_after_drain", c.flows_rehashed_after_drain),
             ("evicted", c.flows_evicted),
             ("table_full", c.flow_table_full),
         ];
@@ -196,6 +208,29 @@ impl Collector for MuxCollector {
             "1 per configured backend, labelled with its state.",
             &up,
         )?;
+        let mut flows = Vec::new();
+        let mut drained = Vec::new();
+        for b in state.backend_views(&snap) {
+            let labels = vec![label("vip", &b.vip), label("backend", b.address)];
+            if let Some(n) = b.flows {
+                flows.push((labels.clone(), i64::try_from(n).unwrap_or(i64::MAX)));
+            }
+            if let Some(d) = b.drained {
+                drained.push((labels, i64::from(d)));
+            }
+        }
+        gauge_family(
+            &mut e,
+            "mux_backend_flows",
+            "Flows the backend still receives (live flow entries pinned to it, 0 once its drain deadline or failed grace has passed), summed over workers, as of their last census sweeps.",
+            &flows,
+        )?;
+        gauge_family(
+            &mut e,
+            "mux_backend_drained",
+            "Per draining backend: 1 once it receives nothing more (deadline passed, or no flow left in sweeps started under the current snapshot).",
+            &drained,
+        )?;
 
         let flows: Vec<_> = state
             .workers
@@ -230,6 +265,27 @@ impl Collector for MuxCollector {
             "mux_flow_capacity",
             "Flow-table slots per worker.",
             &caps,
+        )?;
+        let mut unattributed = Vec::new();
+        let mut ages = Vec::new();
+        for (i, w) in state.workers.iter().enumerate() {
+            let n = w.unattributed_flows.load(Ordering::Relaxed);
+            unattributed.push((vec![label("worker", i)], n as i64));
+            if let Some(ms) = census_age_ms(w, state.started) {
+                ages.push((vec![label("worker", i)], ms as i64));
+            }
+        }
+        gauge_family(
+            &mut e,
+            "mux_flows_unattributed",
+            "Live flow entries whose backend id is beyond the census bound (65536 ids since the MUX started; a restart resets ids).",
+            &unattributed,
+        )?;
+        gauge_family(
+            &mut e,
+            "mux_flow_census_age_ms",
+            "Milliseconds since the worker's last completed flow census sweep (a sweep takes ceil(capacity / 65536) x 100 ms).",
+            &ages,
         )?;
 
         let ports: Vec<_> = state
@@ -386,7 +442,7 @@ fn encode_health(
     gauge_family(
         e,
         "mux_backend_health_failed",
-        "1 while the health feed fails the backend (no new flows, its flows re-hashed).",
+        "1 while the health feed fails the backend (no new flows at once; its flows re-hashed once failed_backend_grace has passed).",
         &failed,
     )?;
     counter_family(

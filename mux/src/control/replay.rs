@@ -5,22 +5,24 @@
 //! encapsulated frames and generated ICMP errors — to an output pcap in order, each with the
 //! timestamp of the frame that caused it. Frames handed to the kernel can be written to a
 //! second capture. The worker's clock follows the capture's timestamps, so flow timeouts
-//! behave as they would have live. This is how an operator checks a config against real
+//! behave as they would have live; it starts at the capture's first packet, so a backend's
+//! `drain_deadline` cuts its flows where it would have live. This is how an operator checks a config against real
 //! traffic before deploying it (GLB's director has the same mode).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 
 use mux_shared::port::mem::{Capture, MemPort};
 
-use crate::control::compile::{self, CompileOptions};
+use crate::control::compile::{self, CompileOptions, FlowClock};
 use crate::control::registry::Registry;
 use crate::control::report;
+use crate::dataplane::clock::BurstTime;
 use crate::dataplane::counters::WorkerCounters;
 use crate::dataplane::pipeline::Pipeline;
 use crate::dataplane::verdict::Verdict;
@@ -79,8 +81,16 @@ pub fn replay(
     to_kernel: Option<&Path>,
 ) -> Result<ReplayOutcome, ReplayError> {
     let cfg = mux_shared::config::load_file(config)?;
+    let first = first_timestamp(input)?;
+    let options = CompileOptions {
+        clock: FlowClock {
+            origin: Instant::now(),
+            origin_unix: SystemTime::UNIX_EPOCH + first,
+        },
+        ..CompileOptions::default()
+    };
     let mut registry = Registry::default();
-    let snap = compile::compile(&cfg, &mut registry, 1, &CompileOptions::default())?;
+    let snap = compile::compile(&cfg, &mut registry, 1, &options)?;
     let burst = cfg.dataplane().burst_size();
 
     let mut reader = open_reader(input)?;
@@ -125,10 +135,16 @@ pub fn replay(
         });
         let flush = !stamps.is_empty() && (stamps.len() == burst || second != Some(batch_second));
         if flush {
+            // The burst's clock: its first packet's time since the capture's first packet
+            // (whole seconds equal `batch_second`; the reply buckets see the microseconds).
+            let since_start = stamps[0].saturating_sub(start.unwrap_or_default());
+            let clock =
+                BurstTime::from_micros(u64::try_from(since_start.as_micros()).unwrap_or(u64::MAX));
+            debug_assert_eq!(clock.secs(), batch_second);
             run_burst(
                 &mut worker,
                 &snap,
-                batch_second,
+                clock,
                 &stamps,
                 &mut writer,
                 kernel_writer.as_mut(),
@@ -152,14 +168,14 @@ pub fn replay(
 fn run_burst(
     worker: &mut Worker<MemPort>,
     snap: &crate::dataplane::snapshot::Snapshot,
-    now: u32,
+    clock: BurstTime,
     stamps: &[Duration],
     writer: &mut PcapWriter<BufWriter<File>>,
     kernel_writer: Option<&mut PcapWriter<BufWriter<File>>>,
     output: &Path,
     outcome: &mut ReplayOutcome,
 ) -> Result<(), ReplayError> {
-    let n = worker.poll(snap, now);
+    let n = worker.poll_at(snap, clock);
     debug_assert_eq!(n, stamps.len());
     let verdicts = worker.last_verdicts(n).to_vec();
     let sent = worker.port.take_transmitted();
@@ -167,7 +183,7 @@ fn run_burst(
     let sent_stamps = verdicts
         .iter()
         .zip(stamps)
-        .filter(|(v, _)| matches!(v, Verdict::Forward | Verdict::Reply))
+        .filter(|(v, _)| matches!(v, Verdict::Forward | Verdict::Reply(_)))
         .map(|(_, t)| *t);
     for (frame, ts) in sent.iter().zip(sent_stamps) {
         write(writer, ts, frame, output)?;
@@ -185,6 +201,20 @@ fn run_burst(
         }
     }
     Ok(())
+}
+
+/// The timestamp of the capture's first packet (0 for an empty capture): the flow clock's
+/// origin.
+fn first_timestamp(path: &Path) -> Result<Duration, ReplayError> {
+    let mut reader = open_reader(path)?;
+    match reader.next_packet() {
+        Some(Ok(p)) => Ok(p.timestamp),
+        Some(Err(e)) => Err(ReplayError::Pcap {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+        None => Ok(Duration::ZERO),
+    }
 }
 
 fn open_reader(path: &Path) -> Result<PcapReader<BufReader<File>>, ReplayError> {

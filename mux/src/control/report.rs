@@ -57,11 +57,12 @@ pub fn replay_summary(outcome: &ReplayOutcome, input: &Path, output: &Path) -> S
     );
     let _ = writeln!(
         s,
-        "  transmitted {:>7}  -> {} ({} encapsulated to backends, {} ICMP too-big replies to clients)",
+        "  transmitted {:>7}  -> {} ({} encapsulated to backends, {} ICMP too-big replies and {} drain resets to clients)",
         outcome.frames_out,
         output.display(),
         c.forwarded,
-        c.icmp_too_big_sent
+        c.icmp_too_big_sent,
+        c.drain_resets_sent
     );
     let _ = writeln!(
         s,
@@ -86,10 +87,12 @@ pub fn replay_summary(outcome: &ReplayOutcome, input: &Path, output: &Path) -> S
     );
     let _ = writeln!(
         s,
-        "flows: {} new, {} hits, {} re-hashed, {} evicted, {} table-full; {} fragments, {} ICMP errors routed to backends",
+        "flows: {} new, {} hits, {} re-hashed ({} after a failed backend's grace, {} after a drain deadline), {} evicted, {} table-full; {} fragments, {} ICMP errors routed to backends",
         c.new_flows,
         c.flow_hits,
-        c.flows_rehashed,
+        c.flows_rehashed + c.flows_rehashed_after_grace + c.flows_rehashed_after_drain,
+        c.flows_rehashed_after_grace,
+        c.flows_rehashed_after_drain,
         c.flows_evicted,
         c.flow_table_full,
         c.fragments_forwarded,

@@ -18,7 +18,8 @@ use crate::control::health_feed::HealthShared;
 use crate::control::liveness::Verdict;
 use crate::control::report;
 use crate::dataplane::counters::WorkerCounters;
-use crate::dataplane::snapshot::{BackendState, Snapshot};
+use crate::dataplane::flow_table::CENSUS_BACKEND_IDS;
+use crate::dataplane::snapshot::{BackendState, FlowCutoff, Snapshot};
 use crate::dataplane::worker::WorkerStats;
 use mux_shared::flow_key::unmap;
 
@@ -51,6 +52,29 @@ impl Phase {
             Phase::Draining => "draining",
         }
     }
+}
+
+/// A configured backend as `/v1/status` and `/metrics` show it.
+#[derive(Clone, Debug)]
+pub struct BackendView {
+    /// Its VIP's name.
+    pub vip: String,
+    /// Its address.
+    pub address: IpAddr,
+    /// Its state.
+    pub state: BackendState,
+    /// Its weight.
+    pub weight: u32,
+    /// Flows it still receives, summed over the workers' last census sweeps; `None` before
+    /// every worker has completed one, or for a backend id beyond the census bound.
+    pub flows: Option<u64>,
+    /// When its pinned flows stop going to it, and whether that moment has passed.
+    pub cutoff: Option<(FlowCutoff, bool)>,
+    /// For a draining backend: true once it receives nothing more, i.e. its drain deadline
+    /// has passed, or no flow is pinned to it in census sweeps that all started under the
+    /// current snapshot (so no flow created before it started draining can have been
+    /// missed). `None` for other states.
+    pub drained: Option<bool>,
 }
 
 /// Outcome counts of SIGHUP reloads.
@@ -102,7 +126,7 @@ pub struct DaemonState {
     pub announced: Mutex<BTreeSet<IpAddr>>,
     /// The announcement as a whole: wanted VIPs, liveness, the guard's last error.
     pub announcement: Mutex<Announcement>,
-    /// When the daemon started.
+    /// When the daemon started: the origin of the workers' flow clock.
     pub started: Instant,
     /// The health feed's agents and judged backends.
     pub health: Arc<HealthShared>,
@@ -111,7 +135,13 @@ pub struct DaemonState {
 
 impl DaemonState {
     /// State for a daemon about to start its workers.
-    pub fn new(name: String, config_path: PathBuf, snapshot: Snapshot, workers: usize) -> Self {
+    pub fn new(
+        name: String,
+        config_path: PathBuf,
+        snapshot: Snapshot,
+        workers: usize,
+        started: Instant,
+    ) -> Self {
         DaemonState {
             name,
             config_path,
@@ -122,7 +152,7 @@ impl DaemonState {
             reloads: ReloadStats::default(),
             announced: Mutex::new(BTreeSet::new()),
             announcement: Mutex::new(Announcement::default()),
-            started: Instant::now(),
+            started,
             health: Arc::new(HealthShared::default()),
             phase: AtomicU8::new(Phase::Starting as u8),
         }
@@ -154,6 +184,65 @@ impl DaemonState {
             }
         }
         total
+    }
+
+    /// The flow clock's current second (the workers' `now`).
+    pub fn flow_now(&self) -> u32 {
+        u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// Flows each backend id below `ids` (and the census bound) still receives, summed over
+    /// the workers' last census sweeps; `None` until every worker has published one.
+    pub fn backend_flows(&self, ids: usize) -> Option<Vec<u64>> {
+        let mut total = vec![0u64; ids.min(CENSUS_BACKEND_IDS)];
+        for w in &self.workers {
+            if w.census_sweeps.load(Ordering::Relaxed) == 0 {
+                return None;
+            }
+            let flows = w.backend_flows.lock().ok()?;
+            for (t, n) in total.iter_mut().zip(flows.iter()) {
+                *t += u64::from(*n);
+            }
+        }
+        Some(total)
+    }
+
+    /// True when every worker's last published census sweep started under a snapshot of
+    /// `generation` or later.
+    pub fn census_covers(&self, generation: u64) -> bool {
+        self.workers.iter().all(|w| {
+            w.census_sweeps.load(Ordering::Relaxed) > 0
+                && w.census_generation.load(Ordering::Relaxed) >= generation
+        })
+    }
+
+    /// Every configured backend of `snap`, in id order, with its flows and cutoff.
+    pub fn backend_views(&self, snap: &Snapshot) -> Vec<BackendView> {
+        let flows = self.backend_flows(snap.parts.backends.len());
+        let covered = self.census_covers(snap.generation());
+        let now = self.flow_now();
+        snap.parts
+            .backends
+            .iter()
+            .enumerate()
+            .filter_map(|(id, b)| {
+                let b = b.as_ref()?;
+                let vip = snap.parts.vips.iter().find(|v| v.id == b.vip_id)?;
+                let n = flows.as_ref().and_then(|f| f.get(id).copied());
+                let cutoff = b.cutoff.map(|c| (c, !b.keeps_flows(now)));
+                let drained = (b.state == BackendState::Draining)
+                    .then(|| cutoff.is_some_and(|(_, passed)| passed) || (n == Some(0) && covered));
+                Some(BackendView {
+                    vip: vip.name.clone(),
+                    address: unmap(b.address),
+                    state: b.state,
+                    weight: b.weight,
+                    flows: n,
+                    cutoff,
+                    drained,
+                })
+            })
+            .collect()
     }
 
     /// VIP addresses that have at least one VIP with a backend taking new flows.
@@ -267,22 +356,27 @@ impl DaemonState {
         let snap = self.snapshot.load();
         let counters = self.counters();
         let report = report::counters_json(&counters, &snap);
+        let views = self.backend_views(&snap);
         let vips: Vec<Value> = snap
             .parts
             .vips
             .iter()
             .map(|v| {
-                let backends: Vec<Value> = snap
-                    .parts
-                    .backends
+                let backends: Vec<Value> = views
                     .iter()
-                    .flatten()
-                    .filter(|b| b.vip_id == v.id)
+                    .filter(|b| b.vip == v.name)
                     .map(|b| {
                         json!({
-                            "address": unmap(b.address).to_string(),
+                            "address": b.address.to_string(),
                             "state": backend_state_name(b.state),
                             "weight": b.weight,
+                            "live_flows": b.flows,
+                            "cutoff": b.cutoff.map(|(c, passed)| json!({
+                                "reason": c.reason.name(),
+                                "at_unix_ms": c.at_unix_ms,
+                                "passed": passed,
+                            })),
+                            "drained": b.drained,
                         })
                     })
                     .collect();
@@ -324,7 +418,11 @@ impl DaemonState {
                     "running": w.running.load(Ordering::Acquire),
                     "generation": w.generation.load(Ordering::Relaxed),
                     "live_flows": w.live_flows.load(Ordering::Relaxed),
+                    "unattributed_flows": w.unattributed_flows.load(Ordering::Relaxed),
                     "flow_capacity": w.flow_capacity.load(Ordering::Relaxed),
+                    "flow_census_age_ms": census_age_ms(w, self.started),
+                    "flow_census_generation": (w.census_sweeps.load(Ordering::Relaxed) > 0)
+                        .then(|| w.census_generation.load(Ordering::Relaxed)),
                 })
             })
             .collect();
@@ -407,11 +505,105 @@ impl DaemonState {
     }
 }
 
+/// Milliseconds since the worker's last published census sweep completed; `None` before the
+/// first.
+pub fn census_age_ms(w: &WorkerStats, started: Instant) -> Option<u64> {
+    if w.census_sweeps.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Some(now_ms.saturating_sub(w.census_completed_ms.load(Ordering::Relaxed)))
+}
+
 /// Lower-case name of a backend state.
 pub fn backend_state_name(state: BackendState) -> &'static str {
     match state {
         BackendState::Active => "active",
         BackendState::Draining => "draining",
         BackendState::Failed => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::compile::{self, CompileOptions};
+    use crate::control::registry::Registry;
+
+    const CONFIG: &str = r#"
+[mux]
+name = "t"
+[dataplane]
+io = "mem"
+workers = 2
+[tunnel]
+source_v4 = "10.0.0.11"
+[[vip]]
+name = "web"
+address = "192.0.2.10"
+port = 80
+protocol = "tcp"
+  [[vip.backend]]
+  address = "10.1.0.1"
+  [[vip.backend]]
+  address = "10.1.0.2"
+  state = "draining"
+"#;
+
+    fn state(generation: u64) -> DaemonState {
+        let cfg = mux_shared::config::parse(CONFIG, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let snap = compile::compile(
+            &cfg,
+            &mut Registry::default(),
+            generation,
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        DaemonState::new("t".into(), "t.toml".into(), snap, 2, Instant::now())
+    }
+
+    /// Worker `w` publishes a sweep that started at `generation` with these per-id flows.
+    fn sweep(s: &DaemonState, w: usize, generation: u64, flows: &[u32]) {
+        let stats = &s.workers[w];
+        *stats.backend_flows.lock().unwrap() = flows.to_vec();
+        stats.census_generation.store(generation, Ordering::Relaxed);
+        stats.census_sweeps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn flows_are_summed_over_workers_once_every_worker_has_swept() {
+        let s = state(1);
+        let snap = s.snapshot.load();
+        let flows = |s: &DaemonState| {
+            s.backend_views(&snap)
+                .iter()
+                .map(|b| (b.flows, b.drained))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(flows(&s), [(None, None), (None, Some(false))]);
+        sweep(&s, 0, 1, &[3, 2]);
+        assert_eq!(
+            flows(&s),
+            [(None, None), (None, Some(false))],
+            "worker 1 not yet"
+        );
+        sweep(&s, 1, 1, &[4, 0]);
+        assert_eq!(flows(&s), [(Some(7), None), (Some(2), Some(false))]);
+        sweep(&s, 0, 1, &[3, 0]);
+        assert_eq!(flows(&s), [(Some(7), None), (Some(0), Some(true))]);
+    }
+
+    #[test]
+    fn a_drain_is_done_only_by_sweeps_started_under_the_current_snapshot() {
+        // Generation 2 (say, the reload that set state = "draining"): sweeps that started
+        // under generation 1 may have passed a bucket before a flow was created in it.
+        let s = state(2);
+        let snap = s.snapshot.load();
+        let drained = |s: &DaemonState| s.backend_views(&snap)[1].drained;
+        sweep(&s, 0, 1, &[0, 0]);
+        sweep(&s, 1, 2, &[0, 0]);
+        assert_eq!(drained(&s), Some(false));
+        sweep(&s, 0, 2, &[0, 0]);
+        assert_eq!(drained(&s), Some(true));
     }
 }

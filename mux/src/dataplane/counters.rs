@@ -10,47 +10,91 @@ use serde::Serialize;
 
 use super::verdict::DropReason;
 
-/// Counters of one worker (or the sum over workers).
-///
-/// `Clone::clone_from` is implemented by hand so that publishing counters to the control plane
-/// reuses the destination's vectors instead of allocating.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct WorkerCounters {
+/// Declares [`WorkerCounters`] from one list of scalar counters (each with the `///` that says
+/// when it moves), so the struct, copying, summing and the named list cannot disagree.
+macro_rules! worker_counters {
+    ($( $(#[doc = $doc:literal])* $field:ident, )*) => {
+        /// Counters of one worker (or the sum over workers).
+        ///
+        /// `Clone::clone_from` is implemented by hand so that publishing counters to the
+        /// control plane reuses the destination's vectors instead of allocating.
+        #[derive(Debug, Default, PartialEq, Eq)]
+        pub struct WorkerCounters {
+            $( $(#[doc = $doc])* pub $field: u64, )*
+            /// Dropped frames, indexed by [`DropReason`].
+            pub drops: [u64; DropReason::COUNT],
+            /// Frames forwarded per VIP, indexed by the VIP's stable id.
+            pub vip_forwarded: Vec<u64>,
+            /// Frames forwarded per backend, indexed by the backend's stable id.
+            pub backend_forwarded: Vec<u64>,
+        }
+
+        impl WorkerCounters {
+            /// The scalar counters' names, in declaration order.
+            pub const SCALAR_NAMES: &'static [&'static str] = &[$(stringify!($field),)*];
+
+            /// The scalar counters, in the order of [`WorkerCounters::SCALAR_NAMES`].
+            pub fn scalars(&self) -> Vec<u64> {
+                vec![$(self.$field,)*]
+            }
+
+            fn copy_scalars_from(&mut self, source: &Self) {
+                $( self.$field = source.$field; )*
+            }
+
+            fn add_scalars(&mut self, other: &Self) {
+                $( self.$field += other.$field; )*
+            }
+        }
+    };
+}
+
+worker_counters! {
     /// Frames received from the port.
-    pub rx: u64,
+    rx,
     /// Bytes received from the port.
-    pub rx_bytes: u64,
+    rx_bytes,
     /// Frames encapsulated and handed to the port for transmission.
-    pub forwarded: u64,
-    /// Packets whose flow was found in the flow table with a usable backend.
-    pub flow_hits: u64,
+    forwarded,
+    /// Packets whose flow was found in the flow table with a backend that still keeps it (active,
+    /// draining before its deadline, or failed within its grace).
+    flow_hits,
+    /// Of `flow_hits`: packets forwarded to a backend the health feed has failed, because its
+    /// `failed_backend_grace` has not run out (a restarting host agent loses nothing).
+    failed_backend_grace_hits,
     /// Packets that created a flow-table entry (first packet of a flow, or a packet whose entry
     /// had expired or had been evicted).
-    pub new_flows: u64,
-    /// Packets whose flow entry pointed at a backend that was removed, failed or moved to
-    /// another VIP: the flow was re-hashed with Maglev and its entry updated.
-    pub flows_rehashed: u64,
+    new_flows,
+    /// Packets whose flow entry pointed at a backend that was removed from the configuration or
+    /// moved to another VIP: the flow was re-hashed with Maglev and its entry updated.
+    flows_rehashed,
+    /// Packets whose flow entry pointed at a backend the health feed failed more than
+    /// `failed_backend_grace` seconds ago: the flow was re-hashed with Maglev and its entry
+    /// updated.
+    flows_rehashed_after_grace,
+    /// Packets of non-TCP flows (and bare SYNs starting a new connection on the same 4-tuple)
+    /// whose entry pointed at a backend past its drain deadline: the flow was re-hashed with
+    /// Maglev and its entry updated.
+    flows_rehashed_after_drain,
     /// New flows that replaced a live entry because their bucket was full.
-    pub flows_evicted: u64,
+    flows_evicted,
     /// New flows that could not be stored because their bucket was full of entries they may not
     /// displace (e.g. a SYN against established flows). The packet was still forwarded, by
     /// Maglev alone.
-    pub flow_table_full: u64,
+    flow_table_full,
     /// IPv4 fragments and IPv6 packets with a fragment header, steered by their 3-tuple.
-    pub fragments_forwarded: u64,
+    fragments_forwarded,
     /// ICMP errors addressed to a VIP, routed to the backend owning the embedded flow.
-    pub icmp_errors_forwarded: u64,
+    icmp_errors_forwarded,
     /// ICMP "fragmentation needed" / "packet too big" errors generated for clients whose
     /// packet (DF set, or IPv6) would exceed the MTU once encapsulated.
-    pub icmp_too_big_sent: u64,
+    icmp_too_big_sent,
+    /// TCP resets sent from the VIP to clients whose flow was pinned to a backend past its
+    /// drain deadline, in place of their segment (which was not forwarded); the flow's entry
+    /// is removed.
+    drain_resets_sent,
     /// Frames not addressed to a VIP (ARP, ND, BGP, other ports...) handed to the kernel.
-    pub to_kernel: u64,
-    /// Dropped frames, indexed by [`DropReason`].
-    pub drops: [u64; DropReason::COUNT],
-    /// Frames forwarded per VIP, indexed by the VIP's stable id.
-    pub vip_forwarded: Vec<u64>,
-    /// Frames forwarded per backend, indexed by the backend's stable id.
-    pub backend_forwarded: Vec<u64>,
+    to_kernel,
 }
 
 impl Clone for WorkerCounters {
@@ -61,38 +105,10 @@ impl Clone for WorkerCounters {
     }
 
     fn clone_from(&mut self, source: &Self) {
-        let WorkerCounters {
-            rx,
-            rx_bytes,
-            forwarded,
-            flow_hits,
-            new_flows,
-            flows_rehashed,
-            flows_evicted,
-            flow_table_full,
-            fragments_forwarded,
-            icmp_errors_forwarded,
-            icmp_too_big_sent,
-            to_kernel,
-            drops,
-            vip_forwarded,
-            backend_forwarded,
-        } = source;
-        self.rx = *rx;
-        self.rx_bytes = *rx_bytes;
-        self.forwarded = *forwarded;
-        self.flow_hits = *flow_hits;
-        self.new_flows = *new_flows;
-        self.flows_rehashed = *flows_rehashed;
-        self.flows_evicted = *flows_evicted;
-        self.flow_table_full = *flow_table_full;
-        self.fragments_forwarded = *fragments_forwarded;
-        self.icmp_errors_forwarded = *icmp_errors_forwarded;
-        self.icmp_too_big_sent = *icmp_too_big_sent;
-        self.to_kernel = *to_kernel;
-        self.drops = *drops;
-        self.vip_forwarded.clone_from(vip_forwarded);
-        self.backend_forwarded.clone_from(backend_forwarded);
+        self.copy_scalars_from(source);
+        self.drops = source.drops;
+        self.vip_forwarded.clone_from(&source.vip_forwarded);
+        self.backend_forwarded.clone_from(&source.backend_forwarded);
     }
 }
 
@@ -125,18 +141,7 @@ impl WorkerCounters {
 
     /// Adds `other` into `self` (summing workers).
     pub fn add(&mut self, other: &WorkerCounters) {
-        self.rx += other.rx;
-        self.rx_bytes += other.rx_bytes;
-        self.forwarded += other.forwarded;
-        self.flow_hits += other.flow_hits;
-        self.new_flows += other.new_flows;
-        self.flows_rehashed += other.flows_rehashed;
-        self.flows_evicted += other.flows_evicted;
-        self.flow_table_full += other.flow_table_full;
-        self.fragments_forwarded += other.fragments_forwarded;
-        self.icmp_errors_forwarded += other.icmp_errors_forwarded;
-        self.icmp_too_big_sent += other.icmp_too_big_sent;
-        self.to_kernel += other.to_kernel;
+        self.add_scalars(other);
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }
@@ -155,23 +160,11 @@ impl WorkerCounters {
 
     /// The scalar counters as `(name, value)` pairs, drops included as `drop_<reason>`.
     pub fn named(&self) -> Vec<(String, u64)> {
-        let mut out: Vec<(String, u64)> = [
-            ("rx", self.rx),
-            ("rx_bytes", self.rx_bytes),
-            ("forwarded", self.forwarded),
-            ("flow_hits", self.flow_hits),
-            ("new_flows", self.new_flows),
-            ("flows_rehashed", self.flows_rehashed),
-            ("flows_evicted", self.flows_evicted),
-            ("flow_table_full", self.flow_table_full),
-            ("fragments_forwarded", self.fragments_forwarded),
-            ("icmp_errors_forwarded", self.icmp_errors_forwarded),
-            ("icmp_too_big_sent", self.icmp_too_big_sent),
-            ("to_kernel", self.to_kernel),
-        ]
-        .into_iter()
-        .map(|(n, v)| (n.to_string(), v))
-        .collect();
+        let mut out: Vec<(String, u64)> = Self::SCALAR_NAMES
+            .iter()
+            .zip(self.scalars())
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
         for r in DropReason::ALL {
             out.push((format!("drop_{}", r.name()), self.dropped(*r)));
         }
@@ -229,6 +222,38 @@ mod tests {
         b.clone_from(&a);
         assert_eq!(a, b);
         assert_eq!(a.clone(), a);
+    }
+
+    #[test]
+    fn add_and_clone_cover_every_scalar() {
+        let mut a = WorkerCounters::default();
+        let n = WorkerCounters::SCALAR_NAMES.len();
+        let ones = WorkerCounters {
+            rx: 1,
+            rx_bytes: 1,
+            forwarded: 1,
+            flow_hits: 1,
+            failed_backend_grace_hits: 1,
+            new_flows: 1,
+            flows_rehashed: 1,
+            flows_rehashed_after_grace: 1,
+            flows_rehashed_after_drain: 1,
+            flows_evicted: 1,
+            flow_table_full: 1,
+            fragments_forwarded: 1,
+            icmp_errors_forwarded: 1,
+            icmp_too_big_sent: 1,
+            drain_resets_sent: 1,
+            to_kernel: 1,
+            ..Default::default()
+        };
+        a.add(&ones);
+        a.add(&ones);
+        assert_eq!(a.scalars(), vec![2; n]);
+        assert_eq!(a.clone().scalars(), vec![2; n]);
+        let names: Vec<_> = a.named().into_iter().take(n).collect();
+        assert_eq!(names[0], ("rx".to_string(), 2));
+        assert_eq!(names[n - 1], ("to_kernel".to_string(), 2));
     }
 
     #[test]

@@ -176,6 +176,7 @@ mod tests {
                 weight: 1,
                 label: String::new(),
                 outer_v4_address_sum: checksum::sum(&src) + checksum::sum(&dst),
+                cutoff: None,
             };
             let parsed = Parsed {
                 l2_len: 14,

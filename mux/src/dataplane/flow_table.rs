@@ -21,6 +21,19 @@
 //! entry whose `expires <= now` is a miss for [`FlowTable::find`] and free space for
 //! [`FlowTable::insert`]; no timer wheel or sweeper is needed.
 //!
+//! # Census: live entries, per backend
+//!
+//! The worker counts its live entries a slice at a time between bursts
+//! ([`FlowTable::census_step`]), so no burst stalls behind a full scan: a sweep over `b` buckets
+//! in steps of `s` completes every `⌈b / s⌉` steps, and its result ([`Census`]) is as fresh as
+//! that. Each live entry is also counted for its backend id, into an array of
+//! [`CENSUS_BACKEND_IDS`] counters allocated with the table (256 KiB, twice: the sweep in
+//! progress and the last completed one, swapped at the end of a sweep — no allocation, and one
+//! array write per live entry). Backend ids come from the control plane's registry, which never
+//! reuses one: an entry whose id is at or beyond the bound is counted in
+//! [`Census::unattributed`] instead (a MUX that saw more than 65 536 distinct backends since it
+//! started; a restart resets the ids).
+//!
 //! # Signatures instead of keys
 //!
 //! A slot stores only a 64-bit signature, not the 37-byte key, which is what lets four entries
@@ -84,6 +97,30 @@ pub const SLOTS_PER_BUCKET: usize = 4;
 
 /// The largest backend id a slot can hold (24 bits).
 pub const MAX_BACKEND_ID: u32 = 0x00FF_FFFF;
+
+/// Backend ids below this bound get their own census counter (see the module docs).
+pub const CENSUS_BACKEND_IDS: usize = 1 << 16;
+
+/// The result of one complete census sweep.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Census {
+    /// Live entries.
+    pub live: usize,
+    /// Live entries pinned to each backend id below [`CENSUS_BACKEND_IDS`].
+    pub by_backend: Box<[u32]>,
+    /// Live entries whose backend id is [`CENSUS_BACKEND_IDS`] or more.
+    pub unattributed: usize,
+}
+
+impl Census {
+    fn empty() -> Census {
+        Census {
+            live: 0,
+            by_backend: vec![0; CENSUS_BACKEND_IDS].into_boxed_slice(),
+            unattributed: 0,
+        }
+    }
+}
 
 /// Bit position of the state byte in a slot's `value`.
 const STATE_SHIFT: u32 = 24;
@@ -343,8 +380,10 @@ pub struct FlowTable {
     lane_keys: [[u64; 4]; 2],
     /// Incremental census ([`FlowTable::census_step`]): next bucket to count.
     census_cursor: usize,
-    /// Live entries counted so far in the current sweep.
-    census_partial: usize,
+    /// What the sweep in progress has counted so far.
+    census_partial: Census,
+    /// The last completed sweep.
+    census_done: Census,
 }
 
 impl std::fmt::Debug for FlowTable {
@@ -377,7 +416,8 @@ impl FlowTable {
             mask: (buckets - 1) as u64,
             lane_keys: lane_keys(seed),
             census_cursor: 0,
-            census_partial: 0,
+            census_partial: Census::empty(),
+            census_done: Census::empty(),
         }
     }
 
@@ -491,23 +531,49 @@ impl FlowTable {
             .count()
     }
 
-    /// Counts live entries in the next `buckets` buckets of a sweep that wraps around the table.
-    /// Returns the total when a sweep completes. Lets a worker report its flow count in small
-    /// steps between bursts instead of stalling on a full scan; the count is as fresh as the
-    /// last completed sweep.
-    pub fn census_step(&mut self, now: u32, buckets: usize) -> Option<usize> {
+    /// Counts live entries, in total and per backend id, in the next `buckets` buckets of a
+    /// sweep that wraps around the table. Returns the result when a sweep completes (also
+    /// kept as [`FlowTable::last_census`]). Lets a worker report its flows in small steps
+    /// between bursts instead of stalling on a full scan; the counts are as fresh as the last
+    /// completed sweep. Never allocates.
+    pub fn census_step(&mut self, now: u32, buckets: usize) -> Option<&Census> {
         let end = (self.census_cursor + buckets.max(1)).min(self.buckets.len());
-        self.census_partial += self.buckets[self.census_cursor..end]
+        let partial = &mut self.census_partial;
+        for slot in self.buckets[self.census_cursor..end]
             .iter()
             .flat_map(|b| b.slots.iter())
             .filter(|s| s.is_live(now))
-            .count();
+        {
+            partial.live += 1;
+            match partial
+                .by_backend
+                .get_mut((slot.value & MAX_BACKEND_ID) as usize)
+            {
+                Some(n) => *n += 1,
+                None => partial.unattributed += 1,
+            }
+        }
         self.census_cursor = end;
         if end < self.buckets.len() {
             return None;
         }
         self.census_cursor = 0;
-        Some(std::mem::take(&mut self.census_partial))
+        std::mem::swap(&mut self.census_partial, &mut self.census_done);
+        let next = &mut self.census_partial;
+        next.live = 0;
+        next.unattributed = 0;
+        next.by_backend.fill(0);
+        Some(&self.census_done)
+    }
+
+    /// True when the next [`FlowTable::census_step`] starts a new sweep.
+    pub fn census_at_start(&self) -> bool {
+        self.census_cursor == 0
+    }
+
+    /// The last completed census sweep (all zeros before the first).
+    pub fn last_census(&self) -> &Census {
+        &self.census_done
     }
 
     /// Empties every slot, keeping the allocation.
@@ -1079,13 +1145,71 @@ mod tests {
         let full = t.live_entries(1);
         let mut result = None;
         for _ in 0..100 {
-            if let Some(n) = t.census_step(1, 100) {
-                result = Some(n);
+            if let Some(c) = t.census_step(1, 100) {
+                result = Some(c.live);
                 break;
             }
         }
         assert_eq!(result, Some(full));
-        assert_eq!(t.census_step(200, usize::MAX), Some(0), "all expired");
+        assert_eq!(
+            t.census_step(200, usize::MAX).map(|c| c.live),
+            Some(0),
+            "all expired"
+        );
+    }
+
+    #[test]
+    fn census_counts_each_backend_and_bounds_the_ids() {
+        let mut t = FlowTable::with_capacity(4096, 3);
+        let ids = [
+            0,
+            7,
+            7,
+            7,
+            CENSUS_BACKEND_IDS as u32 - 1,
+            CENSUS_BACKEND_IDS as u32,
+        ];
+        for (i, id) in ids.iter().enumerate() {
+            let h = t.hash(&key(i as u32));
+            t.insert(&h, *id, FlowState::TcpEstablished, 100, 0);
+        }
+        // An expired entry counts for nobody.
+        let h = t.hash(&key(99));
+        t.insert(&h, 7, FlowState::Udp, 5, 0);
+        let by_backend_ptr = t.last_census().by_backend.as_ptr();
+        let mut sweeps = 0;
+        let census = loop {
+            sweeps += 1;
+            if t.census_step(10, 100).is_some() {
+                break t.last_census();
+            }
+        };
+        assert_eq!(sweeps, 1024 / 100 + 1, "1024 buckets in steps of 100");
+        assert_eq!(census.live, 6);
+        assert_eq!(census.by_backend[0], 1);
+        assert_eq!(census.by_backend[7], 3);
+        assert_eq!(census.by_backend[CENSUS_BACKEND_IDS - 1], 1);
+        assert_eq!(census.unattributed, 1, "id 65536 is beyond the bound");
+        assert_eq!(
+            census.by_backend.iter().map(|&n| n as usize).sum::<usize>(),
+            5
+        );
+        // The next sweep starts from zero and reuses the two arrays (no allocation).
+        assert!(t.census_at_start());
+        let h = t.hash(&key(0));
+        assert!(t.remove(&h));
+        let again = t
+            .census_step(10, usize::MAX)
+            .expect("one step sweeps it all");
+        assert_eq!(
+            (again.live, again.by_backend[0], again.by_backend[7]),
+            (5, 0, 3)
+        );
+        let ptrs = [
+            t.last_census().by_backend.as_ptr(),
+            t.census_partial.by_backend.as_ptr(),
+        ];
+        assert!(ptrs.contains(&by_backend_ptr));
     }
 }
 #[cfg(test)]

@@ -8,12 +8,16 @@
 //! 5. [`snapshot`] — the compiled configuration: VIPs, Maglev tables, backends, indexed for
 //!    the per-packet match by [`vip_index`].
 //! 6. [`encap`] — IP-in-IP toward the backend, in the buffer's headroom.
-//! 7. [`icmp_reply`] — "fragmentation needed" / "packet too big" back to the client.
+//! 7. [`icmp_reply`] — "fragmentation needed" / "packet too big" back to the client;
+//!    [`tcp_reset`] — the reset that ends a flow whose backend passed its drain deadline.
 //! 8. [`verdict`] and [`counters`] — what happened, and how often.
+//! 9. [`clock`] — the one time reading per burst; [`rate_limit`] — the token buckets that
+//!    bound the replies the MUX writes itself.
 //!
 //! Invariants: per packet there is no lock, no allocation, no syscall and no logging; workers
 //! share nothing (each owns its flow table and counters); every drop has a reason and a counter.
 
+pub mod clock;
 pub mod counters;
 pub mod encap;
 pub mod flow_table;
@@ -21,7 +25,9 @@ pub mod icmp_reply;
 pub mod parse;
 pub mod pipeline;
 pub mod prefetch;
+pub mod rate_limit;
 pub mod snapshot;
+pub mod tcp_reset;
 pub mod verdict;
 pub mod vip_index;
 pub mod worker;

@@ -14,8 +14,16 @@
 //!
 //! Flow state (DESIGN §3): TCP entries are SYN-only until a packet with ACK is seen,
 //! established afterwards, closing once FIN or RST is seen; UDP entries have their own idle
-//! timeout. An entry whose backend was removed, failed, or moved to another VIP is re-hashed
-//! with Maglev; an entry on a draining backend keeps it.
+//! timeout. An entry whose backend was removed or moved to another VIP is re-hashed with
+//! Maglev. An entry on a draining or failed backend keeps it until the backend's
+//! [`FlowCutoff`](super::snapshot::FlowCutoff), compared with the burst's `now`: a failed
+//! backend's grace ending re-hashes its flows; a drain deadline passing ends its TCP flows
+//! with a reset to the client ([`tcp_reset`], a bare SYN being a new connection is re-hashed
+//! instead) and re-hashes the others. Each outcome has its own counter.
+//!
+//! The replies the MUX writes itself (ICMP "too big", drain resets) each draw from a token
+//! bucket of the worker's, refilled once per burst; a reply refused by its bucket drops the
+//! packet with its own reason.
 //!
 //! Fragments: fragments after the first carry no ports, so all fragments — the first one
 //! included — are steered by Maglev over the (source, destination, protocol) 3-tuple of the VIP
@@ -32,16 +40,40 @@
 use mux_shared::port::PacketBuf;
 use mux_shared::stable_hash;
 
+use super::clock::BurstTime;
 use super::counters::WorkerCounters;
 use super::encap::{self, outer_len};
 use super::flow_table::{FlowHash, FlowState, FlowTable, InsertOutcome};
 use super::icmp_reply;
 use super::parse::{self, Kind, Parse, Parsed, TcpSeen};
-use super::snapshot::{FlowTimeouts, Snapshot, Vip, VipKey};
-use super::verdict::{DropReason, Verdict};
+use super::rate_limit::TokenBucket;
+use super::snapshot::{BackendState, CutoffReason, FlowTimeouts, Pinned, Snapshot, Vip, VipKey};
+use super::tcp_reset;
+use super::verdict::{DropReason, Reply, Verdict};
 
 /// Largest burst the pipeline accepts.
 pub const MAX_BURST: usize = 256;
+
+/// Where pass 2 sends a transport packet, as its flow entry or Maglev decided.
+#[derive(Clone, Copy, Debug)]
+enum FlowDecision {
+    /// To backend `id`. `stable` is the flow's stable hash when it was computed on the way (a
+    /// miss or a re-hash), for the outer IPv6 flow label.
+    Backend { id: u32, stable: Option<u64> },
+    /// Nowhere: the flow's backend passed its drain deadline; answer the client with a reset.
+    Reset,
+}
+
+/// Why a flow entry's backend was replaced by Maglev's pick (one counter each).
+#[derive(Clone, Copy, Debug)]
+enum Rehash {
+    /// The backend left the configuration or its VIP.
+    Removed,
+    /// The backend failed and its grace ran out.
+    AfterGrace,
+    /// The backend passed its drain deadline.
+    AfterDrain,
+}
 
 /// What pass 1 left for pass 2.
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +109,10 @@ pub struct Pipeline {
     slots: Box<[Slot]>,
     ident: u16,
     generation: u64,
+    /// Bounds the ICMP "too big" errors this worker writes.
+    icmp_bucket: TokenBucket,
+    /// Bounds the drain resets this worker writes.
+    reset_bucket: TokenBucket,
 }
 
 impl Pipeline {
@@ -89,6 +125,8 @@ impl Pipeline {
             slots: vec![SETTLED; MAX_BURST].into_boxed_slice(),
             ident: 0,
             generation: 0,
+            icmp_bucket: TokenBucket::new(),
+            reset_bucket: TokenBucket::new(),
         }
     }
 
@@ -104,12 +142,13 @@ impl Pipeline {
 
     /// Processes a burst: rewrites each buffer in place and writes its verdict.
     ///
-    /// `now` is the worker's coarse clock in seconds. `bufs` and `verdicts` have the same
-    /// length, at most [`MAX_BURST`].
+    /// `clock` is the burst's one time reading: the flow table works in its whole seconds,
+    /// the reply buckets are refilled from it. `bufs` and `verdicts` have the same length, at
+    /// most [`MAX_BURST`].
     pub fn process_burst<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
-        now: u32,
+        clock: BurstTime,
         bufs: &mut [B],
         verdicts: &mut [Verdict],
     ) {
@@ -117,6 +156,10 @@ impl Pipeline {
         if snap.generation() != self.generation {
             self.adopt(snap);
         }
+        self.icmp_bucket.refill(clock, snap.parts.icmp_limit);
+        self.reset_bucket
+            .refill(clock, snap.parts.drain_reset_limit);
+        let now = clock.secs();
         for (buf, slot) in bufs.iter().zip(self.slots.iter_mut()) {
             let frame = buf.data();
             self.counters.rx += 1;
@@ -133,7 +176,8 @@ impl Pipeline {
             let verdict = self.forward(snap, now, &mut bufs[i], slot);
             match verdict {
                 Verdict::Forward => self.counters.forwarded += 1,
-                Verdict::Reply => self.counters.icmp_too_big_sent += 1,
+                Verdict::Reply(Reply::TooBig) => self.counters.icmp_too_big_sent += 1,
+                Verdict::Reply(Reply::Reset) => self.counters.drain_resets_sent += 1,
                 Verdict::ToKernel => self.counters.to_kernel += 1,
                 Verdict::Drop(reason) => self.counters.drop(reason),
             }
@@ -165,7 +209,8 @@ impl Pipeline {
             Pending::Flow { vip, hash, stable } => {
                 let vip = &snap.parts.vips[vip as usize];
                 match self.flow_backend(snap, vip, now, &hash, stable, &s.parsed) {
-                    Ok(found) => (vip, found.0, found.1),
+                    Ok(FlowDecision::Backend { id, stable }) => (vip, id, stable),
+                    Ok(FlowDecision::Reset) => return self.reset_drained(snap, &hash, buf, s),
                     Err(reason) => return Verdict::Drop(reason),
                 }
             }
@@ -204,9 +249,12 @@ impl Pipeline {
             if !parsed.dont_frag {
                 return Verdict::Drop(DropReason::TooBigWithoutDf);
             }
+            if !self.icmp_bucket.take() {
+                return Verdict::Drop(DropReason::IcmpRateLimited);
+            }
             let inner_mtu = snap.parts.mtu - outer;
             return match icmp_reply::packet_too_big(buf, parsed, inner_mtu, snap.parts.source_mac) {
-                Ok(()) => Verdict::Reply,
+                Ok(()) => Verdict::Reply(Reply::TooBig),
                 Err(reason) => Verdict::Drop(reason),
             };
         }
@@ -236,7 +284,7 @@ impl Pipeline {
         Verdict::Forward
     }
 
-    /// The backend of a transport packet's flow, creating or updating its entry.
+    /// Where a transport packet's flow goes, creating or updating its entry.
     #[inline]
     fn flow_backend(
         &mut self,
@@ -246,7 +294,7 @@ impl Pipeline {
         hash: &FlowHash,
         stable: Option<u64>,
         parsed: &Parsed,
-    ) -> Result<(u32, Option<u64>), DropReason> {
+    ) -> Result<FlowDecision, DropReason> {
         let tcp = match parsed.kind {
             Kind::Transport { tcp } => tcp,
             _ => None,
@@ -255,19 +303,40 @@ impl Pipeline {
             let state = next_state(Some(entry.state()), tcp);
             let expires = expiry(now, &vip.timeouts, state);
             let id = entry.backend();
-            if snap
-                .backend(id)
-                .is_some_and(|b| b.vip_id == vip.id && b.keeps_flows())
-            {
-                entry.refresh(state, expires);
-                self.counters.flow_hits += 1;
-                return Ok((id, None));
-            }
+            let why = match snap.backend(id) {
+                Some(b) if b.vip_id == vip.id => match b.pinned(now) {
+                    Pinned::Kept => {
+                        entry.refresh(state, expires);
+                        self.counters.flow_hits += 1;
+                        if b.state == BackendState::Failed {
+                            self.counters.failed_backend_grace_hits += 1;
+                        }
+                        return Ok(FlowDecision::Backend { id, stable: None });
+                    }
+                    Pinned::Cut(CutoffReason::FailedGrace) => Rehash::AfterGrace,
+                    // A TCP segment of the drained connection: reset it. A bare SYN starts a
+                    // new connection on the 4-tuple, which belongs on an active backend.
+                    Pinned::Cut(CutoffReason::DrainDeadline)
+                        if tcp.is_some_and(|t| !t.syn || t.ack) =>
+                    {
+                        return Ok(FlowDecision::Reset);
+                    }
+                    Pinned::Cut(CutoffReason::DrainDeadline) => Rehash::AfterDrain,
+                },
+                _ => Rehash::Removed,
+            };
             let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
             let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
             entry.set(id, state, expires);
-            self.counters.flows_rehashed += 1;
-            return Ok((id, Some(stable)));
+            match why {
+                Rehash::Removed => self.counters.flows_rehashed += 1,
+                Rehash::AfterGrace => self.counters.flows_rehashed_after_grace += 1,
+                Rehash::AfterDrain => self.counters.flows_rehashed_after_drain += 1,
+            }
+            return Ok(FlowDecision::Backend {
+                id,
+                stable: Some(stable),
+            });
         }
         let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
         let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
@@ -281,7 +350,40 @@ impl Pipeline {
             }
             InsertOutcome::Full => self.counters.flow_table_full += 1,
         }
-        Ok((id, Some(stable)))
+        Ok(FlowDecision::Backend {
+            id,
+            stable: Some(stable),
+        })
+    }
+
+    /// Answers a TCP segment of a flow whose backend passed its drain deadline: a reset from
+    /// the VIP (its entry removed), unless the segment is itself a reset (dropped, its entry
+    /// removed) or the reset bucket is empty (dropped, its entry kept for the retransmission).
+    #[cold]
+    fn reset_drained<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        hash: &FlowHash,
+        buf: &mut B,
+        s: &Slot,
+    ) -> Verdict {
+        let Some(segment) = tcp_reset::read_segment(buf.data(), &s.parsed) else {
+            return Verdict::Drop(DropReason::MalformedTransport);
+        };
+        if segment.flags.rst() {
+            self.flows.remove(hash);
+            return Verdict::Drop(DropReason::RstAfterDrainDeadline);
+        }
+        if !self.reset_bucket.take() {
+            return Verdict::Drop(DropReason::DrainResetRateLimited);
+        }
+        match tcp_reset::write_reset(buf, &s.parsed, &segment, snap.parts.source_mac) {
+            Ok(()) => {
+                self.flows.remove(hash);
+                Verdict::Reply(Reply::Reset)
+            }
+            Err(reason) => Verdict::Drop(reason),
+        }
     }
 
     /// The backend owning the flow an ICMP error is about. Never changes the flow table.
@@ -298,7 +400,7 @@ impl Pipeline {
             let id = entry.backend();
             if snap
                 .backend(id)
-                .is_some_and(|b| b.vip_id == vip.id && b.keeps_flows())
+                .is_some_and(|b| b.vip_id == vip.id && b.keeps_flows(now))
             {
                 return Some(id);
             }

@@ -8,9 +8,17 @@
 //! entries store backend ids, not positions, so an entry stays meaningful across reloads: after
 //! a reload the pipeline checks that the id still names a usable backend of the same VIP and
 //! re-hashes the flow otherwise.
+//!
+//! Time-driven changes need no republish: a backend that stops keeping its flows at some
+//! moment (a failed backend's grace ends, a drain deadline passes) carries that moment as a
+//! [`FlowCutoff`] in the flow clock's seconds, and the pipeline compares it with the `now` it
+//! already has for each burst. The control plane computes it once (failure times from the
+//! health tracker, deadlines from the file), so a recompile while nothing changed yields the
+//! same cutoff.
 
 use mux_shared::maglev::MaglevTable;
 
+use super::rate_limit::RateLimit;
 use super::vip_index::{IndexKey, VipIndex};
 
 /// What identifies a VIP on the wire.
@@ -70,10 +78,53 @@ pub struct FlowTimeouts {
 pub enum BackendState {
     /// Takes new flows (when its weight is above zero) and keeps its existing ones.
     Active,
-    /// Takes no new flows; its existing flows stay until they end.
+    /// Takes no new flows; its existing flows stay until they end or until its drain deadline
+    /// ([`FlowCutoff`]).
     Draining,
-    /// Reported down by health checks: its flows are re-hashed.
+    /// Reported down by health checks: takes no new flows; its existing flows stay until its
+    /// grace ends ([`FlowCutoff`]), then are re-hashed.
     Failed,
+}
+
+/// Why a backend stops keeping the flows pinned to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CutoffReason {
+    /// The health feed failed it and `failed_backend_grace` has passed since: its flows are
+    /// re-hashed to the backends Maglev picks now.
+    FailedGrace,
+    /// Its `drain_deadline` has passed: it receives nothing more; TCP flows are reset toward
+    /// the client, other flows re-hashed.
+    DrainDeadline,
+}
+
+impl CutoffReason {
+    /// `snake_case` name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CutoffReason::FailedGrace => "failed_grace",
+            CutoffReason::DrainDeadline => "drain_deadline",
+        }
+    }
+}
+
+/// The moment from which a backend stops keeping the flows pinned to it, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowCutoff {
+    /// Flow-clock second from which its pinned flows no longer go to it (`now >= at`).
+    pub at: u32,
+    /// What the pipeline does with them then.
+    pub reason: CutoffReason,
+    /// The same moment on the wall clock, in Unix milliseconds (for reports).
+    pub at_unix_ms: u64,
+}
+
+/// What happens at some moment to a flow pinned to a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinned {
+    /// It keeps going to the backend.
+    Kept,
+    /// It no longer does, for this reason.
+    Cut(CutoffReason),
 }
 
 /// A backend of one VIP.
@@ -95,13 +146,25 @@ pub struct Backend {
     /// source and DIP), so encapsulation finishes the header checksum from a few field
     /// values instead of summing the header it just wrote.
     pub outer_v4_address_sum: u32,
+    /// When its pinned flows stop going to it (a failed backend's grace, a drain deadline);
+    /// `None`: they stay until they end.
+    pub cutoff: Option<FlowCutoff>,
 }
 
 impl Backend {
-    /// True when existing flows may stay on this backend (active or draining).
+    /// The fate at flow-clock second `now` of a flow pinned to this backend.
     #[inline]
-    pub fn keeps_flows(&self) -> bool {
-        self.state != BackendState::Failed
+    pub fn pinned(&self, now: u32) -> Pinned {
+        match self.cutoff {
+            Some(c) if now >= c.at => Pinned::Cut(c.reason),
+            _ => Pinned::Kept,
+        }
+    }
+
+    /// True when a flow pinned to this backend still goes to it at `now`.
+    #[inline]
+    pub fn keeps_flows(&self, now: u32) -> bool {
+        self.pinned(now) == Pinned::Kept
     }
 }
 
@@ -161,6 +224,11 @@ pub struct SnapshotParts {
     pub mtu: usize,
     /// Number of VIP ids the registry has handed out (counter vector length).
     pub vip_ids: usize,
+    /// Each worker's bucket for ICMP "too big" errors (`[dataplane] icmp_rate`, `icmp_burst`).
+    pub icmp_limit: RateLimit,
+    /// Each worker's bucket for the resets of flows past a drain deadline
+    /// (`[dataplane] drain_reset_rate`, `drain_reset_burst`).
+    pub drain_reset_limit: RateLimit,
 }
 
 /// The immutable forwarding state workers read.

@@ -9,13 +9,22 @@
 pub enum Verdict {
     /// Transmit the (encapsulated) frame toward the next hop.
     Forward,
-    /// Transmit the frame, which the pipeline replaced by an ICMP error for the client
-    /// (fragmentation needed / packet too big).
-    Reply,
+    /// Transmit the frame, which the pipeline replaced by a reply of this kind to the client.
+    Reply(Reply),
     /// Not for a VIP: hand the frame, unchanged, to the host kernel.
     ToKernel,
     /// Free the frame; the reason's counter has been incremented.
     Drop(DropReason),
+}
+
+/// What the MUX answered a client with, instead of forwarding its packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// An ICMP "fragmentation needed" / ICMPv6 "packet too big" (the packet would exceed the
+    /// MTU once encapsulated).
+    TooBig,
+    /// A TCP reset from the VIP (the flow's backend passed its drain deadline).
+    Reset,
 }
 
 mux_shared::drop_reasons! {
@@ -45,6 +54,18 @@ mux_shared::drop_reasons! {
     NoTunnelSource => "no_tunnel_source",
     /// The port handed us a buffer without room for the outer header (a port bug).
     NoHeadroom => "no_headroom",
+    /// Packet that would have been answered with an ICMP "fragmentation needed" / "packet too
+    /// big" (DF or IPv6, too big once encapsulated) while this worker's ICMP bucket
+    /// (`[dataplane] icmp_rate`, `icmp_burst`) was empty: neither answered nor forwarded.
+    IcmpRateLimited => "icmp_rate_limited",
+    /// TCP segment of a flow whose backend passed its drain deadline while this worker's reset
+    /// bucket (`[dataplane] drain_reset_rate`, `drain_reset_burst`) was empty: neither answered
+    /// nor forwarded. The flow's entry stays, so the client's retransmission gets the reset.
+    DrainResetRateLimited => "drain_reset_rate_limited",
+    /// TCP segment carrying RST of a flow whose backend passed its drain deadline: not
+    /// forwarded (the backend receives nothing more) and not answered (a RST is never
+    /// answered); the flow's entry is removed.
+    RstAfterDrainDeadline => "rst_after_drain_deadline",
 }
 
 #[cfg(test)]

@@ -13,6 +13,18 @@
 //! What the control plane sees of a running worker is [`WorkerStats`]: the worker copies its
 //! counters there every [`PUBLISH_INTERVAL`] (a `try_lock`, never a wait) and counts its live
 //! flows a slice of the table at a time, so no single burst stalls behind a full scan.
+//!
+//! The census also counts flows per backend. When a sweep completes, the worker publishes, for
+//! each backend id, the flows that backend still receives: the live entries pinned to it,
+//! except when the snapshot says its [`FlowCutoff`](super::snapshot::FlowCutoff) has passed
+//! (its flows are being reset or re-hashed on their next packet, so it receives none). This is
+//! what tells an operator a drain is over.
+//!
+//! Freshness: a sweep takes `⌈buckets / CENSUS_BUCKETS_PER_PUBLISH⌉` publishes, i.e.
+//! `⌈capacity / 65 536⌉ × 100 ms`: a table of up to 65 536 entries is swept in every publish,
+//! the default 1 Mi entries in 1.6 s, 4 Mi in 6.4 s. The step is not made bigger for large
+//! tables: 16 Ki buckets (1 MiB) is already about 0.1–0.3 ms of scanning between two bursts, and
+//! a longer stall would overflow the RX ring at line rate.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +33,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use mux_shared::port::{Port, PortStats};
 
+use super::clock::BurstTime;
 use super::counters::WorkerCounters;
+use super::flow_table::CENSUS_BACKEND_IDS;
 use super::pipeline::{MAX_BURST, Pipeline};
 use super::snapshot::Snapshot;
 use super::verdict::Verdict;
@@ -45,6 +59,20 @@ pub struct WorkerStats {
     pub port: Mutex<PortStats>,
     /// Live flow-table entries as of the last completed census sweep.
     pub live_flows: AtomicU64,
+    /// Flows each backend still receives (index: backend id, below [`CENSUS_BACKEND_IDS`]) as
+    /// of the last completed census sweep: live entries pinned to it, 0 once its cutoff has
+    /// passed. Sized once when the worker starts.
+    pub backend_flows: Mutex<Vec<u32>>,
+    /// Live entries whose backend id is beyond [`CENSUS_BACKEND_IDS`] (not in
+    /// `backend_flows`), as of the last completed sweep.
+    pub unattributed_flows: AtomicU64,
+    /// Census sweeps completed and published.
+    pub census_sweeps: AtomicU64,
+    /// When the last published sweep completed, in milliseconds of the flow clock.
+    pub census_completed_ms: AtomicU64,
+    /// Config generation of the snapshot in use when the last published sweep started: every
+    /// entry created under an older snapshot had been created by then.
+    pub census_generation: AtomicU64,
     /// Capacity of the worker's flow table.
     pub flow_capacity: AtomicU64,
     /// Generation of the snapshot the worker used for its last burst.
@@ -69,6 +97,11 @@ pub struct Worker<P: Port> {
     kernel: Vec<P::Buf>,
     dropped: Vec<P::Buf>,
     verdicts: Vec<Verdict>,
+    /// Generation of the snapshot when the census sweep in progress started.
+    census_generation: u64,
+    /// The last completed sweep, not yet published (the control plane held the lock): its
+    /// starting generation and its completion time (ms on the flow clock).
+    census_unpublished: Option<(u64, u64)>,
 }
 
 impl<P: Port> Worker<P> {
@@ -84,21 +117,31 @@ impl<P: Port> Worker<P> {
             kernel: Vec::with_capacity(burst_size),
             dropped: Vec::with_capacity(burst_size),
             verdicts: vec![Verdict::ToKernel; burst_size],
+            census_generation: 0,
+            census_unpublished: None,
         }
     }
 
-    /// Receives and processes one burst. Returns the number of frames received (0: idle).
+    /// Receives and processes one burst at the start of second `now` of the flow clock (tests,
+    /// benchmarks). Returns the number of frames received (0: idle).
     #[inline]
     pub fn poll(&mut self, snap: &Snapshot, now: u32) -> usize {
+        self.poll_at(snap, BurstTime::from_secs(now))
+    }
+
+    /// Receives and processes one burst at `clock`. Returns the number of frames received
+    /// (0: idle).
+    #[inline]
+    pub fn poll_at(&mut self, snap: &Snapshot, clock: BurstTime) -> usize {
         let n = self.port.recv(&mut self.rx, self.burst_size);
         if n == 0 {
             return 0;
         }
         self.pipeline
-            .process_burst(snap, now, &mut self.rx, &mut self.verdicts[..n]);
+            .process_burst(snap, clock, &mut self.rx, &mut self.verdicts[..n]);
         for (buf, verdict) in self.rx.drain(..).zip(self.verdicts.iter()) {
             match verdict {
-                Verdict::Forward | Verdict::Reply => self.tx.push(buf),
+                Verdict::Forward | Verdict::Reply(_) => self.tx.push(buf),
                 Verdict::ToKernel => self.kernel.push(buf),
                 Verdict::Drop(_) => self.dropped.push(buf),
             }
@@ -128,6 +171,9 @@ impl<P: Port> Worker<P> {
             self.pipeline.flow_table().capacity() as u64,
             Ordering::Relaxed,
         );
+        if let Ok(mut flows) = stats.backend_flows.lock() {
+            flows.resize(CENSUS_BACKEND_IDS, 0);
+        }
         stats.running.store(true, Ordering::Release);
         let mut idle = 0u32;
         let mut next_publish = Instant::now();
@@ -137,8 +183,8 @@ impl<P: Port> Worker<P> {
             stats.heartbeat.store(loops, Ordering::Relaxed);
             let snap = snapshots.load();
             let instant = Instant::now();
-            let now = instant.duration_since(clock_origin).as_secs() as u32;
-            let n = self.poll(&snap, now);
+            let clock = BurstTime::since(clock_origin, instant);
+            let n = self.poll_at(&snap, clock);
             self.port.maintain();
             if n == 0 {
                 idle += 1;
@@ -150,7 +196,7 @@ impl<P: Port> Worker<P> {
             }
             if instant >= next_publish {
                 stats.generation.store(snap.generation(), Ordering::Relaxed);
-                self.publish(stats, now);
+                self.publish(stats, &snap, clock);
                 next_publish = instant + PUBLISH_INTERVAL;
             }
         }
@@ -171,8 +217,9 @@ impl<P: Port> Worker<P> {
     }
 
     /// Copies the counters out (if the control plane is not reading them right now) and
-    /// advances the flow census.
-    fn publish(&mut self, stats: &WorkerStats, now: u32) {
+    /// advances the flow census, publishing its result when a sweep completes. [`Worker::run`]
+    /// calls it every [`PUBLISH_INTERVAL`]; tests call it directly.
+    pub fn publish(&mut self, stats: &WorkerStats, snap: &Snapshot, clock: BurstTime) {
         if let Ok(mut shared) = stats.counters.try_lock() {
             shared.clone_from(&self.pipeline.counters);
         }
@@ -180,13 +227,58 @@ impl<P: Port> Worker<P> {
         if let Ok(mut shared) = stats.port.try_lock() {
             *shared = port;
         }
-        if let Some(live) = self
-            .pipeline
-            .flow_table_mut()
-            .census_step(now, CENSUS_BUCKETS_PER_PUBLISH)
-        {
-            stats.live_flows.store(live as u64, Ordering::Relaxed);
+        let now = clock.secs();
+        let table = self.pipeline.flow_table_mut();
+        if table.census_at_start() {
+            self.census_generation = snap.generation();
         }
+        if table.census_step(now, CENSUS_BUCKETS_PER_PUBLISH).is_some() {
+            self.census_unpublished = Some((self.census_generation, clock.micros() / 1000));
+        }
+        if let Some((generation, completed_ms)) = self.census_unpublished {
+            self.publish_census(stats, snap, now, generation, completed_ms);
+        }
+    }
+
+    /// Publishes the last completed sweep, unless the control plane holds the lock (then the
+    /// next publish retries).
+    fn publish_census(
+        &mut self,
+        stats: &WorkerStats,
+        snap: &Snapshot,
+        now: u32,
+        generation: u64,
+        completed_ms: u64,
+    ) {
+        let Ok(mut shared) = stats.backend_flows.try_lock() else {
+            return;
+        };
+        if shared.len() < CENSUS_BACKEND_IDS {
+            // Sized by `run` before the loop; this covers callers that did not.
+            shared.resize(CENSUS_BACKEND_IDS, 0);
+        }
+        let census = self.pipeline.flow_table().last_census();
+        let ids = snap.parts.backends.len().min(CENSUS_BACKEND_IDS);
+        for (id, (out, n)) in shared[..ids]
+            .iter_mut()
+            .zip(&census.by_backend[..ids])
+            .enumerate()
+        {
+            let receives = snap.backend(id as u32).is_some_and(|b| b.keeps_flows(now));
+            *out = if receives { *n } else { 0 };
+        }
+        stats
+            .live_flows
+            .store(census.live as u64, Ordering::Relaxed);
+        stats
+            .unattributed_flows
+            .store(census.unattributed as u64, Ordering::Relaxed);
+        stats.census_generation.store(generation, Ordering::Relaxed);
+        stats
+            .census_completed_ms
+            .store(completed_ms, Ordering::Relaxed);
+        stats.census_sweeps.fetch_add(1, Ordering::Relaxed);
+        self.census_unpublished = None;
     }
 
     /// The verdicts of the last burst (for tests and replay), in receive order.

@@ -24,6 +24,9 @@
 //! - `[tunnel] source_v4` is set (and IPv4) when any backend is IPv4; `source_v6` likewise;
 //! - unless `io = "mem"`: `[dataplane] interface` is set, and `[next_hop]` has a `mac` or an
 //!   `address`; MACs are unicast and non-zero;
+//! - `drain_deadline` is an offset date-time (with `Z` or an offset, so every MUX reads the
+//!   same instant) not before 1970, on a backend with `state = "draining"`;
+//! - `[timeouts] failed_backend_grace` (and a VIP's override) is 0..=3600;
 //! - `[lifecycle] drain_seconds` is 0..=3600; `[bgp]` paths are absolute, and
 //!   `speaker = "bird"` needs `bird_include`;
 //! - `[health]`: `poll_interval_ms` is 100..=60000; `timeout_ms` is 10..=60000 and at most the
@@ -66,12 +69,13 @@ pub use dpdk::{
 pub use error::{Collector, ConfigError, ConfigErrors, from_toml};
 pub use schema::{
     Admin, Backend, BackendState, Bgp, DEFAULT_ADMIN_LISTEN, DEFAULT_BIRD_SOCKET,
-    DEFAULT_BURST_SIZE, DEFAULT_DRAIN_SECONDS, DEFAULT_FLOW_TABLE_CAPACITY,
-    DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_MTU, DEFAULT_POLL_INTERVAL_MS, DEFAULT_TABLE_SIZE,
-    DEFAULT_WEIGHT, DEFAULT_WORKERS, Dataplane, Health, HealthAgent, IoKind, Lifecycle,
-    MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS, MAX_POLL_INTERVAL_MS, MAX_STALE_AFTER_MS,
-    MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MuxConfig, NextHop, Protocol, Speaker,
-    TimeoutSettings, Timeouts, Tunnel, Vip,
+    DEFAULT_BURST_SIZE, DEFAULT_DRAIN_RESET_BURST, DEFAULT_DRAIN_RESET_RATE, DEFAULT_DRAIN_SECONDS,
+    DEFAULT_FAILED_BACKEND_GRACE, DEFAULT_FLOW_TABLE_CAPACITY, DEFAULT_HEALTH_TIMEOUT_MS,
+    DEFAULT_ICMP_BURST, DEFAULT_ICMP_RATE, DEFAULT_MTU, DEFAULT_POLL_INTERVAL_MS,
+    DEFAULT_TABLE_SIZE, DEFAULT_WEIGHT, DEFAULT_WORKERS, Dataplane, Health, HealthAgent, IoKind,
+    Lifecycle, MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS, MAX_FAILED_BACKEND_GRACE,
+    MAX_POLL_INTERVAL_MS, MAX_REPLY_RATE, MAX_STALE_AFTER_MS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS,
+    MAX_WEIGHT, MuxConfig, NextHop, Protocol, Speaker, TimeoutSettings, Timeouts, Tunnel, Vip,
 };
 
 /// Parses and validates a configuration. `origin` is the file name shown in messages.

@@ -12,7 +12,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
@@ -39,6 +39,17 @@ pub const MAX_BACKENDS_PER_VIP: usize = 65_535;
 pub const DEFAULT_WEIGHT: u32 = 100;
 /// Largest accepted backend `weight`.
 pub const MAX_WEIGHT: u32 = 10_000;
+/// Default `[dataplane] icmp_rate` (ICMP errors per second per worker; Linux's
+/// `icmp_msgs_per_sec` default).
+pub const DEFAULT_ICMP_RATE: u32 = 1000;
+/// Default `[dataplane] icmp_burst` (Linux's `icmp_msgs_burst` default).
+pub const DEFAULT_ICMP_BURST: u32 = 50;
+/// Default `[dataplane] drain_reset_rate` (TCP resets per second per worker).
+pub const DEFAULT_DRAIN_RESET_RATE: u32 = 10_000;
+/// Default `[dataplane] drain_reset_burst`.
+pub const DEFAULT_DRAIN_RESET_BURST: u32 = 1000;
+/// Largest accepted reply rate or burst (`icmp_*`, `drain_reset_*`).
+pub const MAX_REPLY_RATE: u32 = 1_000_000;
 
 /// A parsed MUX configuration. Obtain one from [`super::parse`] or [`super::load_file`].
 ///
@@ -172,6 +183,10 @@ pub struct Dataplane {
     pub(crate) burst_size: Option<Spanned<i64>>,
     pub(crate) mtu: Option<Spanned<i64>>,
     pub(crate) cpus: Option<Spanned<Vec<i64>>>,
+    pub(crate) icmp_rate: Option<Spanned<i64>>,
+    pub(crate) icmp_burst: Option<Spanned<i64>>,
+    pub(crate) drain_reset_rate: Option<Spanned<i64>>,
+    pub(crate) drain_reset_burst: Option<Spanned<i64>>,
 }
 
 /// The value of an optional integer field converted to its plain type, or `default`.
@@ -211,6 +226,29 @@ impl Dataplane {
     /// Egress MTU toward the hosts; default 1500, range 1280..=9216.
     pub fn mtu(&self) -> u16 {
         int_or(&self.mtu, DEFAULT_MTU)
+    }
+
+    /// ICMP "fragmentation needed" / "packet too big" replies each worker may send per second
+    /// (a token bucket, RFC 4443 §2.4 (f)); default 1000, range 0..=1000000 (0: none).
+    pub fn icmp_rate(&self) -> u32 {
+        int_or(&self.icmp_rate, DEFAULT_ICMP_RATE)
+    }
+
+    /// Replies a worker may send at once after a quiet spell (the bucket's depth); default 50,
+    /// range 1..=1000000.
+    pub fn icmp_burst(&self) -> u32 {
+        int_or(&self.icmp_burst, DEFAULT_ICMP_BURST)
+    }
+
+    /// TCP resets each worker may send per second to clients of flows whose backend passed its
+    /// drain deadline (a bucket of its own); default 10000, range 0..=1000000 (0: none).
+    pub fn drain_reset_rate(&self) -> u32 {
+        int_or(&self.drain_reset_rate, DEFAULT_DRAIN_RESET_RATE)
+    }
+
+    /// Depth of the reset bucket; default 1000, range 1..=1000000.
+    pub fn drain_reset_burst(&self) -> u32 {
+        int_or(&self.drain_reset_burst, DEFAULT_DRAIN_RESET_BURST)
     }
 
     /// CPUs to pin the workers to (worker i on `cpus[i]`); `None`: not pinned.
@@ -460,7 +498,12 @@ impl HealthAgent {
     }
 }
 
-/// Flow idle timeouts in seconds, resolved (every field set).
+/// Default `failed_backend_grace` in seconds.
+pub const DEFAULT_FAILED_BACKEND_GRACE: u32 = 5;
+/// Largest accepted `failed_backend_grace` in seconds.
+pub const MAX_FAILED_BACKEND_GRACE: u32 = 3600;
+
+/// Flow timeouts in seconds, resolved (every field set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Timeouts {
     /// A TCP flow that has seen only a SYN; default 5.
@@ -471,6 +514,10 @@ pub struct Timeouts {
     pub tcp_closing: u32,
     /// A UDP flow; default 30.
     pub udp: u32,
+    /// How long the flows pinned to a backend the health feed failed keep going to it (so a
+    /// restarting host agent or a blip breaks nothing) before they are re-hashed; default 5,
+    /// 0 = re-hash at once. New flows avoid a failed backend at once regardless.
+    pub failed_backend_grace: u32,
 }
 
 impl Default for Timeouts {
@@ -480,6 +527,7 @@ impl Default for Timeouts {
             tcp_established: 300,
             tcp_closing: 10,
             udp: 30,
+            failed_backend_grace: DEFAULT_FAILED_BACKEND_GRACE,
         }
     }
 }
@@ -495,6 +543,7 @@ pub struct TimeoutSettings {
     pub(crate) tcp_established: Option<Spanned<i64>>,
     pub(crate) tcp_closing: Option<Spanned<i64>>,
     pub(crate) udp: Option<Spanned<i64>>,
+    pub(crate) failed_backend_grace: Option<Spanned<i64>>,
 }
 
 impl TimeoutSettings {
@@ -505,11 +554,13 @@ impl TimeoutSettings {
             tcp_established: int_or(&self.tcp_established, base.tcp_established),
             tcp_closing: int_or(&self.tcp_closing, base.tcp_closing),
             udp: int_or(&self.udp, base.udp),
+            failed_backend_grace: int_or(&self.failed_backend_grace, base.failed_backend_grace),
         }
     }
 
-    /// Every field with its name, for validation.
-    pub(crate) fn fields(&self) -> [(&'static str, &Option<Spanned<i64>>); 4] {
+    /// The idle-timeout fields with their names, for validation (`failed_backend_grace` has a
+    /// range of its own).
+    pub(crate) fn idle_fields(&self) -> [(&'static str, &Option<Spanned<i64>>); 4] {
         [
             ("tcp_syn", &self.tcp_syn),
             ("tcp_established", &self.tcp_established),
@@ -630,6 +681,7 @@ pub struct Backend {
     pub(crate) address: Spanned<IpValue>,
     pub(crate) weight: Option<Spanned<i64>>,
     pub(crate) state: Option<Spanned<BackendState>>,
+    pub(crate) drain_deadline: Option<Spanned<toml::value::Datetime>>,
 }
 
 impl Backend {
@@ -651,8 +703,49 @@ impl Backend {
             .unwrap_or_default()
     }
 
+    /// For a draining backend, the moment from which it receives nothing: its remaining TCP
+    /// flows are reset, its UDP flows re-hashed. `None`: its flows stay until they end. Only
+    /// an offset date-time (`2026-12-05T10:00:00Z`) passes validation.
+    pub fn drain_deadline(&self) -> Option<SystemTime> {
+        let ms = offset_datetime_unix_ms(self.drain_deadline.as_ref()?.get_ref())?;
+        Some(SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).ok()?))
+    }
+
     /// True when the backend should receive new flows: active with a non-zero weight.
     pub fn takes_new_flows(&self) -> bool {
         self.state() == BackendState::Active && self.weight() > 0
     }
+}
+
+/// Milliseconds since the Unix epoch of a TOML offset date-time (`None` for local date-times,
+/// dates and times, which name no instant). May be negative (before 1970).
+pub(crate) fn offset_datetime_unix_ms(dt: &toml::value::Datetime) -> Option<i64> {
+    use toml::value::Offset;
+    let (date, time, offset) = (dt.date?, dt.time?, dt.offset?);
+    let days = days_from_civil(
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
+    );
+    let seconds = days * 86_400
+        + i64::from(time.hour) * 3600
+        + i64::from(time.minute) * 60
+        + i64::from(time.second.unwrap_or(0));
+    let offset_minutes = match offset {
+        Offset::Z => 0,
+        Offset::Custom { minutes } => i64::from(minutes),
+    };
+    let millis = i64::from(time.nanosecond.unwrap_or(0) / 1_000_000);
+    Some((seconds - offset_minutes * 60) * 1000 + millis)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }

@@ -93,6 +93,15 @@ fn example_file_parses_and_validates() {
     assert_eq!(web.timeouts(&c.timeouts()).tcp_established, 600);
     assert_eq!(web.backends()[1].weight(), 200);
     assert_eq!(web.backends()[2].state(), BackendState::Draining);
+    assert_eq!(
+        web.backends()[2].drain_deadline(),
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(1_796_464_800))
+    );
+    assert_eq!(web.timeouts(&c.timeouts()).failed_backend_grace, 5);
+    assert_eq!(
+        (c.dataplane().icmp_rate(), c.dataplane().icmp_burst()),
+        (1000, 50)
+    );
     assert_eq!(c.vips()[2].table_size(), 1009);
     assert_eq!(c.health().poll_interval(), Duration::from_millis(1000));
     assert_eq!(c.health().stale_after(), Duration::from_millis(3000));
@@ -748,6 +757,154 @@ fn timeout_ranges_global_and_per_vip() {
 }
 
 #[test]
+fn failed_backend_grace_range_global_and_per_vip() {
+    let text = format!("{HEAD}[timeouts]\nfailed_backend_grace = 3601\n");
+    refused_at(
+        &text,
+        "3601",
+        "[timeouts]: failed_backend_grace must be between 0 and 3600 (got 3601); give the \
+         seconds a failed backend keeps its established flows",
+    );
+    let text = web(
+        "timeouts = { failed_backend_grace = -1 }\n",
+        &backend("10.1.0.1"),
+    );
+    refused_at(
+        &text,
+        "-1",
+        "vip \"web\" timeouts: failed_backend_grace must be between 0 and 3600 (got -1)",
+    );
+    // 0 (re-hash at once, as before) and 3600 are allowed; the idle timeouts keep 1..=86400.
+    let c = valid(&format!(
+        "{HEAD}[timeouts]\nfailed_backend_grace = 0\n{}",
+        &web(
+            "timeouts = { failed_backend_grace = 3600 }\n",
+            &backend("10.1.0.1")
+        )[HEAD.len()..]
+    ));
+    assert_eq!(c.timeouts().failed_backend_grace, 0);
+    assert_eq!(
+        c.vips()[0].timeouts(&c.timeouts()).failed_backend_grace,
+        3600
+    );
+}
+
+#[test]
+fn reply_rate_ranges() {
+    for (key, bad, range) in [
+        ("icmp_rate", "-1", "between 0 and 1000000"),
+        ("icmp_rate", "1000001", "between 0 and 1000000"),
+        ("icmp_burst", "0", "between 1 and 1000000"),
+        ("drain_reset_rate", "1000001", "between 0 and 1000000"),
+        ("drain_reset_burst", "0", "between 1 and 1000000"),
+    ] {
+        let text = HEAD.replace("io = \"mem\"\n", &format!("io = \"mem\"\n{key} = {bad}\n"));
+        refused_at(
+            &text,
+            &format!("{bad}\n"),
+            &format!("[dataplane]: {key} must be {range} (got {bad})"),
+        );
+    }
+    let edges = HEAD.replace(
+        "io = \"mem\"\n",
+        "io = \"mem\"\nicmp_rate = 0\nicmp_burst = 1\ndrain_reset_rate = 1000000\n\
+         drain_reset_burst = 1000000\n",
+    );
+    let dp = valid(&edges).dataplane().clone();
+    assert_eq!(
+        (
+            dp.icmp_rate(),
+            dp.icmp_burst(),
+            dp.drain_reset_rate(),
+            dp.drain_reset_burst()
+        ),
+        (0, 1, 1_000_000, 1_000_000)
+    );
+}
+
+// ---- drain deadlines ----------------------------------------------------------------------
+
+fn draining(extra: &str) -> String {
+    web(
+        "",
+        &format!("[[vip.backend]]\naddress = \"10.1.0.7\"\nstate = \"draining\"\n{extra}"),
+    )
+}
+
+#[test]
+fn drain_deadline_is_an_instant() {
+    use std::time::{Duration, SystemTime};
+    let at = |text: &str| valid(text).vips()[0].backends()[0].drain_deadline();
+    let unix = |s: u64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+    // 2026-12-05T10:00:00Z is 1 796 464 800 s after the epoch.
+    assert_eq!(
+        at(&draining("drain_deadline = 2026-12-05T10:00:00Z\n")),
+        unix(1_796_464_800)
+    );
+    // An offset names the same instant; fractions of a second are kept to the millisecond.
+    assert_eq!(
+        at(&draining("drain_deadline = 2026-12-05T11:30:00+01:30\n")),
+        unix(1_796_464_800)
+    );
+    assert_eq!(
+        at(&draining(
+            "drain_deadline = 2026-12-05T10:00:00.250-00:00\n"
+        )),
+        Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_464_800_250))
+    );
+    // Leap years and the epoch itself.
+    assert_eq!(
+        at(&draining("drain_deadline = 2024-02-29T00:00:00Z\n")),
+        unix(1_709_164_800)
+    );
+    assert_eq!(
+        at(&draining("drain_deadline = 1970-01-01T00:00:00Z\n")),
+        unix(0)
+    );
+    // A deadline in the past is valid: the backend's flows are cut as soon as it is loaded.
+    assert_eq!(
+        at(&draining("drain_deadline = 2001-09-09T01:46:40Z\n")),
+        unix(1_000_000_000)
+    );
+}
+
+#[test]
+fn drain_deadline_mistakes() {
+    refused_at(
+        &draining("drain_deadline = 2026-12-05T10:00:00\n"),
+        "2026",
+        "vip \"web\" backend 10.1.0.7: drain_deadline must be an offset date-time, a moment \
+         every MUX agrees on (got 2026-12-05T10:00:00); add Z for UTC",
+    );
+    refused_at(
+        &draining("drain_deadline = 2026-12-05\n"),
+        "2026",
+        "drain_deadline must be an offset date-time",
+    );
+    refused_at(
+        &draining("drain_deadline = 1969-12-31T23:59:59Z\n"),
+        "1969",
+        "drain_deadline is before 1970",
+    );
+    refused_at(
+        &draining("drain_deadline = \"2026-12-05T10:00:00Z\"\n"),
+        "\"2026",
+        "expected a TOML datetime",
+    );
+    // Only a draining backend has a deadline.
+    let text = web(
+        "",
+        "[[vip.backend]]\naddress = \"10.1.0.7\"\ndrain_deadline = 2026-12-05T10:00:00Z\n",
+    );
+    refused_at(
+        &text,
+        "2026",
+        "vip \"web\" backend 10.1.0.7: drain_deadline applies only to a draining backend, and \
+         this one is \"active\"; add state = \"draining\" or remove drain_deadline",
+    );
+}
+
+#[test]
 fn weight_range() {
     let text = web(
         "",
@@ -815,8 +972,18 @@ fn defaults_apply_when_optional_keys_are_absent() {
             tcp_syn: 5,
             tcp_established: 300,
             tcp_closing: 10,
-            udp: 30
+            udp: 30,
+            failed_backend_grace: 5,
         }
+    );
+    assert_eq!(
+        (
+            dp.icmp_rate(),
+            dp.icmp_burst(),
+            dp.drain_reset_rate(),
+            dp.drain_reset_burst()
+        ),
+        (1000, 50, 10_000, 1000)
     );
     let vip = &c.vips()[0];
     assert_eq!(vip.table_size(), 65_537);
@@ -826,15 +993,16 @@ fn defaults_apply_when_optional_keys_are_absent() {
     assert_eq!(vip.timeouts(&c.timeouts()), c.timeouts());
     let b = &vip.backends()[0];
     assert_eq!((b.weight(), b.state()), (100, BackendState::Active));
+    assert_eq!(b.drain_deadline(), None);
     assert!(b.takes_new_flows());
 }
 
 #[test]
 fn per_vip_timeout_overrides_merge_over_the_global_ones() {
     let text = format!(
-        "{HEAD}[timeouts]\ntcp_syn = 3\nudp = 60\n\
+        "{HEAD}[timeouts]\ntcp_syn = 3\nudp = 60\nfailed_backend_grace = 30\n\
          [[vip]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = 80\nprotocol = \"tcp\"\n\
-         timeouts = {{ tcp_established = 600, udp = 5 }}\n{}",
+         timeouts = {{ tcp_established = 600, udp = 5, failed_backend_grace = 0 }}\n{}",
         backend("10.1.0.1")
     );
     let c = valid(&text);
@@ -845,7 +1013,8 @@ fn per_vip_timeout_overrides_merge_over_the_global_ones() {
             tcp_syn: 3,
             tcp_established: 300,
             tcp_closing: 10,
-            udp: 60
+            udp: 60,
+            failed_backend_grace: 30,
         }
     );
     assert_eq!(
@@ -854,13 +1023,14 @@ fn per_vip_timeout_overrides_merge_over_the_global_ones() {
             tcp_syn: 3,
             tcp_established: 600,
             tcp_closing: 10,
-            udp: 5
+            udp: 5,
+            failed_backend_grace: 0,
         }
     );
     // The table form works too.
     let table_form = text.replace(
-        "timeouts = { tcp_established = 600, udp = 5 }\n[[vip.backend]]",
-        "[vip.timeouts]\ntcp_established = 600\nudp = 5\n[[vip.backend]]",
+        "timeouts = { tcp_established = 600, udp = 5, failed_backend_grace = 0 }\n[[vip.backend]]",
+        "[vip.timeouts]\ntcp_established = 600\nudp = 5\nfailed_backend_grace = 0\n[[vip.backend]]",
     );
     assert_eq!(valid(&table_form), c);
 }

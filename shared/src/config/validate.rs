@@ -17,9 +17,10 @@ use serde_spanned::Spanned;
 
 use super::error::{Collector, ConfigErrors};
 use super::schema::{
-    Backend, IoKind, LIVENESS_TIMEOUT_RANGE_MS, MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS,
-    MAX_POLL_INTERVAL_MS, MAX_STALE_AFTER_MS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT,
-    MuxConfig, Speaker, TimeoutSettings, Vip,
+    Backend, BackendState, IoKind, LIVENESS_TIMEOUT_RANGE_MS, MAX_BACKENDS_PER_VIP,
+    MAX_DRAIN_SECONDS, MAX_FAILED_BACKEND_GRACE, MAX_POLL_INTERVAL_MS, MAX_REPLY_RATE,
+    MAX_STALE_AFTER_MS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MuxConfig, Speaker,
+    TimeoutSettings, Vip, offset_datetime_unix_ms,
 };
 use super::values::{IpValue, MacValue, SocketValue};
 
@@ -57,6 +58,38 @@ impl MuxConfig {
         if let Some(v) = &dp.mtu {
             let fix = "set the MTU of the link toward the hosts";
             c.check_range(ctx, "mtu", v, 1280, 9216, fix);
+        }
+        let max = i64::from(MAX_REPLY_RATE);
+        for (key, value, lo, fix) in [
+            (
+                "icmp_rate",
+                &dp.icmp_rate,
+                0,
+                "give the ICMP errors one worker may send per second (default 1000; 0 sends none)",
+            ),
+            (
+                "icmp_burst",
+                &dp.icmp_burst,
+                1,
+                "give how many ICMP errors may leave at once after a quiet spell (default 50)",
+            ),
+            (
+                "drain_reset_rate",
+                &dp.drain_reset_rate,
+                0,
+                "give the TCP resets one worker may send per second past a drain deadline \
+                 (default 10000; 0 sends none)",
+            ),
+            (
+                "drain_reset_burst",
+                &dp.drain_reset_burst,
+                1,
+                "give how many resets may leave at once (default 1000)",
+            ),
+        ] {
+            if let Some(v) = value {
+                c.check_range(ctx, key, v, lo, max, fix);
+            }
         }
         if let Some(cpus) = &dp.cpus {
             let workers = dp.workers();
@@ -478,6 +511,7 @@ fn check_backends(c: &mut Collector<'_>, ctx: &str, vip: &Vip) {
             };
             c.check_range(&bctx, "weight", w, 0, i64::from(MAX_WEIGHT), fix);
         }
+        check_drain_deadline(c, &bctx, b);
     }
 }
 
@@ -513,11 +547,60 @@ fn backend_ctx(vip: &Vip, b: &Backend) -> String {
 }
 
 fn check_timeouts(c: &mut Collector<'_>, ctx: &str, t: &TimeoutSettings) {
-    for (key, field) in t.fields() {
+    for (key, field) in t.idle_fields() {
         if let Some(v) = field {
             let fix = "give the idle timeout in whole seconds, at most one day";
             c.check_range(ctx, key, v, 1, i64::from(MAX_TIMEOUT_SECS), fix);
         }
+    }
+    if let Some(v) = &t.failed_backend_grace {
+        let fix = "give the seconds a failed backend keeps its established flows (default 5; 0 \
+                   re-hashes them at once)";
+        c.check_range(
+            ctx,
+            "failed_backend_grace",
+            v,
+            0,
+            i64::from(MAX_FAILED_BACKEND_GRACE),
+            fix,
+        );
+    }
+}
+
+/// `drain_deadline`: an offset date-time (an instant every MUX agrees on), after 1970, on a
+/// draining backend.
+fn check_drain_deadline(c: &mut Collector<'_>, bctx: &str, b: &Backend) {
+    let Some(deadline) = &b.drain_deadline else {
+        return;
+    };
+    let dt = deadline.get_ref();
+    match offset_datetime_unix_ms(dt) {
+        None => c.at(
+            deadline.span(),
+            format!(
+                "{bctx}: drain_deadline must be an offset date-time, a moment every MUX agrees \
+                 on (got {dt}); add Z for UTC or an offset, e.g. drain_deadline = \
+                 2026-12-05T10:00:00Z"
+            ),
+        ),
+        Some(ms) if ms < 0 => c.at(
+            deadline.span(),
+            format!(
+                "{bctx}: drain_deadline is before 1970 (got {dt}); give the moment the \
+                 backend should stop receiving, e.g. 2026-12-05T10:00:00Z"
+            ),
+        ),
+        Some(_) => {}
+    }
+    if b.state() != BackendState::Draining {
+        c.at(
+            deadline.span(),
+            format!(
+                "{bctx}: drain_deadline applies only to a draining backend, and this one is \
+                 \"{}\"; add state = \"draining\" or remove drain_deadline",
+                b.state()
+            ),
+        );
     }
 }
 

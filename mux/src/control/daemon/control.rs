@@ -6,8 +6,12 @@
 //!   tables survive because backend ids are stable. A bad file is refused, its errors logged
 //!   and counted, and the old snapshot keeps serving.
 //! - every tick ([`Control::apply_health`]): judge the health feed's latest agent answers; when
-//!   the failed set differs from the one compiled in, recompile with it and publish. A reload
-//!   keeps the failed set (an input of the compile step, not of the file).
+//!   the failed set differs from the one compiled in, recompile with it and publish, so a
+//!   failed backend takes no new flows within one tick of the answer that reported it; its
+//!   flows stay pinned for its `failed_backend_grace` (the snapshot carries the grace's end, so
+//!   the workers re-hash them when it passes, with no republish). A reload keeps the failed set
+//!   with each failure's time (an input of the compile step, not of the file), so it keeps
+//!   every grace deadline.
 //! - every tick ([`Control::probe_datapath`]): is the path to the NIC intact (XDP link
 //!   attached, DPDK link up)? The liveness thread withdraws the VIPs while it is not.
 //! - every second ([`Control::housekeeping`]): re-read the next hop's MAC (unless pinned) and
@@ -74,6 +78,7 @@ impl Control {
             tracing::warn!(fields = ?restart_only, "these changes take effect on restart only");
         }
         let generation = self.state.snapshot.load().generation() + 1;
+        self.options.clock = super::flow_clock(self.state.started);
         let snapshot = match compile::compile(&cfg, &mut self.registry, generation, &self.options) {
             Ok(s) => s,
             Err(e) => return refuse(&self.state, e.to_string()),
@@ -168,16 +173,19 @@ impl Control {
     /// Judges the agents' latest answers; on a change of the failed set, logs each transition
     /// and republishes with the new set.
     pub fn apply_health(&mut self) {
+        let now = Instant::now();
         let judgements = match self.state.health.agents.lock() {
             Ok(agents) => health_decision::judge(
                 self.cfg.vips(),
                 &agents,
-                Instant::now(),
+                now,
                 self.cfg.health().stale_after(),
             ),
             Err(_) => return,
         };
-        let (transitions, rows) = self.tracker.update(&judgements, health_feed::unix_ms_now());
+        let (transitions, rows) = self
+            .tracker
+            .update(&judgements, now, health_feed::unix_ms_now());
         if let Ok(mut b) = self.state.health.backends.lock() {
             *b = rows;
         }
@@ -201,8 +209,9 @@ impl Control {
                 );
             }
         }
-        if self.tracker.applied() != self.options.failed.as_slice() {
-            self.options.failed = self.tracker.applied().to_vec();
+        let failed = self.tracker.failed_backends();
+        if failed != self.options.failed {
+            self.options.failed = failed;
             self.republish();
             self.reconcile_announcement();
         }
@@ -211,6 +220,7 @@ impl Control {
     /// Recompiles the current config with new options (e.g. a new next-hop MAC).
     pub fn republish(&mut self) {
         let generation = self.state.snapshot.load().generation() + 1;
+        self.options.clock = super::flow_clock(self.state.started);
         match compile::compile(&self.cfg, &mut self.registry, generation, &self.options) {
             Ok(s) => self.state.snapshot.store(Arc::new(s)),
             Err(e) => tracing::error!(error = %e, "could not republish the snapshot"),

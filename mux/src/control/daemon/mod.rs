@@ -7,7 +7,11 @@
 //! usable backends announced (graceful start: never announce before forwarding).
 //!
 //! Run: the control thread wakes every [`TICK`] to handle signals, health, the data-path probe
-//! and housekeeping ([`control`]). The announcement itself is carried by the liveness thread and
+//! and housekeeping ([`control`]).
+//!
+//! Clocks: the workers' flow clock counts from [`DaemonState::started`]; every compile gets a
+//! [`FlowClock`] with that origin and its current wall-clock equivalent, to turn failure times
+//! and drain deadlines into flow-clock seconds. The announcement itself is carried by the liveness thread and
 //! the guard process: they withdraw the VIPs within `[bgp] liveness_timeout_ms` whenever the
 //! data path stops making progress, even if this process is killed or stopped
 //! ([`crate::control::announce`]).
@@ -26,14 +30,14 @@ mod stop;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mux_shared::config::{self, IoKind, MuxConfig};
 use mux_shared::port::afxdp::XdpProgram;
 use mux_shared::signals::Signals;
 
 use crate::control::announce::{BirdSpeaker, GuardLink};
-use crate::control::compile::{self, CompileOptions};
+use crate::control::compile::{self, CompileOptions, FlowClock};
 #[cfg(feature = "dpdk")]
 use crate::control::dpdk_io;
 use crate::control::health_decision::Tracker;
@@ -124,6 +128,8 @@ pub enum DaemonError {
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns once every worker has stopped.
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
+    // The workers' flow clock starts here.
+    let started = Instant::now();
     let cfg = config::load_file(config_path)?;
     let dp = cfg.dataplane().clone();
     let io = dp.io();
@@ -159,6 +165,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         },
         next_hop_mac: None,
         failed: Vec::new(),
+        clock: flow_clock(started),
     };
     options.next_hop_mac = next_hop_mac(&cfg, iface.as_deref(), NEXT_HOP_WAIT);
     if options.next_hop_mac.is_none() && io != IoKind::Mem {
@@ -175,6 +182,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         config_path.to_path_buf(),
         snapshot,
         dp.workers(),
+        started,
     ));
 
     let mut xdp = match (io, &iface) {
@@ -318,6 +326,16 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         drop(dpdk);
     }
     Ok(())
+}
+
+/// The flow clock counting from `origin`, with the wall-clock time it read 0 as of now.
+fn flow_clock(origin: Instant) -> FlowClock {
+    FlowClock {
+        origin,
+        origin_unix: SystemTime::now()
+            .checked_sub(origin.elapsed())
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+    }
 }
 
 /// The next hop's MAC: pinned in the config, or resolved through the kernel.

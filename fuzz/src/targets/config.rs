@@ -6,11 +6,16 @@
 //!   column ≥ 1) with a one-line message, in file order;
 //! - an accepted file is usable: every accessor answers, and it compiles — the MUX's into a
 //!   forwarding snapshot, the host agent's into its service table — since validation is there
-//!   to guarantee exactly that (a file `check-config` accepts must never fail at reload).
+//!   to guarantee exactly that (a file `check-config` accepts must never fail at reload);
+//! - collecting every error changes nothing but the number of errors: a file is accepted
+//!   exactly when plain `toml::from_str` + `validate` accept it (and gives the same
+//!   configuration), and the error plain deserialization stops at is always among those
+//!   reported, at the same line and column.
 
 use mux::control::compile::{self, CompileOptions};
 use mux::control::registry::Registry;
 use mux_shared::config::ConfigErrors;
+use serde::de::DeserializeOwned;
 
 use super::Target;
 use crate::seeds;
@@ -175,9 +180,52 @@ fn check_errors(text: &str, errors: &ConfigErrors) {
     }
 }
 
+/// 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// Compares `parse`'s answer with plain deserialization (`toml::from_str`, which stops at the
+/// first error) followed by `validate`: the same files are accepted, into the same value, and
+/// plain deserialization's error is among those reported.
+fn compare_with_plain<T: DeserializeOwned + PartialEq + std::fmt::Debug>(
+    text: &str,
+    ours: &Result<T, ConfigErrors>,
+    validate: impl Fn(&T) -> bool,
+) {
+    let plain = toml::from_str::<T>(text);
+    match (ours, plain) {
+        (Ok(cfg), Ok(plain)) => assert_eq!(cfg, &plain, "parse and plain serde disagree"),
+        (Ok(_), Err(e)) => panic!("accepted a file plain serde refuses: {e}"),
+        (Err(errors), Ok(plain)) => assert!(
+            !validate(&plain),
+            "refused a file plain serde and validate accept: {errors}"
+        ),
+        (Err(errors), Err(e)) => {
+            let at = line_column(text, e.span().map_or(0, |s| s.start));
+            assert!(
+                errors.errors().iter().any(|x| (x.line, x.column) == at),
+                "plain serde's error at {at:?} ({}) is not among {errors}",
+                e.message()
+            );
+        }
+    }
+}
+
 fn mux(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let cfg = match mux_shared::config::parse(&text, "fuzz.toml") {
+    let parsed = mux_shared::config::parse(&text, "fuzz.toml");
+    compare_with_plain(&text, &parsed, |c: &mux_shared::config::MuxConfig| {
+        c.validate("fuzz.toml", &text).is_ok()
+    });
+    let cfg = match parsed {
         Ok(cfg) => cfg,
         Err(errors) => return check_errors(&text, &errors),
     };
@@ -212,7 +260,11 @@ fn mux(data: &[u8]) {
 
 fn hostagent(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let cfg = match hostagent::config::parse(&text, "fuzz.toml") {
+    let parsed = hostagent::config::parse(&text, "fuzz.toml");
+    compare_with_plain(&text, &parsed, |c: &hostagent::config::HostAgentConfig| {
+        c.validate("fuzz.toml", &text).is_ok()
+    });
+    let cfg = match parsed {
         Ok(cfg) => cfg,
         Err(errors) => return check_errors(&text, &errors),
     };

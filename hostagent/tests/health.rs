@@ -2,8 +2,8 @@
 //! answering a fixed status, a silent server, a closed port.
 //!
 //! Deterministic by construction: nothing asserts how fast a state is reached, only that it is
-//! reached within a generous deadline (polling), and the one rate check is an upper bound that
-//! holds however slow the machine is. The backends are loopback, which a validated
+//! reached within a generous deadline (polling the published state, never a fixed sleep), and
+//! the one rate check is an upper bound that holds however slow the machine is. The backends are loopback, which a validated
 //! configuration refuses, so these use `HealthChecker::start_services`; the configuration entry
 //! points are tested with UDP services, which are never probed (no traffic leaves the test).
 
@@ -354,9 +354,14 @@ fn reload_keeps_surviving_targets_and_replaces_the_others() {
     wait_for(&checker, "new target down", |s| {
         s.len() == 2 && s[1].state == HealthState::Down
     });
-    // The removed target's thread has ended: its backend sees no more probes.
+    // The removed target's thread has ended: while the kept target is probed three more times
+    // (its published success count), the removed backend sees at most the one probe that was
+    // in flight during the reload.
     let settled = removed_accepts.load(Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(500));
+    let kept_successes = checker.snapshot()[0].consecutive_successes;
+    wait_for(&checker, "three more probes of the kept target", |s| {
+        s[0].consecutive_successes >= kept_successes + 3
+    });
     assert!(removed_accepts.load(Ordering::SeqCst) <= settled + 1);
     checker.stop();
 }
@@ -374,7 +379,16 @@ fn probes_never_run_more_often_than_the_interval() {
             ..check(HealthKind::Tcp)
         },
     );
-    std::thread::sleep(Duration::from_millis(1100));
+    // Wait for five probes (the backend counts them); a checker that probed too often would
+    // reach them early, and then `elapsed` is too short for the count.
+    let deadline = start + DEADLINE;
+    while accepted.load(Ordering::SeqCst) < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "five probes not seen in {DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Count first, then take the time: every counted probe started before `elapsed`.
     let probes = accepted.load(Ordering::SeqCst) as u128;
     let elapsed = start.elapsed();

@@ -38,14 +38,6 @@ impl Drop for Lab {
     }
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// BIRD's answer for the VIP's route, `true` when BIRD has it.
 fn bird_has_route(sock: &Path, prefix: &str) -> bool {
     let out = Command::new("birdc")
@@ -67,13 +59,10 @@ fn time_until(what: &str, limit: Duration, mut want: impl FnMut() -> bool) -> Du
     t0.elapsed()
 }
 
-fn start_lab() -> Option<Lab> {
-    if !(have("bird") && have("birdc")) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "bird and birdc are missing (apt-get install bird2); CI must run this test"
-        );
-        eprintln!("SKIPPED: bird and birdc are missing (apt-get install bird2)");
+fn start_lab(test: &str) -> Option<Lab> {
+    if !(mux_test_prereq::require_tool(test, "bird", "--version", "bird2")
+        && mux_test_prereq::require_tool(test, "birdc", "--version", "bird2"))
+    {
         return None;
     }
     let dir = std::env::temp_dir().join(format!(
@@ -160,7 +149,11 @@ impl Lab {
 
 #[test]
 fn routes_follow_the_data_path_through_stop_continue_kill_and_term() {
-    let Some(mut lab) = start_lab() else { return };
+    let Some(mut lab) =
+        start_lab("routes_follow_the_data_path_through_stop_continue_kill_and_term")
+    else {
+        return;
+    };
     let sock = lab.sock();
     let vip = "192.0.2.10/32";
     let port = lab.start_mux();
@@ -241,7 +234,9 @@ fn routes_follow_the_data_path_through_stop_continue_kill_and_term() {
 
 #[test]
 fn a_killed_guard_is_replaced_and_the_announcement_stands() {
-    let Some(mut lab) = start_lab() else { return };
+    let Some(mut lab) = start_lab("a_killed_guard_is_replaced_and_the_announcement_stands") else {
+        return;
+    };
     let sock = lab.sock();
     let vip = "192.0.2.10/32";
     let port = lab.start_mux();

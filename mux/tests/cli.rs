@@ -87,6 +87,49 @@ fn check_config_reports_every_error_with_its_location() {
 }
 
 #[test]
+fn check_config_reports_type_errors_with_everything_else() {
+    // The example: a typo, a bad address and a bad weight in one file. Before, only
+    // the typo was reported; a fix-and-rerun loop per mistake.
+    let dir = Scratch::new("check-all");
+    let bad = dir.path("bad.toml");
+    let text = FIXTURE_CONFIG
+        .replacen("address = \"10.1.0.1\"", "address = \"10.1.0.300\"", 1)
+        .replacen("  address = \"10.1.0.2\"", "  adress = \"10.1.0.2\"", 1)
+        .replacen(
+            "  address = \"fd00:1::1\"",
+            "  address = \"fd00:1::1\"\n  weight = 20000",
+            1,
+        );
+    std::fs::write(&bad, &text).unwrap();
+    let out = mux().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<_> = stderr.lines().collect();
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let prefix = bad.display().to_string();
+    let expected = [
+        (line_of("10.1.0.300"), 13, "expected an IP address"),
+        (line_of("adress"), 3, "unknown field `adress`"),
+        (line_of("20000"), 12, "weight must be between 0 and 10000"),
+    ];
+    // The missing address of the misspelt backend is reported too, at its table.
+    assert_eq!(lines.len(), 4, "{stderr}");
+    for (line, column, needle) in expected {
+        let at = format!("{prefix}:{line}:{column}: ");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&at) && l.contains(needle)),
+            "no {at}…{needle} in\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("is missing the required key `address`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_config_names_a_missing_file() {
     let out = mux()
         .args(["check-config", "/nonexistent/mux.toml"])

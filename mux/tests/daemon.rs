@@ -125,6 +125,43 @@ fn daemon_lifecycle_reloads_and_endpoints() {
     );
     assert_eq!(s["phase"], "ready");
 
+    // A file TOML can parse is refused with every error in it, each with its line: a typo, a
+    // bad address and a bad weight (before, the typo hid the other two).
+    let three = config(port, false)
+        .replacen("address = \"10.1.0.1\"", "address = \"10.1.0.300\"", 1)
+        .replacen(
+            "  address = \"10.1.0.2\"",
+            "  address = \"10.1.0.2\"\n  wieght = 1",
+            1,
+        )
+        .replacen(
+            "  address = \"fd00:1::1\"",
+            "  address = \"fd00:1::1\"\n  weight = -5",
+            1,
+        );
+    std::fs::write(&file, &three).unwrap();
+    signal(&d.child, "HUP");
+    wait_for("the second refusal", || {
+        status(port)["reloads"]["failed"] == 2
+    });
+    let s = status(port);
+    assert_eq!(s["generation"], 1);
+    let error = s["reloads"]["last_error"].as_str().unwrap().to_string();
+    let line_of = |needle: &str| three.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for (needle, message) in [
+        ("10.1.0.300", "expected an IP address"),
+        ("wieght", "unknown field `wieght`"),
+        ("weight = -5", "weight must be between 0 and 10000"),
+    ] {
+        let at = format!("mux.toml:{}:", line_of(needle));
+        assert!(
+            error
+                .lines()
+                .any(|l| l.contains(&at) && l.contains(message)),
+            "{at}…{message} missing from the reload error:\n{error}"
+        );
+    }
+
     // A good file is published as generation 2.
     std::fs::write(&file, config(port, true)).unwrap();
     signal(&d.child, "HUP");

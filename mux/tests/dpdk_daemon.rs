@@ -7,14 +7,16 @@
 //!   MUX's address crosses the TAP into the kernel, whose reply crosses back out of the NIC.
 //!
 //! Each daemon is its own process (DPDK's EAL starts once per process) with `--no-huge` and a
-//! file prefix of its own. Needs root.
+//! file prefix of its own. Needs root: without it each test says why it skips, or fails under
+//! `CI=true` (`mux_test_prereq`). Every wait polls what the daemon publishes on its admin
+//! endpoint, with a deadline.
 #![cfg(feature = "dpdk")]
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::netns::{Netns, lab_available};
 use common::process::{free_port, signal, status, wait_for};
@@ -82,9 +84,10 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Waits until every worker polls; panics with the daemon's log otherwise.
+    /// Waits (up to 15 s) until every worker polls; panics with the daemon's log otherwise.
     fn wait_running(&mut self) {
-        for _ in 0..300 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
             if let Ok(Some(code)) = self.child.try_wait() {
                 panic!("mux exited ({code}) before running:\n{}", self.log());
             }
@@ -94,22 +97,31 @@ impl Daemon {
             if running {
                 return;
             }
+            assert!(
+                Instant::now() < deadline,
+                "mux did not start its workers:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("mux did not start its workers:\n{}", self.log());
     }
 
-    /// SIGTERM, then waits for a clean exit.
+    /// SIGTERM, then waits (up to 10 s) for a clean exit.
     fn stop(mut self) {
         signal(&self.child, "TERM");
-        for _ in 0..200 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
             if let Ok(Some(code)) = self.child.try_wait() {
                 assert!(code.success(), "mux exited with {code}:\n{}", self.log());
                 return;
             }
+            assert!(
+                Instant::now() < deadline,
+                "mux did not stop:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("mux did not stop:\n{}", self.log());
     }
 }
 
@@ -146,13 +158,41 @@ fn dpdk_section(device: &str, exception: Option<&str>, prefix: &str) -> String {
 
 #[test]
 fn pcap_in_pcap_out_matches_mux_replay() {
-    if !common::netns::is_root() {
-        eprintln!("SKIPPED pcap_in_pcap_out_matches_mux_replay: needs root");
+    if !mux_test_prereq::require_root(
+        "pcap_in_pcap_out_matches_mux_replay",
+        "DPDK's EAL (its runtime directory and memory)",
+    ) {
         return;
     }
     let scratch = Scratch::new("pcap");
     let dir = &scratch.0;
     let input = frames(Path::new(DEMO_PCAP)).len() as u64;
+
+    // What the in-memory port makes of the capture: the frames the DPDK run must match.
+    let replay_out = dir.join("replay.pcap");
+    let replay_kernel = dir.join("replay-kernel.pcap");
+    let ok = Command::new(env!("CARGO_BIN_EXE_mux"))
+        .args([
+            "replay",
+            "--config",
+            DEMO_CONFIG,
+            "--input",
+            DEMO_PCAP,
+            "--output",
+        ])
+        .arg(&replay_out)
+        .arg("--to-kernel")
+        .arg(&replay_kernel)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mux replay failed");
+    let (want_out, want_kernel) = (frames(&replay_out), frames(&replay_kernel));
+    assert!(
+        !want_out.is_empty() && !want_kernel.is_empty(),
+        "the demo exercises both paths"
+    );
+
     let admin = free_port();
     let demo = std::fs::read_to_string(DEMO_CONFIG)
         .unwrap()
@@ -173,38 +213,21 @@ fn pcap_in_pcap_out_matches_mux_replay() {
     wait_for("every captured frame received", || {
         port_counter(admin, "rx") >= input
     });
-    // The last burst's verdicts are applied before the worker publishes again.
-    std::thread::sleep(Duration::from_millis(300));
+    // The worker publishes its counters between bursts: wait until they show as many frames
+    // sent and handed to the kernel as `mux replay` produced (or 10 s), then compare.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (port_counter(admin, "tx") < want_out.len() as u64
+        || port_counter(admin, "to_kernel") < want_kernel.len() as u64)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let port = status(admin)["workers"][0]["port"].clone();
     daemon.stop();
-
-    let replay_out = dir.join("replay.pcap");
-    let replay_kernel = dir.join("replay-kernel.pcap");
-    let ok = Command::new(env!("CARGO_BIN_EXE_mux"))
-        .args([
-            "replay",
-            "--config",
-            DEMO_CONFIG,
-            "--input",
-            DEMO_PCAP,
-            "--output",
-        ])
-        .arg(&replay_out)
-        .arg("--to-kernel")
-        .arg(&replay_kernel)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mux replay failed");
 
     let (dpdk_out, dpdk_kernel) = (
         frames(&dir.join("out.pcap")),
         frames(&dir.join("kernel.pcap")),
-    );
-    let (want_out, want_kernel) = (frames(&replay_out), frames(&replay_kernel));
-    assert!(
-        !want_out.is_empty() && !want_kernel.is_empty(),
-        "the demo exercises both paths"
     );
     assert_eq!(
         dpdk_out.len(),
@@ -372,8 +395,20 @@ fn veth_round_trip(test: &str, device: &str) {
                     break;
                 }
             }
-            std::thread::sleep(Duration::from_millis(300));
-            Ok((status(admin), seen))
+            // The worker publishes its port counters between bursts: wait for the exception
+            // path's two directions to show (or 5 s; the assertions below then say what is
+            // missing).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let s = status(admin);
+                let port = &s["workers"][0]["port"];
+                let both = port["to_kernel"].as_u64().unwrap_or(0) >= 1
+                    && port["from_kernel"].as_u64().unwrap_or(0) >= 1;
+                if both || Instant::now() >= deadline {
+                    return Ok((s, seen));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         },
     );
     let (s, seen) = match result {

@@ -89,29 +89,135 @@ fn backends_of(frames: &[Vec<u8>]) -> Vec<[u8; 4]> {
         .collect()
 }
 
+/// A VIP of the determinism test: name, address, port and backends `(address, weight)`.
+type TestVip<'a> = (&'a str, &'a str, u16, &'a [(&'a str, u32)]);
+
+/// One MUX's config for the determinism test: its VIPs in the given order, each with its
+/// backends in the given order.
+fn mux_config(name: &str, vips: &[TestVip<'_>]) -> String {
+    let mut s = format!(
+        "[mux]\nname = \"{name}\"\n[dataplane]\nio = \"mem\"\n[tunnel]\n\
+         source_v4 = \"10.0.0.11\"\nsource_v6 = \"fd00::11\"\n[next_hop]\n\
+         mac = \"02:00:00:00:00:fe\"\nsource_mac = \"02:00:00:00:00:01\"\n"
+    );
+    for (vip, address, port, backends) in vips {
+        s.push_str(&format!(
+            "[[vip]]\nname = \"{vip}\"\naddress = \"{address}\"\nport = {port}\n\
+             protocol = \"tcp\"\nmaglev_table_size = 1009\n"
+        ));
+        for (backend, weight) in *backends {
+            s.push_str(&format!(
+                "  [[vip.backend]]\n  address = \"{backend}\"\n  weight = {weight}\n"
+            ));
+        }
+    }
+    s
+}
+
+/// The outer destination (the backend) of each transmitted frame, IPv4 or IPv6 outer header.
+fn outer_destinations(frames: &[Vec<u8>]) -> Vec<std::net::IpAddr> {
+    frames
+        .iter()
+        .map(|f| match u16::from_be_bytes([f[12], f[13]]) {
+            0x0800 => std::net::IpAddr::from(<[u8; 4]>::try_from(&f[30..34]).unwrap()),
+            _ => std::net::IpAddr::from(<[u8; 16]>::try_from(&f[38..54]).unwrap()),
+        })
+        .collect()
+}
+
+/// DESIGN §2 "same answer on every MUX": two MUXes that parsed and compiled the same service
+/// from their own files — backends listed in another order, VIPs in another order, registries
+/// of their own that numbered VIPs and backends differently — send every flow to the same
+/// backend address, without sharing any state.
 #[test]
 fn same_flow_same_backend_on_every_mux() {
-    let snap = snapshot(&three());
-    let packets: Vec<_> = (0..2000).map(|i| client_packet(i, SYN)).collect();
-    // Two MUXes: separate workers whose flow tables use different in-process seeds.
+    let web_a: &[(&str, u32)] = &[
+        ("10.1.0.1", 100),
+        ("10.1.0.2", 100),
+        ("10.1.0.3", 200),
+        ("fd00:1::4", 100),
+        ("10.1.0.5", 50),
+    ];
+    let web_b: &[(&str, u32)] = &[
+        ("10.1.0.5", 50),
+        ("fd00:1::4", 100),
+        ("10.1.0.2", 100),
+        ("10.1.0.3", 200),
+        ("10.1.0.1", 100),
+    ];
+    let web6_a: &[(&str, u32)] = &[("fd00:1::1", 100), ("10.1.0.2", 100), ("fd00:1::3", 100)];
+    let web6_b: &[(&str, u32)] = &[("fd00:1::3", 100), ("fd00:1::1", 100), ("10.1.0.2", 100)];
+    let text_a = mux_config(
+        "mux-a",
+        &[
+            ("web", "192.0.2.10", 80, web_a),
+            ("web6", "2001:db8::10", 443, web6_a),
+        ],
+    );
+    let text_b = mux_config(
+        "mux-b",
+        &[
+            ("web6", "2001:db8::10", 443, web6_b),
+            ("web", "192.0.2.10", 80, web_b),
+        ],
+    );
+    // MUX B has lived longer: an earlier config numbered other VIPs and backends first.
+    let mut registry_b = Registry::default();
+    compile_with(&three(), &mut registry_b, 1, &CompileOptions::default());
+    let mut registry_a = Registry::default();
+    let snap_a = compile_with(&text_a, &mut registry_a, 1, &CompileOptions::default());
+    let snap_b = compile_with(&text_b, &mut registry_b, 2, &CompileOptions::default());
+    // The two MUXes really numbered things differently (else this test would prove little).
+    let web_ids = |snap: &Snapshot| {
+        let web = snap.parts.vips.iter().find(|v| v.name == "web").unwrap();
+        (web.id, web.maglev_backends.clone())
+    };
+    assert_ne!(web_ids(&snap_a), web_ids(&snap_b));
+
+    let mut packets: Vec<_> = (0..2000).map(|i| client_packet(i, SYN)).collect();
+    packets.extend((0..1000u16).map(|i| {
+        let src = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, i >> 4, i);
+        PacketBuilder::tcp(src.into(), 1024 + i, ip("2001:db8::10"), 443, SYN).build()
+    }));
+    // Two workers whose flow tables use different in-process seeds.
     let mut mux_a = worker(1 << 14);
     let mut mux_b = mux::dataplane::worker::Worker::new(
         mux_shared::port::mem::MemPort::new(64, mux_shared::port::mem::Capture::Keep),
         mux::dataplane::pipeline::Pipeline::new(1 << 14, 0xdead_beef),
         32,
     );
-    let a = run_on(&mut mux_a, &snap, 1, &packets);
-    let b = run_on(&mut mux_b, &snap, 1, &packets);
-    assert_eq!(backends_of(&a.transmitted), backends_of(&b.transmitted));
-    // And the spread follows the (equal) weights.
-    let mut share: HashMap<[u8; 4], usize> = HashMap::new();
-    for be in backends_of(&a.transmitted) {
-        *share.entry(be).or_default() += 1;
+    let a = run_on(&mut mux_a, &snap_a, 1, &packets);
+    let b = run_on(&mut mux_b, &snap_b, 1, &packets);
+    assert_eq!(a.transmitted.len(), packets.len());
+    assert_eq!(b.transmitted.len(), packets.len());
+    let (to_a, to_b) = (
+        outer_destinations(&a.transmitted),
+        outer_destinations(&b.transmitted),
+    );
+    let differ = to_a.iter().zip(&to_b).filter(|(x, y)| x != y).count();
+    assert_eq!(
+        differ,
+        0,
+        "{differ} of {} flows went to another backend",
+        packets.len()
+    );
+
+    // And the spread follows the weights (100:100:200:100:50 of 550 for web).
+    let mut share: HashMap<std::net::IpAddr, usize> = HashMap::new();
+    for be in &to_a[..2000] {
+        *share.entry(*be).or_default() += 1;
     }
-    assert_eq!(share.len(), 3);
-    for (be, n) in share {
-        assert!((550..=780).contains(&n), "{be:?} got {n} of 2000 flows");
+    assert_eq!(share.len(), 5);
+    for (backend, weight) in web_a {
+        let n = share[&ip(backend)];
+        let expected = 2000 * *weight as usize / 550;
+        assert!(
+            n * 10 >= expected * 7 && n * 10 <= expected * 13,
+            "{backend} (weight {weight}) got {n} of 2000 flows, expected about {expected}"
+        );
     }
+    let web6: std::collections::HashSet<_> = to_a[2000..].iter().collect();
+    assert_eq!(web6.len(), 3, "web6's flows reach all three backends");
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! `peer0`, opens the port on `mux0` from a thread that entered the namespace, and injects and
 //! captures frames on `peer0` with a plain AF_PACKET socket. The namespace is removed when the
 //! test ends, also when it fails (a `Drop` guard). Needs root (namespaces, veth, packet
-//! sockets); without it each test prints why it skips and passes.
+//! sockets); without it each test prints why it skips and passes, or fails under `CI=true`
+//! (`mux_test_prereq`).
 
 mod common;
 
@@ -24,8 +25,8 @@ use mux_shared::stable_hash;
 /// Every receive in these tests gives up after this long.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The test's namespace with the veth pair `mux0` ↔ `peer0`, or `None` (after saying why)
-/// when this process cannot build one.
+/// The test's namespace with the veth pair `mux0` ↔ `peer0`, or `None` (after saying why, or
+/// failing under `CI=true`) when this process cannot build one.
 fn lab(test: &str) -> Option<Netns> {
     if !lab_available(test) {
         return None;

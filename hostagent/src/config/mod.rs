@@ -39,8 +39,10 @@
 //! A file without any `[[service]]` is valid: the agent runs and decapsulates nothing.
 //!
 //! Invariants: [`parse`] and [`load_file`] return only configurations that passed
-//! [`HostAgentConfig::validate`]; a returned error list is never empty; syntax and type errors
-//! come from `toml`, which stops at the first, so they are reported alone.
+//! [`HostAgentConfig::validate`]; a returned error list is never empty; every error of a file
+//! TOML can parse is reported — unknown and missing keys, type and value errors
+//! (`mux_shared::config::collect`) and semantic errors together — while a TOML syntax error is
+//! reported alone, as there is no document to look further into.
 
 mod schema;
 mod validate;
@@ -50,6 +52,7 @@ mod tests;
 
 use std::path::Path;
 
+use mux_shared::config::{Collector, collect};
 pub use mux_shared::config::{ConfigError, ConfigErrors, Protocol};
 pub use schema::{
     DEFAULT_ADMIN_LISTEN, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_RISE,
@@ -60,13 +63,15 @@ pub use schema::{
 
 /// Parses and validates a configuration. `origin` is the file name shown in messages.
 ///
-/// Returns one error for a syntax or type error (TOML parsing stops there), otherwise every
-/// semantic error in file order.
+/// Returns every error in file order: unknown and missing keys, type and value errors, and
+/// semantic errors together; a TOML syntax error alone (the file cannot be read further).
 pub fn parse(text: &str, origin: &str) -> Result<HostAgentConfig, ConfigErrors> {
-    let config: HostAgentConfig =
-        toml::from_str(text).map_err(|e| mux_shared::config::from_toml(origin, text, &e))?;
-    config.validate(origin, text)?;
-    Ok(config)
+    let mut c = Collector::new(origin, text);
+    let config = collect::deserialize::<HostAgentConfig>(text, &mut c);
+    if let Some(config) = &config {
+        config.check(&mut c);
+    }
+    collect::finish(config, c)
 }
 
 /// Reads, parses and validates the configuration file at `path`. A file that cannot be read is

@@ -326,6 +326,105 @@ fn every_semantic_error_is_reported_in_file_order() {
     assert_eq!(lines, [2, 4, 7, 11], "{errs:#?}");
 }
 
+/// Asserts `text` is refused with exactly these errors, in order: (the `nth` occurrence of
+/// `at`, a substring of the message).
+fn refused_with(text: &str, expected: &[(&str, usize, &str)]) {
+    let errs = errors(text);
+    let shown = ConfigErrors(errs.clone()).to_string();
+    assert_eq!(errs.len(), expected.len(), "{shown}\n---\n{text}");
+    for (e, &(at, nth, needle)) in errs.iter().zip(expected) {
+        assert_eq!(
+            (e.line, e.column),
+            position(text, at, nth),
+            "{needle:?} at the wrong place: {shown}"
+        );
+        assert!(
+            e.message.contains(needle),
+            "{:?} lacks {needle:?}",
+            e.message
+        );
+    }
+}
+
+#[test]
+fn a_bad_address_and_a_bad_port_are_both_reported() {
+    let text = service(&WEB.replace("\"10.0.21.2\"", "\"10.0.21.300\"")) + "backend_port = 80800\n";
+    refused_with(
+        &text,
+        &[
+            ("\"10.0.21.300\"", 0, "expected an IP address such as"),
+            (
+                "80800",
+                0,
+                "service 192.0.2.10:80/tcp: backend_port must be between 1 and 65535",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_typo_a_bad_address_and_a_bad_port_are_all_reported() {
+    let text = service(&WEB.replace("\"192.0.2.10\"", "\"192.0.2\""))
+        + "backend_prot = 8080\n"
+        + "[[service]]\nvip = \"192.0.2.11\"\nport = 0\nprotocol = \"tcp\"\ndip = \"10.0.21.2\"\n";
+    refused_with(
+        &text,
+        &[
+            ("\"192.0.2\"", 0, "expected an IP address such as"),
+            ("backend_prot", 0, "unknown field `backend_prot`"),
+            (
+                "0\nprotocol",
+                1,
+                "service 192.0.2.11:0/tcp: port must be between 1 and 65535",
+            ),
+        ],
+    );
+    let at: Vec<_> = errors(&text).iter().map(|e| (e.line, e.column)).collect();
+    assert_eq!(at, [(6, 7), (10, 1), (13, 8)]);
+}
+
+#[test]
+fn type_errors_across_sections_are_all_reported() {
+    let text = "[agent]\nname = 1\n[tunnel]\nmux_sources = \"10.0.11.2\"\n[[service]]\n\
+                vip = \"192.0.2.10\"\nport = \"80\"\nprotocol = \"icmp\"\ndip = \"10.0.21.2\"\n\
+                [health]\nkind = \"ping\"\nrise = 1.5\n[admin]\nlisten = 9200\n\
+                [interception]\nmark = \"0x6d75\"\n";
+    refused_with(
+        text,
+        &[
+            ("1\n", 0, "expected a string"),
+            ("\"10.0.11.2\"", 0, "expected a sequence"),
+            ("\"80\"", 0, "expected an integer"),
+            ("\"icmp\"", 0, "expected `tcp` or `udp`"),
+            ("\"ping\"", 0, "unknown variant `ping`"),
+            ("1.5", 0, "expected an integer"),
+            ("9200", 0, "put the value in double quotes"),
+            ("\"0x6d75\"", 0, "expected an integer"),
+        ],
+    );
+}
+
+#[test]
+fn a_refused_value_causes_no_error_of_its_own() {
+    // A refused VIP is not of "another family" than the DIP, nor equal to it.
+    let text = service(&WEB.replace("\"192.0.2.10\"", "\"2001:db8::zz\""));
+    refused_at(&text, "\"2001:db8::zz\"", "expected an IP address");
+    // A refused kind might have been "http": its http_* keys are not judged.
+    let text = format!("{HEAD}[health]\nkind = \"htp\"\nhttp_path = \"/healthz\"\n");
+    refused_at(&text, "\"htp\"", "unknown variant `htp`");
+    // Two refused services' addresses do not make them duplicates.
+    let text = service(&WEB.replace("\"10.0.21.2\"", "\"x\""))
+        + "[[service]]\n"
+        + &WEB.replace("\"10.0.21.2\"", "\"x\"");
+    refused_with(
+        &text,
+        &[
+            ("\"x\"", 0, "expected an IP address"),
+            ("\"x\"", 1, "expected an IP address"),
+        ],
+    );
+}
+
 #[test]
 fn unreadable_file_is_one_error_without_position() {
     let errs = load_file(std::path::Path::new("/nonexistent/hostagent.toml")).unwrap_err();

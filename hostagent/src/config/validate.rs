@@ -3,7 +3,13 @@
 //! [`HostAgentConfig::validate`] records every violation at the span of the value at fault and
 //! returns them sorted in file order; it never stops at the first. Every message reads
 //! `CONTEXT: what is wrong (got VALUE); how to fix it`, where CONTEXT is `[section]` or
-//! `service VIP:PORT/PROTO`. The rules are listed in the `config` module documentation.
+//! `service VIP:PORT/PROTO` (a refused VIP or port shown as written). The rules are listed in
+//! the `config` module documentation.
+//!
+//! The configuration may hold placeholders for values refused while deserializing
+//! (`mux_shared::config::collect`): the [`Collector`] drops errors located at one, and the
+//! rules that relate two values (families, duplicates, the VIP against the DIP, what the check
+//! kind allows) skip pairs with a placeholder in them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,11 +26,18 @@ impl HostAgentConfig {
     /// from (spans are byte offsets into it).
     pub fn validate(&self, origin: &str, text: &str) -> Result<(), ConfigErrors> {
         let mut c = Collector::new(origin, text);
-        check_name(&mut c, &self.agent.get_ref().name);
-        self.check_tunnel(&mut c);
-        self.check_services(&mut c);
-        self.check_health(&mut c);
-        self.check_interception(&mut c);
+        self.check(&mut c);
+        c.finish()
+    }
+
+    /// Records every violation of a semantic rule in `c`, which knows the placeholders of
+    /// refused values (`parse` passes the collector deserialization used).
+    pub fn check(&self, c: &mut Collector<'_>) {
+        check_name(c, &self.agent.get_ref().name);
+        self.check_tunnel(c);
+        self.check_services(c);
+        self.check_health(c);
+        self.check_interception(c);
         if let Some(listen) = &self.admin.listen
             && listen.get_ref().0.port() == 0
         {
@@ -35,7 +48,6 @@ impl HostAgentConfig {
                     .to_string(),
             );
         }
-        c.finish()
     }
 
     fn check_tunnel(&self, c: &mut Collector<'_>) {
@@ -57,6 +69,9 @@ impl HostAgentConfig {
                 &format!("[tunnel]: mux source {addr}"),
                 "use the [tunnel] source_v4/source_v6 address a MUX encapsulates from",
             );
+            if c.is_poisoned(&source.span()) {
+                continue;
+            }
             if let Some(first) = seen.get(&addr) {
                 let line = c.line_of(*first);
                 c.at(
@@ -75,7 +90,13 @@ impl HostAgentConfig {
         // (backend address, backend port, protocol) → offset of the first service with it.
         let mut by_backend: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
         for s in &self.service {
-            let ctx = service_ctx(s);
+            let ctx = service_ctx(c, s);
+            // Rules relating the addresses skip refused ones (placeholders).
+            let addresses_known = !c.is_poisoned(&s.vip.span())
+                && !c.is_poisoned(&s.dip.span())
+                && s.backend_address
+                    .as_ref()
+                    .is_none_or(|b| !c.is_poisoned(&b.span()));
             let ports_ok = check_port(c, &ctx, "port", &s.port)
                 & s.backend_port
                     .as_ref()
@@ -99,6 +120,9 @@ impl HostAgentConfig {
                     &format!("{ctx}: backend_address"),
                     "use the address the backend listens on",
                 );
+            }
+            if !addresses_known {
+                continue;
             }
             let (vip, dip, backend) = (s.vip(), s.dip(), s.backend_address());
             match &s.backend_address {
@@ -134,7 +158,7 @@ impl HostAgentConfig {
                     ),
                 );
             }
-            if !ports_ok {
+            if !ports_ok || c.is_poisoned(&s.protocol.span()) {
                 continue;
             }
             let tunnel_key = (dip, vip, s.port(), s.protocol());
@@ -316,7 +340,9 @@ impl HostAgentConfig {
             .kind
             .as_ref()
             .is_some_and(|k| matches!(k.get_ref(), HealthKindName::Http | HealthKindName::Https));
-        if !is_http {
+        // A refused kind may have been meant as "http".
+        let kind_known = h.kind.as_ref().is_none_or(|k| !c.is_poisoned(&k.span()));
+        if !is_http && kind_known {
             for (key, span) in [
                 ("http_path", h.http_path.as_ref().map(Spanned::span)),
                 ("http_status", h.http_status.as_ref().map(Spanned::span)),
@@ -346,12 +372,26 @@ fn sock(addr: IpAddr, port: u16) -> String {
     }
 }
 
-fn service_ctx(s: &Service) -> String {
-    format!(
-        "service {}/{}",
-        sock(s.vip(), u16::try_from(*s.port.get_ref()).unwrap_or(0)),
-        s.protocol()
-    )
+/// `service VIP:PORT/PROTO`, refused parts shown as written.
+fn service_ctx(c: &Collector<'_>, s: &Service) -> String {
+    let written = |span: std::ops::Range<usize>| match c.source(&span) {
+        "" => "?".to_owned(),
+        text => text.trim_matches('"').to_owned(),
+    };
+    let port = match c.is_poisoned(&s.port.span()) {
+        true => written(s.port.span()),
+        false => u16::try_from(*s.port.get_ref()).unwrap_or(0).to_string(),
+    };
+    let vip = match (c.is_poisoned(&s.vip.span()), s.vip()) {
+        (true, _) => written(s.vip.span()),
+        (false, IpAddr::V6(a)) => format!("[{a}]"),
+        (false, IpAddr::V4(a)) => a.to_string(),
+    };
+    let protocol = match c.is_poisoned(&s.protocol.span()) {
+        true => written(s.protocol.span()),
+        false => s.protocol().to_string(),
+    };
+    format!("service {vip}:{port}/{protocol}")
 }
 
 fn check_port(c: &mut Collector<'_>, ctx: &str, key: &str, v: &Spanned<i64>) -> bool {

@@ -20,25 +20,11 @@ use hostagent::io::tun::Tun;
 use mux_shared::checksum;
 use mux_shared::port::afpacket::enter_netns;
 
-/// Whether this process can build namespace labs; prints why a test is skipped otherwise.
+/// Whether this process can build namespace labs (root and the `ip` tool); otherwise the test
+/// is skipped with the reason, or fails under `CI=true` ([`mux_test_prereq::skip_or_fail`]).
 pub fn lab_available(test: &str) -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false);
-    if !root {
-        eprintln!("SKIPPED {test}: needs root (namespaces, TUN, raw sockets)");
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("SKIPPED {test}: the `ip` tool is not installed");
-        return false;
-    }
-    true
+    mux_test_prereq::require_root(test, "network namespaces, TUN devices and raw sockets")
+        && mux_test_prereq::require_tool(test, "ip", "-V", "iproute2")
 }
 
 /// Runs `ip args`, panicking with its stderr on failure.

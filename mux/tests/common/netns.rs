@@ -4,7 +4,7 @@
 //! Each test builds its own namespace, `muxt-<kind>-<pid>-<test>`, and does all its socket work
 //! on a thread that entered it ([`Netns::run`]); the namespace is deleted when the guard drops,
 //! also when the test panics. Without root or without the `ip` tool the tests print why they
-//! skip and pass ([`lab_available`]).
+//! skip and pass, or fail under `CI=true` ([`lab_available`]).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,33 +16,10 @@ use mux_shared::port::afpacket::enter_netns;
 const CARRIER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether this process can build namespace labs (root, and the `ip` tool installed). When it
-/// cannot, prints why `test` is skipped and how to run it.
+/// cannot, the test is skipped with the reason, or fails under `CI=true`
+/// ([`mux_test_prereq::skip_or_fail`]).
 pub fn lab_available(test: &str) -> bool {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED {test}: needs root (network namespaces, veth, raw sockets); \
-             run `sudo -E cargo test -p mux --test {}`",
-            env!("CARGO_CRATE_NAME")
-        );
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("SKIPPED {test}: the `ip` tool is not installed");
-        return false;
-    }
-    true
-}
-
-/// Whether the effective user is root.
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
+    mux_test_prereq::require_netns_lab(test)
 }
 
 /// Runs `ip args`; its stderr on failure.

@@ -3,13 +3,19 @@
 //!
 //! [`ConfigError`] is one such message; [`ConfigErrors`] is what `parse`, `load_file` and
 //! `validate` return, so an operator sees every problem of a file in one run instead of fixing
-//! them one reload at a time. Syntax and type errors come from `toml` (which stops at the first)
-//! and are rewritten here with a hint; semantic errors come from `validate`.
+//! them one reload at a time. Type, value and key errors come from serde through
+//! `collect::deserialize` (every one of them, rewritten here with a hint), semantic errors from
+//! `validate`; a syntax error is reported alone (there is no document to look further into).
+//!
+//! The [`Collector`] also knows which spans are *poisoned*: values that were refused and
+//! replaced by a placeholder so the rest of the file could be checked. Errors located there
+//! are dropped (the refusal was reported), and rules that compare values skip placeholders.
 //!
 //! An error that has no position in the text (the file could not be read) has `line == 0` and
 //! `column == 0` and displays as `FILE: message`.
 
 use std::fmt;
+use std::ops::Range;
 
 use super::location::Locator;
 
@@ -78,8 +84,11 @@ fn render_lines(errors: &[ConfigError]) -> String {
 #[derive(Debug)]
 pub struct Collector<'a> {
     origin: &'a str,
+    text: &'a str,
     locator: Locator<'a>,
     errors: Vec<ConfigError>,
+    /// Spans of refused values that hold placeholders now (see the module documentation).
+    poisoned: Vec<Range<usize>>,
 }
 
 impl<'a> Collector<'a> {
@@ -87,13 +96,23 @@ impl<'a> Collector<'a> {
     pub fn new(origin: &'a str, text: &'a str) -> Self {
         Collector {
             origin,
+            text,
             locator: Locator::new(text),
             errors: Vec::new(),
+            poisoned: Vec::new(),
         }
     }
 
-    /// Records `message` at the start of the byte range `span`.
-    pub fn at(&mut self, span: std::ops::Range<usize>, message: String) {
+    /// Records `message` at the start of the byte range `span`, unless `span` holds a
+    /// placeholder ([`Collector::is_poisoned`]): that value's refusal is already reported.
+    pub fn at(&mut self, span: Range<usize>, message: String) {
+        if self.is_poisoned(&span) {
+            return;
+        }
+        self.push(span, message);
+    }
+
+    fn push(&mut self, span: Range<usize>, message: String) {
         let (line, column) = self.locator.locate(span.start);
         self.errors.push(ConfigError {
             file: self.origin.to_owned(),
@@ -101,6 +120,48 @@ impl<'a> Collector<'a> {
             column,
             message: one_line(&message),
         });
+    }
+
+    /// Marks `span` as holding a placeholder for a refused value.
+    pub fn poison(&mut self, span: Range<usize>) {
+        self.poisoned.push(span);
+    }
+
+    /// Whether `span` holds a placeholder: a refused value, or a missing key's stand-in (whose
+    /// synthetic span lies past the end of the text). Rules comparing two values skip a pair
+    /// with such a member, so a placeholder never causes an error of its own.
+    pub fn is_poisoned(&self, span: &Range<usize>) -> bool {
+        span.start > self.text.len() || self.poisoned.contains(span)
+    }
+
+    /// The text of `span` as written in the file (empty for a synthetic span): how messages
+    /// show a value that was refused.
+    pub fn source(&self, span: &Range<usize>) -> &'a str {
+        self.text.get(span.clone()).unwrap_or("")
+    }
+
+    /// Whether no error was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// Records a `toml` syntax error (the document could not be parsed).
+    pub(crate) fn record_toml_error(&mut self, error: &toml::de::Error, text: &str) {
+        let span = error.span().unwrap_or(0..0);
+        let spanned_text = text.get(span.clone()).unwrap_or("");
+        self.push(span, explain_toml(error.message(), spanned_text));
+    }
+
+    /// Records that reading stopped at `span` because of `message` (a placeholder that fits
+    /// nothing, a location the repair cannot find). The file is refused with what was found so
+    /// far plus this note, never accepted.
+    pub(crate) fn give_up(&mut self, span: Range<usize>, message: &str) {
+        let span = if self.is_poisoned(&span) { 0..0 } else { span };
+        let hint = explain_toml(message, self.source(&span));
+        self.push(
+            span,
+            format!("{hint}; the rest of the file could not be checked after this error"),
+        );
     }
 
     /// Records an error unless `lo <= value <= hi`, saying the range and how to fix it;
@@ -115,7 +176,8 @@ impl<'a> Collector<'a> {
         fix: &str,
     ) -> bool {
         let v = *value.get_ref();
-        let ok = (lo..=hi).contains(&v);
+        // A placeholder is never "in range": rules that depend on it are skipped.
+        let ok = (lo..=hi).contains(&v) && !self.is_poisoned(&value.span());
         if !ok {
             self.at(
                 value.span(),
@@ -155,7 +217,7 @@ pub fn from_toml(origin: &str, text: &str, error: &toml::de::Error) -> ConfigErr
 
 /// Adds a fix to the messages `toml`/`serde` produce; messages it does not recognise (syntax
 /// errors, which already say what was expected) pass through unchanged.
-fn explain_toml(message: &str, spanned_text: &str) -> String {
+pub(crate) fn explain_toml(message: &str, spanned_text: &str) -> String {
     let message = one_line(message);
     if message.starts_with("unknown field") {
         format!("{message}; fix the spelling or remove the key")

@@ -7,10 +7,12 @@
 //! accessors ([`Vip::address`], [`Backend::weight`], [`Dataplane::workers`], …), which apply
 //! the defaults so nothing downstream unwraps a span or repeats a default.
 //!
-//! Pipeline: `toml::from_str` into structs that all `deny_unknown_fields` (a typo is an error,
+//! Pipeline: the TOML text into structs that all `deny_unknown_fields` (a typo is an error,
 //! not a silently ignored key) and keep the [`serde_spanned::Spanned`] location of every value
-//! a rule can reject → [`MuxConfig::validate`], which checks every semantic rule and collects
-//! all violations → a [`ConfigErrors`] whose messages read
+//! a rule can reject, through [`collect::deserialize`], which records *every* unknown key,
+//! missing key, wrong type and malformed value (each refused value replaced by a placeholder
+//! so the rest of the file is still read) → the semantic rules ([`MuxConfig::validate`]), which
+//! collect all violations, skipping placeholders → a [`ConfigErrors`] whose messages read
 //! `FILE:LINE:COL: CONTEXT: what is wrong (got VALUE); how to fix it`, in file order.
 //!
 //! Semantic rules, beyond the ranges documented on each accessor:
@@ -41,15 +43,19 @@
 //! - [`parse`] and [`load_file`] return only configurations that passed [`MuxConfig::validate`].
 //! - A returned error list is never empty, and every entry has a line and column (≥ 1), except
 //!   a file that could not be read, which has line 0 (displayed as `FILE: message`).
-//! - Syntax and type errors come from `toml`, which stops at the first one, so they are always
-//!   reported alone; semantic errors are only looked for in a well-typed file.
+//! - Every error of a file TOML can parse is reported: unknown keys, missing keys, type and
+//!   value errors, and semantic errors, together. A TOML *syntax* error (an unclosed string,
+//!   `key = = 3`) is reported alone: there is no document to look further into.
+//! - A refused value never causes an error of its own elsewhere: it is a placeholder to the
+//!   rules ([`Collector::is_poisoned`]), which skip it.
 //!
 //! Rejected alternatives: walking a `toml::Value` by hand (every field would need hand-written
 //! type errors, and unknown-key detection would be easy to forget for a new table); reporting
-//! only the first semantic error (a reload per mistake); integers typed `u16`/`u32` in the
-//! schema (an out-of-range port would become a bare "expected u16" type error that also hides
-//! every other problem; they are `i64` and range-checked instead).
+//! only the first error of each kind (a reload per mistake); integers typed `u16`/`u32` in the
+//! schema (an out-of-range port would become a bare "expected u16" type error; they are `i64`
+//! and range-checked instead, with the allowed range and a fix in the message).
 
+pub mod collect;
 mod dpdk;
 mod error;
 mod location;
@@ -80,12 +86,15 @@ pub use schema::{
 
 /// Parses and validates a configuration. `origin` is the file name shown in messages.
 ///
-/// Returns one error for a syntax or type error (TOML parsing stops there), otherwise every
-/// semantic error in file order.
+/// Returns every error in file order: unknown and missing keys, type and value errors, and
+/// semantic errors together; a TOML syntax error alone (the file cannot be read further).
 pub fn parse(text: &str, origin: &str) -> Result<MuxConfig, ConfigErrors> {
-    let config: MuxConfig = toml::from_str(text).map_err(|e| error::from_toml(origin, text, &e))?;
-    config.validate(origin, text)?;
-    Ok(config)
+    let mut c = Collector::new(origin, text);
+    let config = collect::deserialize::<MuxConfig>(text, &mut c);
+    if let Some(config) = &config {
+        config.check(&mut c);
+    }
+    collect::finish(config, c)
 }
 
 /// Reads, parses and validates the configuration file at `path`; messages name the file as

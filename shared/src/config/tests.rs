@@ -266,13 +266,18 @@ fn unknown_enum_values_list_the_allowed_ones() {
 
 #[test]
 fn missing_required_keys_point_at_their_table() {
-    refused_at(
-        "[mux]\n",
-        "[mux]",
-        "[mux] is missing the required key `name`",
+    // A missing key is reported at its table, with the file's other errors: here a file without
+    // [dataplane] io = "mem" also lacks the interface and next hop an AF_PACKET MUX needs.
+    let errs = errors("[mux]\n");
+    assert_eq!((errs[0].line, errs[0].column), (1, 1));
+    assert!(
+        errs[0]
+            .message
+            .contains("[mux] is missing the required key `name`"),
+        "{}",
+        errs[0].message
     );
     let errs = errors("");
-    assert_eq!(errs.len(), 1);
     assert_eq!((errs[0].line, errs[0].column), (1, 1));
     assert!(
         errs[0].message.contains("section `mux` is missing"),
@@ -280,7 +285,11 @@ fn missing_required_keys_point_at_their_table() {
         errs[0].message
     );
     let text = format!("{HEAD}[[vip]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = 80\n");
-    refused_at(&text, "[[vip]]", "missing the required key `protocol`");
+    refused_at(
+        &format!("{text}{}", backend("10.1.0.1")),
+        "[[vip]]",
+        "missing the required key `protocol`",
+    );
 }
 
 // ---- collection of several errors ---------------------------------------------------------
@@ -367,6 +376,222 @@ fn the_documented_example_message_is_produced_verbatim() {
         "configs/mux.toml:13:13: vip \"web\" backend 10.1.0.7: weight must be between 0 and \
          10000 (got 20000); lower it or set state = \"draining\""
     );
+}
+
+// ---- every error of a file TOML can parse -----------------------------------------------
+
+/// Asserts `text` is refused with exactly these errors: (the `nth` occurrence of `at`, a
+/// substring of the message), in this order.
+fn refused_with(text: &str, expected: &[(&str, usize, &str)]) {
+    let errs = errors(text);
+    let shown = ConfigErrors(errs.clone()).to_string();
+    assert_eq!(errs.len(), expected.len(), "{shown}\n---\n{text}");
+    for (e, &(at, nth, needle)) in errs.iter().zip(expected) {
+        assert_eq!(
+            (e.line, e.column),
+            position(text, at, nth),
+            "{needle:?} at the wrong place: {shown}"
+        );
+        assert!(
+            e.message.contains(needle),
+            "{:?} lacks {needle:?}",
+            e.message
+        );
+    }
+}
+
+#[test]
+fn a_bad_address_and_a_bad_weight_are_both_reported() {
+    // The issue's first example: before, only the address was reported.
+    let text = web(
+        "",
+        "[[vip.backend]]\naddress = \"10.1.0.300\"\nweight = 20000\n",
+    );
+    refused_with(
+        &text,
+        &[
+            ("\"10.1.0.300\"", 0, "expected an IP address such as"),
+            (
+                "20000",
+                0,
+                "vip \"web\" backend \"10.1.0.300\": weight must be between 0 and 10000",
+            ),
+        ],
+    );
+    let e = &errors(&text)[1];
+    assert_eq!((e.line, e.column), (15, 10), "{e}");
+}
+
+#[test]
+fn a_typo_a_bad_address_and_a_bad_weight_are_all_reported() {
+    // The issue's second example: before, only the typo was reported.
+    let text = web(
+        "",
+        "[[vip.backend]]\naddress = \"10.1.0.300\"\nwieght = 5\n\
+         [[vip.backend]]\naddress = \"10.1.0.2\"\nweight = 20000\n",
+    );
+    refused_with(
+        &text,
+        &[
+            ("\"10.1.0.300\"", 0, "expected an IP address such as"),
+            ("wieght", 0, "unknown field `wieght`"),
+            (
+                "20000",
+                0,
+                "backend 10.1.0.2: weight must be between 0 and 10000",
+            ),
+        ],
+    );
+    let at: Vec<_> = errors(&text).iter().map(|e| (e.line, e.column)).collect();
+    assert_eq!(at, [(14, 11), (15, 1), (18, 10)]);
+}
+
+#[test]
+fn type_and_value_errors_in_every_section_are_all_reported() {
+    let text = "[mux]\nname = 7\n[dataplane]\nio = \"mem\"\nworkers = \"two\"\nmtu = 1.5\n\
+                [tunnel]\nsource_v4 = 10\n[next_hop]\nmac = \"zz\"\n[admin]\nlisten = \"x\"\n\
+                [lifecycle]\ndrain_seconds = \"5\"\n[bgp]\nspeaker = \"quagga\"\n\
+                [health]\npoll_interval_ms = true\n\
+                [[vip]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = \"80\"\nprotocol = \"sctp\"\n\
+                [[vip.backend]]\naddress = \"10.1.0.1\"\nstate = \"down\"\n";
+    refused_with(
+        text,
+        &[
+            ("7", 0, "expected a string"),
+            ("\"two\"", 0, "expected an integer"),
+            ("1.5", 0, "expected an integer"),
+            ("10\n", 0, "put the value in double quotes"),
+            ("\"zz\"", 0, "expected a MAC address"),
+            ("\"x\"", 0, "expected an address:port"),
+            ("\"5\"", 0, "expected an integer"),
+            ("\"quagga\"", 0, "`none` or `bird`"),
+            ("true", 0, "expected an integer"),
+            ("\"80\"", 0, "expected an integer"),
+            ("\"sctp\"", 0, "expected `tcp` or `udp`"),
+            ("\"down\"", 0, "`active` or `draining`"),
+        ],
+    );
+}
+
+#[test]
+fn unknown_and_missing_keys_are_reported_with_the_rest() {
+    let text = format!(
+        "{HEAD}[timeout]\nudp = 3\n[[vip]]\nname = \"web\"\naddress = \"192.0.2.10\"\nport = 80\n\
+         [[vip.backend]]\naddres = \"10.1.0.1\"\n[[vip.backend]]\naddress = \"10.1.0.2\"\n\
+         weight = -1\n"
+    );
+    refused_with(
+        &text,
+        &[
+            ("timeout", 0, "unknown field `timeout`"),
+            ("[[vip]]", 0, "missing the required key `protocol`"),
+            ("[[vip.backend]]", 0, "missing the required key `address`"),
+            ("addres ", 0, "unknown field `addres`"),
+            ("-1", 0, "weight must be between 0 and 10000 (got -1)"),
+        ],
+    );
+}
+
+#[test]
+fn a_refused_value_causes_no_error_of_its_own() {
+    // A refused io does not make the interface or the next hop required.
+    refused_at(
+        "[mux]\nname = \"t\"\n[dataplane]\nio = \"xdp\"\n",
+        "\"xdp\"",
+        "unknown variant `xdp`",
+    );
+    // A refused tunnel source does not count as missing for IPv4 backends.
+    let text = web("", &backend("10.1.0.1")).replace("\"10.0.0.11\"", "\"10.0.0.311\"");
+    refused_at(&text, "\"10.0.0.311\"", "expected an IP address");
+    // A refused protocol does not make two VIPs the same service.
+    let text = format!(
+        "{}[[vip]]\nname = \"web2\"\naddress = \"192.0.2.10\"\nport = 80\nprotocol = \"tpc\"\n{}",
+        web("", &backend("10.1.0.1")),
+        backend("10.1.0.2")
+    );
+    refused_at(&text, "\"tpc\"", "expected `tcp` or `udp`");
+    // Two refused backend addresses are two errors, not also a duplicate; a refused VIP
+    // address is not "the VIP itself" of its backends.
+    let text = web(
+        "",
+        &format!("{}{}", backend("10.1.0.x"), backend("10.1.0.x")),
+    )
+    .replace("\"192.0.2.10\"", "\"192.0.2\"");
+    refused_with(
+        &text,
+        &[
+            ("\"192.0.2\"", 0, "expected an IP address"),
+            ("\"10.1.0.x\"", 0, "expected an IP address"),
+            ("\"10.1.0.x\"", 1, "expected an IP address"),
+        ],
+    );
+    // A refused weight is not "out of range" as well.
+    refused_at(
+        &web(
+            "",
+            "[[vip.backend]]\naddress = \"10.1.0.1\"\nweight = \"max\"\n",
+        ),
+        "\"max\"",
+        "expected an integer",
+    );
+}
+
+#[test]
+fn a_refused_name_is_shown_as_written() {
+    let text = web(
+        "",
+        "[[vip.backend]]\naddress = \"10.1.0.1\"\nweight = 20000\n",
+    )
+    .replace("name = \"web\"", "name = web");
+    // `name = web` is a syntax error (a bare word): reported alone.
+    assert_eq!(errors(&text).len(), 1);
+    let text = web(
+        "",
+        "[[vip.backend]]\naddress = \"10.1.0.1\"\nweight = 20000\n",
+    )
+    .replace("name = \"web\"", "name = 5");
+    refused_with(
+        &text,
+        &[
+            ("5\n", 0, "expected a string"),
+            ("20000", 0, "vip 5 backend 10.1.0.1: weight must be"),
+        ],
+    );
+}
+
+#[test]
+fn a_syntax_error_is_still_reported_alone() {
+    let text = web("", &backend("10.1.0.300")) + "weight = = 3\n";
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].line, text.lines().count());
+}
+
+#[test]
+fn hundreds_of_errors_are_all_reported() {
+    let backends: String = (0..300)
+        .map(|i| backend(&format!("10.1.{i}.999")))
+        .collect();
+    let text = web("", &backends);
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 300);
+    assert!(
+        errs.iter()
+            .all(|e| e.message.contains("expected an IP address"))
+    );
+    assert!(
+        errs.windows(2).all(|w| w[0].line < w[1].line),
+        "in file order"
+    );
+}
+
+#[test]
+fn a_file_with_refused_values_is_never_accepted_and_validate_agrees() {
+    // What `parse` accepts, `validate` accepts too, with a fresh collector.
+    let text = web("", &backend("10.1.0.1"));
+    let cfg = valid(&text);
+    assert_eq!(cfg.validate("t.toml", &text), Ok(()));
+    assert!(parse(&web("", &backend("10.1.0.1:80")), "t.toml").is_err());
 }
 
 // ---- one test per semantic rule -----------------------------------------------------------

@@ -6,7 +6,13 @@
 //! error: an operator fixing a file should need one run, not one run per mistake.
 //!
 //! Every message reads `CONTEXT: what is wrong (got VALUE); how to fix it`, where CONTEXT is
-//! `[section]`, `vip "NAME"` or `vip "NAME" backend ADDRESS`.
+//! `[section]`, `vip "NAME"` or `vip "NAME" backend ADDRESS` (a refused name or address is
+//! shown as written).
+//!
+//! The configuration may hold placeholders for values that were refused while deserializing
+//! (`collect`): an error at a placeholder is dropped by the [`Collector`], and every rule that
+//! relates two values (duplicates, families, what `io` requires) skips a pair with a
+//! placeholder in it, so one mistake is reported once.
 //!
 //! The rules themselves are listed in the `config` module documentation.
 
@@ -25,21 +31,34 @@ use super::schema::{
 use super::values::{IpValue, MacValue, SocketValue};
 
 impl MuxConfig {
-    /// Checks every semantic rule (listed in the [module documentation](crate::config)) and returns all violations,
-    /// in file order. `origin` is the file name shown in messages and `text` the exact text
-    /// this configuration was parsed from (spans are byte offsets into it).
+    /// Checks every semantic rule (listed in the [module documentation](crate::config)) and
+    /// returns all violations, in file order. `origin` is the file name shown in messages and
+    /// `text` the exact text this configuration was parsed from (spans are byte offsets into
+    /// it).
     pub fn validate(&self, origin: &str, text: &str) -> Result<(), ConfigErrors> {
         let mut c = Collector::new(origin, text);
-        check_name(&mut c, "[mux]", &self.mux.get_ref().name);
-        self.check_dataplane(&mut c);
-        self.check_tunnel(&mut c);
-        self.check_next_hop(&mut c);
-        check_timeouts(&mut c, "[timeouts]", &self.timeouts);
-        self.check_lifecycle_and_bgp(&mut c);
-        self.check_health(&mut c);
-        self.check_dpdk(&mut c);
-        self.check_vips(&mut c);
+        self.check(&mut c);
         c.finish()
+    }
+
+    /// Records every violation of a semantic rule in `c`, which knows the placeholders of
+    /// refused values (`parse` passes the collector deserialization used).
+    pub fn check(&self, c: &mut Collector<'_>) {
+        check_name(c, "[mux]", &self.mux.get_ref().name);
+        self.check_dataplane(c);
+        self.check_tunnel(c);
+        self.check_next_hop(c);
+        check_timeouts(c, "[timeouts]", &self.timeouts);
+        self.check_lifecycle_and_bgp(c);
+        self.check_health(c);
+        self.check_dpdk(c);
+        self.check_vips(c);
+    }
+
+    /// Whether `[dataplane] io` is known: absent (the default) or a value that was accepted.
+    fn io_known(&self, c: &Collector<'_>) -> bool {
+        let dp = self.dataplane.get_ref();
+        dp.io.as_ref().is_none_or(|v| !c.is_poisoned(&v.span()))
     }
 
     fn check_dataplane(&self, c: &mut Collector<'_>) {
@@ -91,7 +110,13 @@ impl MuxConfig {
                 c.check_range(ctx, key, v, lo, max, fix);
             }
         }
-        if let Some(cpus) = &dp.cpus {
+        let workers_known = dp
+            .workers
+            .as_ref()
+            .is_none_or(|w| !c.is_poisoned(&w.span()));
+        if let Some(cpus) = &dp.cpus
+            && workers_known
+        {
             let workers = dp.workers();
             let list = cpus.get_ref();
             if list.len() < workers || list.iter().any(|c| !(0..1024).contains(c)) {
@@ -106,6 +131,8 @@ impl MuxConfig {
             }
         }
         match &dp.interface {
+            // What a refused io requires is unknown.
+            None if !self.io_known(c) => {}
             Some(name) if !is_interface_name(name.get_ref()) => c.at(
                 name.span(),
                 format!(
@@ -252,6 +279,9 @@ impl MuxConfig {
         let mut seen: HashMap<std::net::SocketAddr, usize> = HashMap::new();
         for agent in &h.agent {
             check_agent_address(c, &agent.address);
+            if c.is_poisoned(&agent.address.span()) {
+                continue;
+            }
             let addr = agent.address();
             if let Some(first) = seen.get(&addr) {
                 c.at(
@@ -315,14 +345,17 @@ impl MuxConfig {
             if set {
                 continue;
             }
-            if let Some((vip, b)) = backends().find(|(_, b)| is_family(&b.address())) {
+            let needs = |(_, b): &(&Vip, &Backend)| {
+                is_family(&b.address()) && !c.is_poisoned(&b.address.span())
+            };
+            if let Some((vip, b)) = backends().find(needs) {
+                let ctx = backend_ctx(c, vip, b);
                 c.at(
                     b.address.span(),
                     format!(
-                        "{}: {family} backends need an {family} tunnel source, but [tunnel] \
+                        "{ctx}: {family} backends need an {family} tunnel source, but [tunnel] \
                          {key} is not set; add {key} = \"<this MUX's {family} address>\" under \
-                         [tunnel]",
-                        backend_ctx(vip, b)
+                         [tunnel]"
                     ),
                 );
             }
@@ -331,7 +364,10 @@ impl MuxConfig {
 
     fn check_next_hop(&self, c: &mut Collector<'_>) {
         let nh = self.next_hop.get_ref();
-        if nh.mac.is_none() && nh.address.is_none() && self.dataplane.get_ref().io() != IoKind::Mem
+        if nh.mac.is_none()
+            && nh.address.is_none()
+            && self.dataplane.get_ref().io() != IoKind::Mem
+            && self.io_known(c)
         {
             c.at(
                 self.next_hop.span(),
@@ -357,19 +393,22 @@ impl MuxConfig {
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut services = HashMap::new();
         for vip in &self.vip {
-            let ctx = format!("vip {:?}", vip.name());
+            let ctx = vip_ctx(c, vip);
             check_name(c, &ctx, &vip.name);
             let name_line = c.line_of(vip.name.span().start);
-            if let Some(first) = names.get(vip.name()) {
-                c.at(
-                    vip.name.span(),
-                    format!(
-                        "{ctx}: the name is already used by the VIP at line {first}; give each \
-                         VIP a unique name"
-                    ),
-                );
-            } else {
-                names.insert(vip.name(), name_line);
+            // A refused name has no duplicate to look for.
+            if !c.is_poisoned(&vip.name.span()) {
+                if let Some(first) = names.get(vip.name()) {
+                    c.at(
+                        vip.name.span(),
+                        format!(
+                            "{ctx}: the name is already used by the VIP at line {first}; give \
+                             each VIP a unique name"
+                        ),
+                    );
+                } else {
+                    names.insert(vip.name(), name_line);
+                }
             }
 
             check_unicast(
@@ -386,7 +425,9 @@ impl MuxConfig {
                 65535,
                 "use the port clients connect to",
             );
-            if port_ok {
+            let service_known =
+                !c.is_poisoned(&vip.address.span()) && !c.is_poisoned(&vip.protocol.span());
+            if port_ok && service_known {
                 let key = (vip.address(), vip.port(), vip.protocol());
                 let service = format!(
                     "{}/{}",
@@ -474,8 +515,9 @@ fn check_backends(c: &mut Collector<'_>, ctx: &str, vip: &Vip) {
         );
     }
     let mut seen: HashMap<IpAddr, usize> = HashMap::new();
+    let vip_known = !c.is_poisoned(&vip.address.span());
     for b in &vip.backend {
-        let bctx = backend_ctx(vip, b);
+        let bctx = backend_ctx(c, vip, b);
         let addr = b.address();
         check_unicast(
             c,
@@ -483,25 +525,28 @@ fn check_backends(c: &mut Collector<'_>, ctx: &str, vip: &Vip) {
             &format!("{bctx}: the address"),
             "use the routable address of the backend's host agent",
         );
-        if addr == vip.address() {
-            c.at(
-                b.address.span(),
-                format!(
-                    "{bctx}: the backend is the VIP itself, which would loop packets back to \
-                     this MUX; use the host agent's own address"
-                ),
-            );
-        }
-        if let Some(first) = seen.get(&addr) {
-            c.at(
-                b.address.span(),
-                format!(
-                    "{bctx}: listed twice in this VIP (first at line {first}); remove one, or \
-                     change its address"
-                ),
-            );
-        } else {
-            seen.insert(addr, c.line_of(b.address.span().start));
+        // A refused address: its loops and duplicates cannot be judged.
+        if !c.is_poisoned(&b.address.span()) {
+            if vip_known && addr == vip.address() {
+                c.at(
+                    b.address.span(),
+                    format!(
+                        "{bctx}: the backend is the VIP itself, which would loop packets back \
+                         to this MUX; use the host agent's own address"
+                    ),
+                );
+            }
+            if let Some(first) = seen.get(&addr) {
+                c.at(
+                    b.address.span(),
+                    format!(
+                        "{bctx}: listed twice in this VIP (first at line {first}); remove one, \
+                         or change its address"
+                    ),
+                );
+            } else {
+                seen.insert(addr, c.line_of(b.address.span().start));
+            }
         }
         if let Some(w) = &b.weight {
             let fix = if *w.get_ref() < 0 {
@@ -542,8 +587,24 @@ fn check_agent_address(c: &mut Collector<'_>, addr: &Spanned<SocketValue>) {
     );
 }
 
-fn backend_ctx(vip: &Vip, b: &Backend) -> String {
-    format!("vip {:?} backend {}", vip.name(), b.address())
+/// `vip "NAME"`, or the name as written when it was refused.
+fn vip_ctx(c: &Collector<'_>, vip: &Vip) -> String {
+    let span = vip.name.span();
+    match c.is_poisoned(&span) {
+        false => format!("vip {:?}", vip.name()),
+        true if c.source(&span).is_empty() => "vip (without a name)".to_owned(),
+        true => format!("vip {}", c.source(&span)),
+    }
+}
+
+/// `vip "NAME" backend ADDRESS`, the address as written when it was refused.
+fn backend_ctx(c: &Collector<'_>, vip: &Vip, b: &Backend) -> String {
+    let span = b.address.span();
+    match c.is_poisoned(&span) {
+        false => format!("{} backend {}", vip_ctx(c, vip), b.address()),
+        true if c.source(&span).is_empty() => format!("{} backend", vip_ctx(c, vip)),
+        true => format!("{} backend {}", vip_ctx(c, vip), c.source(&span)),
+    }
 }
 
 fn check_timeouts(c: &mut Collector<'_>, ctx: &str, t: &TimeoutSettings) {

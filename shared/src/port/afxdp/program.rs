@@ -396,9 +396,8 @@ mod tests {
     /// and a miss as 2) and runs it on frames with `BPF_PROG_TEST_RUN`. Needs root.
     #[test]
     fn verifier_accepts_and_program_steers_only_vip_traffic() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED: loading an XDP program needs root");
+        const TEST: &str = "verifier_accepts_and_program_steers_only_vip_traffic";
+        if !mux_test_prereq::require_root(TEST, "loading an XDP program (bpf())") {
             return;
         }
         let mut p = match XdpProgram::load(1, XDP_DROP) {
@@ -407,7 +406,10 @@ mod tests {
                 if source.raw_os_error() == Some(libc::EPERM)
                     || source.raw_os_error() == Some(libc::ENOSYS) =>
             {
-                eprintln!("SKIPPED: bpf() unavailable: {source}");
+                mux_test_prereq::skip_or_fail(
+                    TEST,
+                    &format!("bpf() is unavailable ({source}); a kernel with BPF is needed"),
+                );
                 return;
             }
             Err(e) => panic!("{e}"),

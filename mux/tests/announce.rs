@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::process::{free_port, signal, status, wait_for};
+use common::process::{free_port, get, signal, status, wait_for};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

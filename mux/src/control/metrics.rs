@@ -24,6 +24,9 @@
 //! - `mux_port_packets_total{worker,direction}`, `mux_port_dropped_packets_total{worker,direction}`
 //!   — what each worker's port moved and lost (ring full, no buffer, refused);
 //! - `mux_config_generation`, `mux_reloads_total{result}`, `mux_ready`, `mux_vip_announced{address}`;
+//! - the announcement's liveness: `mux_data_path_alive` (1 while every worker polls and the
+//!   data path is intact), `mux_data_path_downs_total` (times it was found down),
+//!   `mux_announce_guard_restarts_total` (the guard process died and was replaced);
 //! - the health feed: `mux_health_agent_up{agent}` (1 while the agent's last poll succeeded),
 //!   `mux_health_polls_total{agent,result}` (`ok`, `failed`), and per backend some agent
 //!   reports `mux_backend_health_failed{vip,backend}` (1 while the feed fails it),
@@ -389,6 +392,35 @@ impl Collector for MuxCollector {
             "mux_vip_announced",
             "1 per VIP address announced over BGP.",
             &announced,
+        )?;
+        let (alive, downs, restarts) = state
+            .announcement
+            .lock()
+            .map(|a| {
+                (
+                    i64::from(a.liveness == Some(crate::control::liveness::Verdict::Alive)),
+                    a.downs,
+                    a.guard_restarts,
+                )
+            })
+            .unwrap_or_default();
+        gauge_family(
+            &mut e,
+            "mux_data_path_alive",
+            "1 while every worker polls its queue and the data path is intact (the VIPs may be announced).",
+            &[(vec![], alive)],
+        )?;
+        counter_family(
+            &mut e,
+            "mux_data_path_downs",
+            "Times the data path was found down (a worker stalled, the XDP link or DPDK port lost).",
+            &[(vec![], downs)],
+        )?;
+        counter_family(
+            &mut e,
+            "mux_announce_guard_restarts",
+            "Times the announcement guard process died and was replaced.",
+            &[(vec![], restarts)],
         )?;
         encode_health(&mut e, state)
     }

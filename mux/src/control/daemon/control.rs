@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mux_shared::config::{self, IoKind, MuxConfig};
 use mux_shared::port::afxdp::XdpProgram;
@@ -53,7 +53,16 @@ pub struct Control {
     pub(super) iface: Option<String>,
     pub(super) feed: HealthFeed,
     pub(super) tracker: Tracker,
+    /// When [`Control::apply_health`] last ran.
+    pub(super) last_health: Option<Instant>,
+    /// Until when silence counts for nothing: the process itself was paused (SIGSTOP, a
+    /// starved VM), and its pollers need a poll to hear from the agents again.
+    pub(super) stale_hold_until: Option<Instant>,
 }
+
+/// A gap between two health judgements this long means the process was not running (the
+/// control thread wakes every tick): agents' silence over it is ours, not theirs.
+const PAUSE_GAP: Duration = Duration::from_secs(1);
 
 impl Control {
     /// SIGHUP: load, validate, compile, publish — or refuse and keep serving.
@@ -172,15 +181,32 @@ impl Control {
 
     /// Judges the agents' latest answers; on a change of the failed set, logs each transition
     /// and republishes with the new set.
+    ///
+    /// After a pause of the whole process (SIGSTOP and SIGCONT), every agent looks silent for
+    /// the length of the pause, though it is the MUX's pollers that did not ask. Judging is
+    /// suspended (the applied states stand) until the pollers have had a full poll (interval
+    /// + timeout) since the pause.
     pub fn apply_health(&mut self) {
         let now = Instant::now();
+        let health = self.cfg.health();
+        if let Some(last) = self.last_health
+            && now.saturating_duration_since(last) >= PAUSE_GAP
+        {
+            let hold = now + health.poll_interval() + health.timeout() + super::TICK;
+            tracing::warn!(
+                paused_ms = now.saturating_duration_since(last).as_millis() as u64,
+                "the MUX was not running (stopped or starved): agents' silence is not judged \
+                 until the pollers have asked again"
+            );
+            self.stale_hold_until = Some(hold);
+        }
+        self.last_health = Some(now);
+        if self.stale_hold_until.is_some_and(|until| now < until) {
+            return;
+        }
+        let stale_after = health.stale_after();
         let judgements = match self.state.health.agents.lock() {
-            Ok(agents) => health_decision::judge(
-                self.cfg.vips(),
-                &agents,
-                now,
-                self.cfg.health().stale_after(),
-            ),
+            Ok(agents) => health_decision::judge(self.cfg.vips(), &agents, now, stale_after),
             Err(_) => return,
         };
         let (transitions, rows) = self

@@ -288,6 +288,8 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         iface,
         feed,
         tracker: Tracker::default(),
+        last_health: None,
+        stale_hold_until: None,
     };
 
     // Run until told to stop.

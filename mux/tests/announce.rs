@@ -197,6 +197,14 @@ fn routes_follow_the_data_path_through_stop_continue_kill_and_term() {
         st["announcement"]["downs"], 0,
         "a stop is not the MUX's verdict: {st}"
     );
+    let metrics = get(port, "/metrics").expect("metrics answer").1;
+    for line in [
+        "mux_data_path_alive 1",
+        "mux_data_path_downs_total 0",
+        "mux_announce_guard_restarts_total 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 
     // kill -9: the pipe closes with the process; the guard withdraws at once and exits.
     signal(lab.mux(), "KILL");

@@ -337,3 +337,35 @@ fn frames_sent_from_the_socket_reach_the_peer_and_are_recycled() {
         Ok(())
     });
 }
+
+/// The daemon's probe (`XdpProgram::still_attached`) sees the program go when its interface
+/// is deleted: the liveness thread then withdraws the VIPs (docs/operations.md).
+#[test]
+fn the_probe_notices_when_the_interface_and_its_program_are_gone() {
+    in_lab(
+        "the_probe_notices_when_the_interface_and_its_program_are_gone",
+        |ns| {
+            let prog = XdpProgram::attach(MUX_IF, 1).map_err(|e| format!("attach: {e}"))?;
+            if !prog.still_attached().map_err(|e| e.to_string())? {
+                return Err("a freshly attached program reports detached".into());
+            }
+            if !xdp_attached(ns) {
+                return Err("ip link shows no XDP program after attach".into());
+            }
+            let deleted = Command::new("ip")
+                .args(["-n", ns, "link", "del", MUX_IF])
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !deleted.success() {
+                return Err("ip link del failed".into());
+            }
+            match prog.still_attached() {
+                Ok(false) => Ok(()),
+                Ok(true) => {
+                    Err("the probe still reports attached after the veth was deleted".into())
+                }
+                Err(e) => Err(format!("probe failed: {e}")),
+            }
+        },
+    );
+}

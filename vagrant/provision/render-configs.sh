@@ -17,9 +17,13 @@ set -euo pipefail
 
 usage() { die "usage: render-configs.sh router OUTDIR | mux NAME OUTDIR IO INTERFACE [DEVICE] | host NAME OUTDIR"; }
 
+# The VMs' BGP sessions run through the DPDK MUXes' TAP exception path: BFD between the BIRDs
+# takes a dead or stopped MUX's session (and routes) down within half a second.
+BFD="bfd on; error wait time 1, 5;"
+
 render_router() {
     local out=$1
-    render "$LAB_TEMPLATES/bird-router.conf.in" "$out/bird.conf" NS="VM router" VIP_PREFIXES="$VIP_PREFIXES"
+    render "$LAB_TEMPLATES/bird-router.conf.in" "$out/bird.conf" NS="VM router" VIP_PREFIXES="$VIP_PREFIXES" BFD="$BFD"
 }
 
 render_mux() {
@@ -69,7 +73,7 @@ TOML
     } >"$out/mux.toml"
     rm -f "$out/mux.toml.rendered"
     cp "$LAB_TEMPLATES/vips-empty.conf" "$out/vips-empty.conf"
-    render "$LAB_TEMPLATES/bird-mux.conf.in" "$out/bird.conf" NAME="$name" NS="VM $name" \
+    render "$LAB_TEMPLATES/bird-mux.conf.in" "$out/bird.conf" NAME="$name" NS="VM $name" BFD="$BFD" \
         ADDR="$addr" GATEWAY="$gateway" ASN="$(mux_asn "$name")" INCLUDE="$LAB_STATE/$name/vips.conf"
 }
 

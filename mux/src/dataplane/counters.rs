@@ -76,11 +76,12 @@ worker_counters! {
     /// whose entry pointed at a backend past its drain deadline: the flow was re-hashed with
     /// Maglev and its entry updated.
     flows_rehashed_after_drain,
-    /// New flows that replaced a live entry because their bucket was full.
+    /// New flows that replaced a live entry because both their buckets were full and no room
+    /// could be made by moving entries (a table beyond about 95 % full).
     flows_evicted,
-    /// New flows that could not be stored because their bucket was full of entries they may not
-    /// displace (e.g. a SYN against established flows). The packet was still forwarded, by
-    /// Maglev alone.
+    /// New flows that could not be stored because both their buckets were full of entries they
+    /// may not displace (e.g. a SYN against established flows) and no room could be made by
+    /// moving entries. The packet was still forwarded, by Maglev alone.
     flow_table_full,
     /// IPv4 fragments and IPv6 packets with a fragment header, steered by their 3-tuple.
     fragments_forwarded,

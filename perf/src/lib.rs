@@ -10,6 +10,8 @@
 //!   [`mux_shared::port::mem::MemPort`]) on the calling thread and reports packets, Mpps,
 //!   ns/packet, the ratio to a baseline measured in the same run, and the pipeline counters
 //!   that prove the work was done.
+//! - [`table_fill`]: the flow table alone, filled with random flows to 50–99 % of its
+//!   capacity: what it loses, what inserts and lookups cost at each level (`perf table-fill`).
 //! - [`baseline`]: the floor of the I/O path — a trivial MAC-swapping forwarder over the same
 //!   port, so the pipeline's own cost is the difference between the two.
 //! - `dpdk` (feature `dpdk`): the worker loop on DPDK's `net_null` and `net_ring` against the
@@ -44,4 +46,5 @@ pub mod dpdk;
 pub mod http;
 pub mod runner;
 pub mod scenario;
+pub mod table_fill;
 pub mod traffic;

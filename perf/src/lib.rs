@@ -12,6 +12,8 @@
 //!   that prove the work was done.
 //! - [`table_fill`]: the flow table alone, filled with random flows to 50–99 % of its
 //!   capacity: what it loses, what inserts and lookups cost at each level (`perf table-fill`).
+//! - [`rss`]: the Toeplitz RSS hash a NIC spreads flows over its RX queues with, so that
+//!   `perf pipeline --workers N` splits flows as a NIC would.
 //! - [`baseline`]: the floor of the I/O path — a trivial MAC-swapping forwarder over the same
 //!   port, so the pipeline's own cost is the difference between the two.
 //! - `dpdk` (feature `dpdk`): the worker loop on DPDK's `net_null` and `net_ring` against the
@@ -44,6 +46,7 @@ pub mod demo;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod http;
+pub mod rss;
 pub mod runner;
 pub mod scenario;
 pub mod table_fill;

@@ -50,6 +50,11 @@ enum Command {
     ///
     /// Build with `--release` (figures from a debug build mean nothing). For stable figures
     /// run on a quiet machine and pin the thread: `taskset -c 1 target/release/perf pipeline`.
+    ///
+    /// `--workers N` also runs each scenario on N workers at once, one per allowed CPU
+    /// (pinned; do not narrow them with taskset), flows split over them by RSS, and prints the
+    /// aggregate rate next to the single worker's, measured in the same run:
+    /// `target/release/perf pipeline --workers 2 --scenario established`.
     #[command(verbatim_doc_comment)]
     Pipeline(PipelineArgs),
     /// Fill one flow table with random flows to 50/75/90/95/99 % of its capacity.
@@ -410,6 +415,10 @@ struct PipelineArgs {
     /// Timed runs per scenario; the median run is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     runs: u64,
+    /// Also run each scenario on this many workers at once, one per CPU (pinned), flows split
+    /// by RSS, and print the aggregate next to the single worker's rate of the same run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    workers: u64,
 }
 
 #[derive(Debug, Args)]
@@ -835,6 +844,7 @@ fn pipeline(args: PipelineArgs) -> ExitCode {
         } else {
             args.scenarios
         },
+        workers: args.workers as usize,
     };
     let report = runner::run(&settings, |name| {
         eprintln!("running {name}...");
@@ -853,7 +863,9 @@ fn pipeline(args: PipelineArgs) -> ExitCode {
     if std::io::stdout().write_all(text.as_bytes()).is_err() {
         return ExitCode::FAILURE;
     }
-    if report.results.iter().any(|r| !r.warnings.is_empty()) {
+    if report.results.iter().any(|r| {
+        !r.warnings.is_empty() || r.parallel.as_ref().is_some_and(|p| !p.warnings.is_empty())
+    }) {
         eprintln!("some scenarios did not do the work they claim: see the warnings");
         return ExitCode::FAILURE;
     }

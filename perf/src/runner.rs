@@ -13,18 +13,40 @@
 //! The counters reported are the pipeline's own, summed over the timed runs only (the warm-up
 //! pass is subtracted), and each scenario checks them against what it claims to measure; a
 //! mismatch becomes a warning in the report rather than a silently wrong figure.
+//!
+//! # Several workers (`--workers N`)
+//!
+//! With N > 1, each pipeline scenario is measured twice in the same run: first one worker over
+//! all the frames (the figures above, on the calling thread pinned to the first allowed CPU),
+//! then N workers at once, each on its own thread pinned to its own CPU, each with its own
+//! in-memory port, flow table (sized 4 × its share of the flows, its own seed) and counters,
+//! sharing only the read-only snapshot — as the daemon's workers do. The frames are split over
+//! the workers as a NIC's RSS would split them over N RX queues ([`crate::rss`]: Toeplitz hash
+//! of addresses and ports, 128-entry indirection table), so each worker sees whole flows. The
+//! workers start each timed run together (a barrier) and stop together after as long as the
+//! single worker's median run took; a run's aggregate rate is all their packets over its wall
+//! time, and its ratio to the single worker's rate is the scaling.
+//!
+//! On a shared machine a worker's core may be taken by another task part of the time, which
+//! no pinning prevents. Each worker therefore also reads its own time on a CPU
+//! (`/proc/thread-self/schedstat`) and the report gives its share of the wall time and the
+//! scaling per CPU-second — what the workers do when they have their cores — next to the wall
+//! clock figure, so a shortfall can be told apart from contention.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use mux::dataplane::counters::WorkerCounters;
 use mux::dataplane::pipeline::Pipeline;
+use mux::dataplane::snapshot::Snapshot;
 use mux::dataplane::worker::Worker;
 use mux_shared::port::mem::{Capture, MemPort};
 
 use crate::baseline::MacSwapForwarder;
-use crate::scenario::{self, Scenario, Workload};
+use crate::rss;
+use crate::scenario::{self, FLOW_TABLE_HEADROOM, Scenario, Workload};
 
 /// Flow-table seed of the benchmark (fixed: runs are comparable).
 const FLOW_SEED: u64 = 0x7065_7266_5f73_6565;
@@ -44,6 +66,8 @@ pub struct Settings {
     pub runs: usize,
     /// Scenarios to run; the baseline always runs first.
     pub scenarios: Vec<Scenario>,
+    /// Workers measured side by side after the single worker (1: the single worker only).
+    pub workers: usize,
 }
 
 /// The machine the figures come from.
@@ -134,6 +158,19 @@ impl Counts {
         }
     }
 
+    fn plus(self, o: Counts) -> Counts {
+        Counts {
+            rx: self.rx + o.rx,
+            forwarded: self.forwarded + o.forwarded,
+            flow_hits: self.flow_hits + o.flow_hits,
+            new_flows: self.new_flows + o.new_flows,
+            flows_evicted: self.flows_evicted + o.flows_evicted,
+            flow_table_full: self.flow_table_full + o.flow_table_full,
+            to_kernel: self.to_kernel + o.to_kernel,
+            dropped: self.dropped + o.dropped,
+        }
+    }
+
     fn minus(self, o: Counts) -> Counts {
         Counts {
             rx: self.rx - o.rx,
@@ -179,9 +216,43 @@ pub struct ScenarioResult {
     pub counters: Counts,
     /// Counters that do not show the work the scenario claims to measure.
     pub warnings: Vec<String>,
+    /// Share of the timed runs' wall time the measuring thread spent on a CPU (below 1: another
+    /// task had the core part of the time); `None` where the kernel does not say.
+    pub cpu_share: Option<f64>,
+    /// The same scenario on several workers at once (`--workers N`, N > 1).
+    pub parallel: Option<Parallel>,
 }
 
-/// A whole `perf pipeline` report.
+/// One scenario on several workers at once, one per core.
+#[derive(Clone, Debug, Serialize)]
+pub struct Parallel {
+    /// Workers (threads), one per CPU.
+    pub workers: usize,
+    /// The CPU each worker was pinned to (`None`: pinning failed).
+    pub cpus: Vec<Option<usize>>,
+    /// Frames (flows) RSS gave each worker.
+    pub frames_per_worker: Vec<usize>,
+    /// Wall time of each timed run: that of the single worker's median run.
+    pub run_seconds: f64,
+    /// Aggregate million packets per second of the median run: every worker's packets over
+    /// the run's wall time.
+    pub mpps: f64,
+    /// Aggregate Mpps of every run, in run order.
+    pub runs_mpps: Vec<f64>,
+    /// Each worker's Mpps over all runs.
+    pub per_worker_mpps: Vec<f64>,
+    /// Each worker's share of the wall time on its CPU (below 1: another task had the core).
+    pub per_worker_cpu_share: Vec<Option<f64>>,
+    /// `mpps` divided by the single worker's Mpps of the same run.
+    pub scaling: f64,
+    /// The scaling per CPU-second: the workers' packets per second on a CPU, summed, over the
+    /// single worker's; what the workers would do if no other task took their cores.
+    pub scaling_on_cpu: Option<f64>,
+    /// Counters summed over the workers and the timed runs.
+    pub counters: Counts,
+    /// Counters that do not show the work the scenario claims, and placement problems.
+    pub warnings: Vec<String>,
+}
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     /// Where it ran.
@@ -227,6 +298,46 @@ impl Clock {
         }
         start.elapsed()
     }
+
+    /// Polls until `stop` is set (checked every 16 polls); returns the packets processed.
+    #[inline(never)]
+    fn run_until(&mut self, stop: &AtomicBool, mut poll: impl FnMut(u32) -> usize) -> u64 {
+        let mut done = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for _ in 0..16 {
+                let n = poll(self.now);
+                assert!(n > 0, "a cycling port never runs dry");
+                done += n as u64;
+                self.in_pass += n;
+                if self.in_pass >= self.pass_len {
+                    self.in_pass -= self.pass_len;
+                    self.now = self.now.wrapping_add(self.step);
+                }
+            }
+        }
+        done
+    }
+}
+
+/// The calling thread's scheduler times (`/proc/thread-self/schedstat`): time on a CPU, and
+/// time spent runnable but waiting for one (another task had it). `None` where the kernel
+/// does not provide them.
+fn sched_times() -> Option<(Duration, Duration)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let on_cpu = fields.next()??;
+    let waited = fields.next()??;
+    Some((Duration::from_nanos(on_cpu), Duration::from_nanos(waited)))
+}
+
+/// Share of `wall` a thread spent on a CPU between two [`sched_times`] readings.
+fn cpu_share(
+    before: Option<(Duration, Duration)>,
+    after: Option<(Duration, Duration)>,
+    wall: Duration,
+) -> Option<f64> {
+    let (b, a) = (before?, after?);
+    Some((a.0.saturating_sub(b.0)).as_secs_f64() / wall.as_secs_f64().max(1e-9))
 }
 
 /// Timing of the runs of one scenario.
@@ -270,6 +381,12 @@ pub fn run(settings: &Settings, mut progress: impl FnMut(&str)) -> Report {
             .copied()
             .filter(|s| *s != Scenario::Baseline),
     );
+    let workers = settings.workers.max(1);
+    let cpus = worker_cpus(workers);
+    if workers > 1 {
+        // The single worker runs on the first parallel worker's CPU.
+        pin(cpus[0]);
+    }
     let mut baseline_ns: Option<f64> = None;
     for s in order {
         progress(s.name());
@@ -285,6 +402,23 @@ pub fn run(settings: &Settings, mut progress: impl FnMut(&str)) -> Report {
         } else {
             baseline_ns = Some(r.ns_per_packet);
         }
+        if workers > 1 && s != Scenario::Baseline {
+            progress(&format!("{} on {workers} workers", s.name()));
+            let w = scenario::workload(s, settings.flows, burst);
+            let run_time = Duration::from_secs_f64(r.ns_per_packet * packets as f64 / 1e9);
+            let mut p = run_parallel(w, burst, run_time, runs, &cpus);
+            p.scaling = p.mpps / r.mpps;
+            p.scaling_on_cpu = r.cpu_share.and_then(|single| {
+                let on_cpu: Option<f64> = p
+                    .per_worker_mpps
+                    .iter()
+                    .zip(&p.per_worker_cpu_share)
+                    .map(|(m, share)| share.map(|s| m / s))
+                    .sum();
+                on_cpu.map(|sum| sum / (r.mpps / single))
+            });
+            r.parallel = Some(p);
+        }
         results.push(r);
     }
     Report {
@@ -293,6 +427,7 @@ pub fn run(settings: &Settings, mut progress: impl FnMut(&str)) -> Report {
             packets,
             burst,
             runs,
+            workers,
             ..settings.clone()
         },
         results,
@@ -343,12 +478,14 @@ fn run_pipeline(w: Workload, burst: usize, packets: u64, runs: usize) -> Scenari
     let mut clock = Clock::new(frames, w.clock_step);
     clock.run(frames as u64, |now| worker.poll(&snap, now));
     let before = Counts::of(&worker.pipeline.counters);
+    let sched_before = sched_times();
     let durations: Vec<Duration> = (0..runs)
         .map(|_| clock.run(packets, |now| worker.poll(&snap, now)))
         .collect();
+    let share = cpu_share(sched_before, sched_times(), durations.iter().sum());
     let counters = Counts::of(&worker.pipeline.counters).minus(before);
     let warnings = check(w.scenario, &counters, packets * runs as u64);
-    finish(
+    let mut r = finish(
         &w.scenario,
         frames,
         w.flow_capacity,
@@ -357,7 +494,9 @@ fn run_pipeline(w: Workload, burst: usize, packets: u64, runs: usize) -> Scenari
         &durations,
         counters,
         warnings,
-    )
+    );
+    r.cpu_share = share;
+    r
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -387,7 +526,211 @@ fn finish(
         over_baseline_ns: None,
         counters,
         warnings,
+        cpu_share: None,
+        parallel: None,
     }
+}
+
+/// The CPUs `workers` workers are pinned to: the CPUs this process may run on, in order, reused
+/// round-robin when there are fewer than workers (then workers share cores, and a warning says
+/// so). `None` where the CPU list cannot be read.
+fn worker_cpus(workers: usize) -> Vec<Option<usize>> {
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    (0..workers)
+        .map(|i| (!allowed.is_empty()).then(|| allowed[i % allowed.len()]))
+        .collect()
+}
+
+/// Pins the calling thread to `cpu`; false when it could not be.
+fn pin(cpu: Option<usize>) -> bool {
+    cpu.is_some_and(|id| core_affinity::set_for_current(core_affinity::CoreId { id }))
+}
+
+/// What one of the parallel workers measured, per timed run.
+struct WorkerRun {
+    packets: Vec<u64>,
+    wall: Vec<Duration>,
+    on_cpu: Option<Duration>,
+    counters: Counts,
+    pinned: bool,
+}
+
+/// `w` on one worker per entry of `cpus`, at once, for `runs` runs of `run_time` each (see the
+/// module docs).
+fn run_parallel(
+    w: Workload,
+    burst: usize,
+    run_time: Duration,
+    runs: usize,
+    cpus: &[Option<usize>],
+) -> Parallel {
+    let workers = cpus.len();
+    let Workload {
+        scenario,
+        snapshot,
+        frames,
+        clock_step,
+        ..
+    } = w;
+    let mut queues = rss::split(frames, workers);
+    // Whole bursts per pass, so the flow clock steps between bursts, as in the single run.
+    for q in &mut queues {
+        q.truncate(q.len() / burst * burst);
+    }
+    let frames_per_worker: Vec<usize> = queues.iter().map(Vec::len).collect();
+    let mut p = Parallel {
+        workers,
+        cpus: cpus.to_vec(),
+        frames_per_worker: frames_per_worker.clone(),
+        run_seconds: run_time.as_secs_f64(),
+        mpps: f64::NAN,
+        runs_mpps: Vec::new(),
+        per_worker_mpps: Vec::new(),
+        per_worker_cpu_share: Vec::new(),
+        scaling: f64::NAN,
+        scaling_on_cpu: None,
+        counters: Counts::default(),
+        warnings: Vec::new(),
+    };
+    if frames_per_worker.contains(&0) {
+        p.warnings.push(format!(
+            "a worker got less than a burst of flows ({frames_per_worker:?}): use more --flows"
+        ));
+        return p;
+    }
+    // The workers and this thread meet twice per run: at its start, and after `stop`.
+    let barrier = std::sync::Barrier::new(workers + 1);
+    let stop = AtomicBool::new(false);
+    let results: Vec<WorkerRun> = std::thread::scope(|scope| {
+        let handles: Vec<_> = queues
+            .into_iter()
+            .zip(cpus)
+            .enumerate()
+            .map(|(i, (frames, &cpu))| {
+                let (barrier, stop, snapshot) = (&barrier, &stop, &snapshot);
+                scope.spawn(move || {
+                    let pinned = pin(cpu);
+                    let job = ParallelJob {
+                        index: i,
+                        snapshot,
+                        clock_step,
+                        burst,
+                        runs,
+                        barrier,
+                        stop,
+                    };
+                    WorkerRun {
+                        pinned,
+                        ..job.run(frames)
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..runs {
+            barrier.wait();
+            std::thread::sleep(run_time);
+            stop.store(true, Ordering::Relaxed);
+            barrier.wait();
+            stop.store(false, Ordering::Relaxed);
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a parallel worker panicked"))
+            .collect()
+    });
+    for r in &results {
+        p.counters = p.counters.plus(r.counters);
+    }
+    let total: u64 = results.iter().flat_map(|r| &r.packets).sum();
+    p.warnings.extend(check(scenario, &p.counters, total));
+    if results.iter().any(|r| !r.pinned) {
+        p.warnings
+            .push("some workers could not be pinned to their CPU".into());
+    }
+    let distinct: std::collections::HashSet<_> = cpus.iter().flatten().collect();
+    if distinct.len() < workers {
+        p.warnings.push(format!(
+            "only {} CPUs for {workers} workers: workers share cores",
+            distinct.len()
+        ));
+    }
+    p.runs_mpps = (0..runs)
+        .map(|run| {
+            let packets: u64 = results.iter().map(|r| r.packets[run]).sum();
+            let wall = results
+                .iter()
+                .map(|r| r.wall[run])
+                .max()
+                .unwrap_or_default();
+            packets as f64 / wall.as_secs_f64() / 1e6
+        })
+        .collect();
+    p.mpps = median(&p.runs_mpps);
+    for r in &results {
+        let packets: u64 = r.packets.iter().sum();
+        let wall: Duration = r.wall.iter().sum();
+        p.per_worker_mpps
+            .push(packets as f64 / wall.as_secs_f64() / 1e6);
+        p.per_worker_cpu_share
+            .push(r.on_cpu.map(|c| c.as_secs_f64() / wall.as_secs_f64()));
+    }
+    p
+}
+
+/// One parallel worker's part: its own port, flow table and clock.
+struct ParallelJob<'a> {
+    index: usize,
+    snapshot: &'a Snapshot,
+    clock_step: u32,
+    burst: usize,
+    runs: usize,
+    barrier: &'a std::sync::Barrier,
+    stop: &'a AtomicBool,
+}
+
+impl ParallelJob<'_> {
+    /// A warm-up pass, then `runs` runs, each from the barrier until `stop`.
+    fn run(&self, frames: Vec<Vec<u8>>) -> WorkerRun {
+        let pass = frames.len();
+        let port = MemPort::cycling(frames, 2 * self.burst, Capture::CountOnly);
+        let seed = FLOW_SEED ^ (self.index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let pipeline = Pipeline::new(pass * FLOW_TABLE_HEADROOM, seed);
+        let mut worker = Worker::new(port, pipeline, self.burst);
+        let mut clock = Clock::new(pass, self.clock_step);
+        clock.run(pass as u64, |now| worker.poll(self.snapshot, now));
+        let before = Counts::of(&worker.pipeline.counters);
+        let (mut packets, mut wall) = (Vec::new(), Vec::new());
+        let mut on_cpu = Some(Duration::ZERO);
+        for _ in 0..self.runs {
+            self.barrier.wait();
+            let (start, sched) = (Instant::now(), sched_times());
+            packets.push(clock.run_until(self.stop, |now| worker.poll(self.snapshot, now)));
+            wall.push(start.elapsed());
+            let used = sched_times()
+                .zip(sched)
+                .map(|(a, b)| a.0.saturating_sub(b.0));
+            on_cpu = on_cpu.zip(used).map(|(sum, d)| sum + d);
+            self.barrier.wait();
+        }
+        WorkerRun {
+            packets,
+            wall,
+            on_cpu,
+            counters: Counts::of(&worker.pipeline.counters).minus(before),
+            pinned: true,
+        }
+    }
+}
+
+/// The middle value (NaN for none).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// What the counters of `scenario` must show over `total` packets; one message per mismatch.
@@ -475,6 +818,7 @@ pub fn render(report: &Report) -> String {
             c.dropped
         ));
     }
+    render_parallel(report, &mut out);
     out.push('\n');
     for r in &report.results {
         let runs: Vec<String> = r
@@ -491,8 +835,77 @@ pub fn render(report: &Report) -> String {
         for w in &r.warnings {
             out.push_str(&format!("  WARNING: {w}\n"));
         }
+        for w in r.parallel.iter().flat_map(|p| &p.warnings) {
+            out.push_str(&format!(
+                "  WARNING ({} workers): {w}\n",
+                report.settings.workers
+            ));
+        }
     }
     out
+}
+
+/// The `--workers N` table: each scenario's single worker next to N workers in the same run.
+fn render_parallel(report: &Report, out: &mut String) {
+    let with: Vec<(&ScenarioResult, &Parallel)> = report
+        .results
+        .iter()
+        .filter_map(|r| r.parallel.as_ref().map(|p| (r, p)))
+        .collect();
+    let Some((_, first)) = with.first() else {
+        return;
+    };
+    let cpus: Vec<String> = first
+        .cpus
+        .iter()
+        .map(|c| c.map_or("-".into(), |c| c.to_string()))
+        .collect();
+    out.push_str(&format!(
+        "\n{} workers at once, pinned to CPUs {} (the single worker on CPU {}), flows split by \
+         RSS (Toeplitz, 128-entry table), each run as long as the single worker's median run\n\
+         (on-CPU: share of the wall time a worker had its core; scaling on CPU: packets per \
+         CPU-second, summed over the workers, over the single worker's)\n",
+        first.workers,
+        cpus.join(","),
+        cpus[0],
+    ));
+    out.push_str(&format!(
+        "{:<12} {:>10} {:>7} {:>10} {:>8} {:>8}  {:<12} {:<14} {:<16} {}\n",
+        "scenario",
+        "1 wkr Mpps",
+        "on-CPU",
+        "N wkr Mpps",
+        "scaling",
+        "on CPU",
+        "per wkr Mpps",
+        "per wkr on-CPU",
+        "flows per wkr",
+        "aggregate runs (Mpps)"
+    ));
+    let pct = |s: Option<f64>| s.map_or("-".into(), |s| format!("{:.0}%", 100.0 * s));
+    for (r, p) in with {
+        let per: Vec<String> = p
+            .per_worker_mpps
+            .iter()
+            .map(|m| format!("{m:.2}"))
+            .collect();
+        let shares: Vec<String> = p.per_worker_cpu_share.iter().map(|s| pct(*s)).collect();
+        let flows: Vec<String> = p.frames_per_worker.iter().map(usize::to_string).collect();
+        let runs: Vec<String> = p.runs_mpps.iter().map(|m| format!("{m:.2}")).collect();
+        out.push_str(&format!(
+            "{:<12} {:>10.2} {:>7} {:>10.2} {:>7.2}x {:>8}  {:<12} {:<14} {:<16} {}\n",
+            r.scenario.name(),
+            r.mpps,
+            pct(r.cpu_share),
+            p.mpps,
+            p.scaling,
+            p.scaling_on_cpu.map_or("-".into(), |s| format!("{s:.2}x")),
+            per.join(" "),
+            shares.join(" "),
+            flows.join(" "),
+            runs.join(", ")
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -507,6 +920,7 @@ mod tests {
                 burst: 32,
                 runs: 2,
                 scenarios: Scenario::ALL.to_vec(),
+                workers: 1,
             },
             |_| {},
         )
@@ -565,6 +979,38 @@ mod tests {
                 .unwrap()
                 >= 39_600
         );
+    }
+
+    #[test]
+    fn two_workers_split_the_flows_and_do_the_same_work() {
+        let report = run(
+            &Settings {
+                flows: 4_000,
+                packets: 8_000,
+                burst: 32,
+                runs: 2,
+                scenarios: vec![Scenario::Established, Scenario::NewFlows],
+                workers: 2,
+            },
+            |_| {},
+        );
+        assert!(report.results[0].parallel.is_none(), "not for the baseline");
+        for r in &report.results[1..] {
+            let p = r.parallel.as_ref().expect("measured on 2 workers");
+            let checks: Vec<&String> = p
+                .warnings
+                .iter()
+                .filter(|w| !w.contains("CPUs for") && !w.contains("pinned"))
+                .collect();
+            assert!(checks.is_empty(), "{}: {checks:?}", r.scenario.name());
+            assert_eq!(p.workers, 2);
+            assert!(p.counters.forwarded > 0 && p.counters.forwarded == p.counters.rx);
+            let flows: usize = p.frames_per_worker.iter().sum();
+            assert!(flows > 4_000 - 64 && p.frames_per_worker.iter().all(|&n| n > 1_500));
+            assert!(p.mpps > 0.0 && p.scaling > 0.0 && p.runs_mpps.len() == 2);
+        }
+        let text = render(&report);
+        assert!(text.contains("2 workers at once") && text.contains("scaling"));
     }
 
     #[test]

@@ -144,13 +144,14 @@ fn port_counter(admin: u16, key: &str) -> u64 {
 const DEMO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/mux.demo.toml");
 const DEMO_PCAP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/demo.pcap");
 
-/// `[dpdk]` for a test: the given devices, no hugepages, a small pool, a lazy idle worker.
+/// `[dpdk]` for a test: the given devices, no hugepages, a small pool (idle workers sleep, as
+/// `[dataplane] idle = "adaptive"`, the default, makes them).
 fn dpdk_section(device: &str, exception: Option<&str>, prefix: &str) -> String {
     let exception = exception.map_or(String::new(), |e| format!("exception_device = \"{e}\"\n"));
     format!(
         "[dpdk]\ndevice = \"{device}\"\n{exception}hugepages = false\nmemory_mb = 256\n\
          mbufs = 4096\nmbuf_cache = 64\nrx_descriptors = 256\ntx_descriptors = 256\n\
-         idle_sleep_us = 500\nfile_prefix = \"{prefix}-{}\"\n\
+         file_prefix = \"{prefix}-{}\"\n\
          eal_args = [\"--log-level=lib.eal:warning\"]\n",
         std::process::id()
     )

@@ -172,7 +172,7 @@ fn open(
     frames: &[Vec<u8>],
 ) -> Result<TemplatePort<DpdkPort>, String> {
     let runtime = start(settings, spec)?;
-    let mut port = DpdkPort::open(runtime, 0, Duration::ZERO).map_err(|e| e.to_string())?;
+    let mut port = DpdkPort::open(runtime, 0).map_err(|e| e.to_string())?;
     if spec.starts_with("net_ring") {
         prefill(&mut port, &frames[0], 1024);
     }

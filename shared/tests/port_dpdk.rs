@@ -65,7 +65,7 @@ fn recv_all(port: &mut DpdkPort, want: usize) -> Vec<mux_shared::port::dpdk::Dpd
 fn ring_loopback_returns_what_was_sent_and_every_mbuf() {
     let runtime = start("net_ring_loop", None);
     let full = runtime.pool_available();
-    let mut port = DpdkPort::open(Arc::clone(&runtime), 0, Duration::ZERO).expect("open");
+    let mut port = DpdkPort::open(Arc::clone(&runtime), 0).expect("open");
     let mut burst: Vec<_> = (0..100u8)
         .map(|i| port.alloc_frame(&frame(i, 60 + i as usize)).expect("alloc"))
         .collect();
@@ -117,7 +117,7 @@ fn kernel_bound_frames_cross_the_exception_device_and_come_back() {
     // The exception device is a ring loopback too: what goes "to the kernel" is what "the
     // kernel sends back", which maintain() must put on the NIC.
     let runtime = start("net_ring_nic", Some("net_ring_exc"));
-    let mut port = DpdkPort::open(Arc::clone(&runtime), 0, Duration::ZERO).expect("open");
+    let mut port = DpdkPort::open(Arc::clone(&runtime), 0).expect("open");
     let mut burst: Vec<_> = (0..10u8)
         .map(|i| port.alloc_frame(&frame(i, 64)).expect("alloc"))
         .collect();
@@ -134,7 +134,7 @@ fn kernel_bound_frames_cross_the_exception_device_and_come_back() {
 fn without_an_exception_device_kernel_frames_are_counted_drops() {
     let runtime = start("net_null_nokernel", None);
     let full = runtime.pool_available();
-    let mut port = DpdkPort::open(Arc::clone(&runtime), 0, Duration::ZERO).expect("open");
+    let mut port = DpdkPort::open(Arc::clone(&runtime), 0).expect("open");
     let mut burst: Vec<_> = (0..5u8)
         .map(|i| port.alloc_frame(&frame(i, 64)).expect("alloc"))
         .collect();

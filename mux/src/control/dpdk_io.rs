@@ -11,7 +11,6 @@
 //! exception_device` replaces the TAP with another device (tests use a capture).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use mux_shared::config::{DPDK_EXCEPTION_DESCRIPTORS, MuxConfig};
 use mux_shared::port::MIN_HEADROOM;
@@ -75,17 +74,8 @@ pub fn start(cfg: &MuxConfig) -> Result<Arc<DpdkRuntime>, String> {
 }
 
 /// Opens worker `index`'s queue pair (called on the worker's thread).
-pub fn open_port(
-    runtime: Arc<DpdkRuntime>,
-    index: usize,
-    cfg_idle_us: u32,
-) -> Result<DpdkPort, String> {
-    DpdkPort::open(
-        runtime,
-        index as u16,
-        Duration::from_micros(u64::from(cfg_idle_us)),
-    )
-    .map_err(|e| e.to_string())
+pub fn open_port(runtime: Arc<DpdkRuntime>, index: usize) -> Result<DpdkPort, String> {
+    DpdkPort::open(runtime, index as u16).map_err(|e| e.to_string())
 }
 
 fn format_mac(mac: [u8; 6]) -> String {

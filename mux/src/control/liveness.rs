@@ -3,8 +3,8 @@
 //! A thread of its own (`mux-liveness`) wakes every `[bgp] liveness_timeout_ms / 6` and asks two
 //! questions:
 //! - **Is every worker polling?** Each worker stores a loop count in its [`WorkerStats`]
-//!   heartbeat on every iteration (an idle worker still loops at least every 2 ms, see
-//!   `worker.rs`). A count that did not move for two thirds of the timeout is a stuck worker
+//!   heartbeat on every iteration (an idle worker still loops at least every
+//!   `[dataplane] idle_sleep_max_us`, at most 10 ms, see `worker.rs`). A count that did not move for two thirds of the timeout is a stuck worker
 //!   ([`StallJudge`]).
 //! - **Is the path to the NIC intact?** The control thread probes it every tick (the XDP link
 //!   still attached, the DPDK port valid and its link up) and records a fault in

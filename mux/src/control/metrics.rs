@@ -23,6 +23,7 @@
 //!   bound; `mux_flow_census_age_ms{worker}` — age of the last completed census sweep;
 //! - `mux_port_packets_total{worker,direction}`, `mux_port_dropped_packets_total{worker,direction}`
 //!   — what each worker's port moved and lost (ring full, no buffer, refused);
+//!   `mux_worker_idle_waits_total{worker}` — times the worker slept on its port when idle;
 //! - `mux_config_generation`, `mux_reloads_total{result}`, `mux_ready`, `mux_vip_announced{address}`;
 //! - the announcement's liveness: `mux_data_path_alive` (1 while every worker polls and the
 //!   data path is intact), `mux_data_path_downs_total` (times it was found down),
@@ -315,6 +316,23 @@ impl Collector for MuxCollector {
             "mux_port_dropped_packets",
             "Frames each worker's port lost: receive ring full or no buffer (rx), transmit refused (tx).",
             &lost,
+        )?;
+        let waits: Vec<_> = state
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                (
+                    vec![label("worker", i)],
+                    w.idle_waits.load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        counter_family(
+            &mut e,
+            "mux_worker_idle_waits",
+            "Times each worker found its queue empty past [dataplane] idle_poll_us and slept on its port ([dataplane] idle = \"adaptive\").",
+            &waits,
         )?;
         let mut kernel = Vec::new();
         let mut kernel_lost = Vec::new();

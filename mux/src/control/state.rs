@@ -418,6 +418,7 @@ impl DaemonState {
                     "running": w.running.load(Ordering::Acquire),
                     "generation": w.generation.load(Ordering::Relaxed),
                     "live_flows": w.live_flows.load(Ordering::Relaxed),
+                    "idle_waits": w.idle_waits.load(Ordering::Relaxed),
                     "unattributed_flows": w.unattributed_flows.load(Ordering::Relaxed),
                     "flow_capacity": w.flow_capacity.load(Ordering::Relaxed),
                     "flow_census_age_ms": census_age_ms(w, self.started),

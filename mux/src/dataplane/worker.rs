@@ -20,6 +20,28 @@
 //! (its flows are being reset or re-hashed on their next packet, so it receives none). This is
 //! what tells an operator a drain is over.
 //!
+//! # Idle: poll when busy, sleep when idle
+//!
+//! A worker that finds its queue empty keeps polling for a bounded time
+//! ([`IdlePolicy::Adaptive`]'s `poll_for`, `[dataplane] idle_poll_us`, default 100 µs after its
+//! last packet): traffic with short gaps never waits for a wakeup. After that it sleeps on its
+//! port ([`Port::wait`]) at most `sleep_max` at a time (`[dataplane] idle_sleep_max_us`, default
+//! 1 ms, at most 10 ms), and gives the core back. What a sleep is belongs to the port: AF_XDP
+//! and AF_PACKET block in `poll(2)` on the socket (AF_XDP with `XDP_USE_NEED_WAKEUP`) and wake
+//! with the first frame; DPDK sleeps on the queue's Rx interrupt where the driver has one, else
+//! a ladder of sleeps that starts short and doubles up to `sleep_max`; the in-memory port
+//! sleeps. Every sleep ends after `sleep_max` at the latest, so the loop still stores its
+//! heartbeat at least every 10 ms (the liveness thread judges a worker stuck after two thirds
+//! of `[bgp] liveness_timeout_ms`, at least 40 ms) and sees a stop request as soon.
+//! [`IdlePolicy::BusyPoll`] (`idle = "busy-poll"`) never sleeps: one whole core per worker, no
+//! wakeup latency. The checks cost nothing while packets flow: the loop already reads the clock
+//! once per iteration.
+//!
+//! Rejected: counting empty polls (as this loop did, 64 of them) instead of time: a poll's
+//! cost varies by port and load by orders of magnitude, so a count bounds nothing; sleeping in
+//! the worker with a fixed `thread::sleep` for every port: the sockets can wake on the first
+//! frame, a fixed sleep delays it by a whole sleep.
+//!
 //! Freshness: a sweep takes `⌈buckets / CENSUS_BUCKETS_PER_PUBLISH⌉` publishes, i.e.
 //! `⌈capacity / 65 536⌉ × 100 ms`: a table of up to 65 536 entries is swept in every publish,
 //! the default 1 Mi entries in 1.6 s, 4 Mi in 6.4 s. The step is not made bigger for large
@@ -31,6 +53,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use mux_shared::config::{DEFAULT_IDLE_POLL_US, DEFAULT_IDLE_SLEEP_MAX_US, IdleMode};
 use mux_shared::port::{Port, PortStats};
 
 use super::clock::BurstTime;
@@ -45,10 +68,43 @@ pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 /// Buckets of the flow table counted per publish (a full sweep of a 4 M-entry table takes
 /// about 6 s).
 const CENSUS_BUCKETS_PER_PUBLISH: usize = 16 * 1024;
-/// Empty polls in a row before an idle worker blocks in [`Port::wait`].
-const SPINS_BEFORE_WAIT: u32 = 64;
-/// How long an idle worker blocks at most (bounds the reaction time to a stop request).
-const IDLE_WAIT: Duration = Duration::from_millis(2);
+/// What a worker does when its queue is empty (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Poll without pause.
+    BusyPoll,
+    /// Poll for `poll_for` after the last packet, then wait on the port at most `sleep_max` at
+    /// a time.
+    Adaptive {
+        /// How long to keep polling after the last packet.
+        poll_for: Duration,
+        /// The longest one wait.
+        sleep_max: Duration,
+    },
+}
+
+impl IdlePolicy {
+    /// The policy `[dataplane]` asks for.
+    pub fn from_config(dp: &mux_shared::config::Dataplane) -> IdlePolicy {
+        match dp.idle() {
+            IdleMode::BusyPoll => IdlePolicy::BusyPoll,
+            IdleMode::Adaptive => IdlePolicy::Adaptive {
+                poll_for: Duration::from_micros(u64::from(dp.idle_poll_us())),
+                sleep_max: Duration::from_micros(u64::from(dp.idle_sleep_max_us())),
+            },
+        }
+    }
+}
+
+impl Default for IdlePolicy {
+    /// The configuration's defaults: adaptive, 100 µs of polling, sleeps of at most 1 ms.
+    fn default() -> Self {
+        IdlePolicy::Adaptive {
+            poll_for: Duration::from_micros(u64::from(DEFAULT_IDLE_POLL_US)),
+            sleep_max: Duration::from_micros(u64::from(DEFAULT_IDLE_SLEEP_MAX_US)),
+        }
+    }
+}
 
 /// What a worker publishes for the control plane.
 #[derive(Debug, Default)]
@@ -82,6 +138,8 @@ pub struct WorkerStats {
     /// The worker's loop count, stored on every iteration (busy or idle): the liveness thread
     /// (`control::liveness`) withdraws the VIPs when it stops moving.
     pub heartbeat: AtomicU64,
+    /// Times the worker waited on its port because its queue stayed empty (adaptive idle).
+    pub idle_waits: AtomicU64,
 }
 
 /// A worker: a port and the pipeline state that goes with it.
@@ -102,6 +160,8 @@ pub struct Worker<P: Port> {
     /// The last completed sweep, not yet published (the control plane held the lock): its
     /// starting generation and its completion time (ms on the flow clock).
     census_unpublished: Option<(u64, u64)>,
+    /// What the daemon's loop does when the queue is empty.
+    idle: IdlePolicy,
 }
 
 impl<P: Port> Worker<P> {
@@ -119,7 +179,13 @@ impl<P: Port> Worker<P> {
             verdicts: vec![Verdict::ToKernel; burst_size],
             census_generation: 0,
             census_unpublished: None,
+            idle: IdlePolicy::default(),
         }
+    }
+
+    /// The same worker with idle policy `idle` for [`Worker::run`].
+    pub fn with_idle(self, idle: IdlePolicy) -> Self {
+        Worker { idle, ..self }
     }
 
     /// Receives and processes one burst at the start of second `now` of the flow clock (tests,
@@ -175,9 +241,10 @@ impl<P: Port> Worker<P> {
             flows.resize(CENSUS_BACKEND_IDS, 0);
         }
         stats.running.store(true, Ordering::Release);
-        let mut idle = 0u32;
         let mut next_publish = Instant::now();
+        let mut last_packet = Instant::now();
         let mut loops = 0u64;
+        let mut waits = 0u64;
         while !stop.load(Ordering::Relaxed) {
             loops = loops.wrapping_add(1);
             stats.heartbeat.store(loops, Ordering::Relaxed);
@@ -186,21 +253,26 @@ impl<P: Port> Worker<P> {
             let clock = BurstTime::since(clock_origin, instant);
             let n = self.poll_at(&snap, clock);
             self.port.maintain();
-            if n == 0 {
-                idle += 1;
-                if idle >= SPINS_BEFORE_WAIT {
-                    self.port.wait(IDLE_WAIT);
-                }
-            } else {
-                idle = 0;
+            if n > 0 {
+                last_packet = instant;
+            } else if let IdlePolicy::Adaptive {
+                poll_for,
+                sleep_max,
+            } = self.idle
+                && instant.saturating_duration_since(last_packet) >= poll_for
+            {
+                self.port.wait(sleep_max);
+                waits += 1;
             }
             if instant >= next_publish {
                 stats.generation.store(snap.generation(), Ordering::Relaxed);
+                stats.idle_waits.store(waits, Ordering::Relaxed);
                 self.publish(stats, &snap, clock);
                 next_publish = instant + PUBLISH_INTERVAL;
             }
         }
         // Last word: everything counted up to the stop.
+        stats.idle_waits.store(waits, Ordering::Relaxed);
         let now = clock_origin.elapsed().as_secs() as u32;
         if let Ok(mut shared) = stats.counters.lock() {
             shared.clone_from(&self.pipeline.counters);

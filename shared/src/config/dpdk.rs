@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::error::Collector;
-use super::schema::{IoKind, MuxConfig, int_or};
+use super::schema::{DEFAULT_IDLE_POLL_US, IoKind, MuxConfig, int_or};
 
 /// Default `[dpdk] memory_mb`.
 pub const DEFAULT_DPDK_MEMORY_MB: u32 = 512;
@@ -89,11 +89,6 @@ impl Dpdk {
         self.file_prefix
             .as_ref()
             .map_or_else(|| format!("mux-{mux_name}"), |v| v.get_ref().clone())
-    }
-
-    /// Microseconds an idle worker sleeps; default 0 (poll without pause).
-    pub fn idle_sleep_us(&self) -> u32 {
-        int_or(&self.idle_sleep_us, 0)
     }
 
     /// Extra EAL arguments, appended verbatim.
@@ -243,8 +238,17 @@ impl MuxConfig {
             }
         }
         if let Some(v) = &d.idle_sleep_us {
-            let fix = "0 polls without pause (one core per worker); a few hundred suits a lab";
-            c.check_range(ctx, "idle_sleep_us", v, 0, 10_000, fix);
+            // Kept in the schema only to say where it went.
+            c.at(
+                v.span(),
+                format!(
+                    "{ctx}: idle_sleep_us is gone: every I/O backend now follows [dataplane] \
+                     idle (\"adaptive\" by default: poll {DEFAULT_IDLE_POLL_US} µs after the last \
+                     packet, then sleep at most idle_sleep_max_us at a time; \"busy-poll\" \
+                     polls without pause); remove it, and set [dataplane] idle = \"busy-poll\" \
+                     for the old 0 or idle_sleep_max_us for the old sleep"
+                ),
+            );
         }
         if let Some(v) = &d.file_prefix {
             let p = v.get_ref();

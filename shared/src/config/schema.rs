@@ -50,6 +50,18 @@ pub const DEFAULT_DRAIN_RESET_RATE: u32 = 10_000;
 pub const DEFAULT_DRAIN_RESET_BURST: u32 = 1000;
 /// Largest accepted reply rate or burst (`icmp_*`, `drain_reset_*`).
 pub const MAX_REPLY_RATE: u32 = 1_000_000;
+/// Default `[dataplane] idle_poll_us`: how long an idle worker keeps polling after its last
+/// packet before it sleeps.
+pub const DEFAULT_IDLE_POLL_US: u32 = 100;
+/// Largest accepted `[dataplane] idle_poll_us` (100 ms).
+pub const MAX_IDLE_POLL_US: u32 = 100_000;
+/// Default `[dataplane] idle_sleep_max_us`: the longest one wait of an idle worker.
+pub const DEFAULT_IDLE_SLEEP_MAX_US: u32 = 1000;
+/// Smallest accepted `[dataplane] idle_sleep_max_us` (below it a sleep is all timer slack).
+pub const MIN_IDLE_SLEEP_MAX_US: u32 = 50;
+/// Largest accepted `[dataplane] idle_sleep_max_us`: a sleeping worker still loops at least
+/// every 10 ms, far inside the smallest liveness timeout (60 ms, judged after two thirds).
+pub const MAX_IDLE_SLEEP_MAX_US: u32 = 10_000;
 
 /// A parsed MUX configuration. Obtain one from [`super::parse`] or [`super::load_file`].
 ///
@@ -172,6 +184,27 @@ impl fmt::Display for IoKind {
     }
 }
 
+/// What a worker does when its queue is empty (`[dataplane] idle`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdleMode {
+    /// Keep polling for `idle_poll_us` after the last packet, then sleep on the queue's wakeup
+    /// (at most `idle_sleep_max_us` at a time), giving the core back; the default.
+    #[default]
+    Adaptive,
+    /// Poll without pause: lowest latency, one whole core per worker.
+    BusyPoll,
+}
+
+impl fmt::Display for IdleMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdleMode::Adaptive => "adaptive",
+            IdleMode::BusyPoll => "busy-poll",
+        })
+    }
+}
+
 /// `[dataplane]`: packet I/O and worker sizing.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,6 +220,9 @@ pub struct Dataplane {
     pub(crate) icmp_burst: Option<Spanned<i64>>,
     pub(crate) drain_reset_rate: Option<Spanned<i64>>,
     pub(crate) drain_reset_burst: Option<Spanned<i64>>,
+    pub(crate) idle: Option<Spanned<IdleMode>>,
+    pub(crate) idle_poll_us: Option<Spanned<i64>>,
+    pub(crate) idle_sleep_max_us: Option<Spanned<i64>>,
 }
 
 /// The value of an optional integer field converted to its plain type, or `default`.
@@ -249,6 +285,23 @@ impl Dataplane {
     /// Depth of the reset bucket; default 1000, range 1..=1000000.
     pub fn drain_reset_burst(&self) -> u32 {
         int_or(&self.drain_reset_burst, DEFAULT_DRAIN_RESET_BURST)
+    }
+
+    /// What an idle worker does; default [`IdleMode::Adaptive`].
+    pub fn idle(&self) -> IdleMode {
+        self.idle.as_ref().map(|v| *v.get_ref()).unwrap_or_default()
+    }
+
+    /// Microseconds an adaptive worker keeps polling after its last packet before it sleeps;
+    /// default 100, range 0..=100000.
+    pub fn idle_poll_us(&self) -> u32 {
+        int_or(&self.idle_poll_us, DEFAULT_IDLE_POLL_US)
+    }
+
+    /// The longest one wait of an idle adaptive worker, in microseconds; default 1000, range
+    /// 50..=10000.
+    pub fn idle_sleep_max_us(&self) -> u32 {
+        int_or(&self.idle_sleep_max_us, DEFAULT_IDLE_SLEEP_MAX_US)
     }
 
     /// CPUs to pin the workers to (worker i on `cpus[i]`); `None`: not pinned.

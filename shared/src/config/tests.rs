@@ -937,6 +937,10 @@ fn dataplane_ranges() {
         ("burst_size", "257", "between 1 and 256"),
         ("mtu", "1279", "between 1280 and 9216"),
         ("mtu", "9217", "between 1280 and 9216"),
+        ("idle_poll_us", "-1", "between 0 and 100000"),
+        ("idle_poll_us", "100001", "between 0 and 100000"),
+        ("idle_sleep_max_us", "49", "between 50 and 10000"),
+        ("idle_sleep_max_us", "10001", "between 50 and 10000"),
     ] {
         let text = HEAD.replace("io = \"mem\"\n", &format!("io = \"mem\"\n{key} = {bad}\n"));
         refused_at(
@@ -959,6 +963,17 @@ fn dataplane_ranges() {
         ),
         (128, 1 << 28, 256, 9216)
     );
+    let idle = HEAD.replace(
+        "io = \"mem\"\n",
+        "io = \"mem\"\nidle = \"busy-poll\"\nidle_poll_us = 0\nidle_sleep_max_us = 10000\n",
+    );
+    let dp = valid(&idle).dataplane().clone();
+    assert_eq!(
+        (dp.idle(), dp.idle_poll_us(), dp.idle_sleep_max_us()),
+        (IdleMode::BusyPoll, 0, 10_000)
+    );
+    let text = HEAD.replace("io = \"mem\"\n", "io = \"mem\"\nidle = \"spin\"\n");
+    refused_at(&text, "\"spin\"", "unknown variant `spin`");
 }
 
 #[test]
@@ -1176,6 +1191,10 @@ fn defaults_apply_when_optional_keys_are_absent() {
     let c = valid(text);
     let dp = c.dataplane();
     assert_eq!(dp.io(), IoKind::Afpacket);
+    assert_eq!(
+        (dp.idle(), dp.idle_poll_us(), dp.idle_sleep_max_us()),
+        (IdleMode::Adaptive, 100, 1000)
+    );
     assert_eq!(
         (
             dp.workers(),
@@ -1504,20 +1523,30 @@ fn dpdk_section_defaults_and_values() {
     );
     assert_eq!((d.rx_descriptors(), d.tx_descriptors()), (1024, 1024));
     assert_eq!(d.file_prefix("t"), "mux-t");
-    assert_eq!(d.idle_sleep_us(), 0);
     let c = valid(&dpdk_config(
         "",
         "device = \"net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap\"\n\
          exception_device = \"net_null1\"\nhugepages = false\nmemory_mb = 256\n\
          mbufs = 8192\nmbuf_cache = 128\nrx_descriptors = 512\ntx_descriptors = 512\n\
-         file_prefix = \"lab-mux1\"\nidle_sleep_us = 200\neal_args = [\"--log-level=notice\"]\n",
+         file_prefix = \"lab-mux1\"\neal_args = [\"--log-level=notice\"]\n",
     ));
     let d = c.dpdk();
     assert!(!d.hugepages());
     assert_eq!(d.exception_device(), Some("net_null1"));
     assert_eq!(d.file_prefix("t"), "lab-mux1");
     assert_eq!(d.eal_args(), vec!["--log-level=notice".to_string()]);
-    assert_eq!(d.idle_sleep_us(), 200);
+}
+
+#[test]
+fn dpdk_idle_sleep_us_is_refused_with_where_it_went() {
+    refused_at(
+        &dpdk_config(
+            "interface = \"mux0\"\n",
+            "device = \"net_null0\"\nidle_sleep_us = 200\n",
+        ),
+        "200",
+        "[dpdk]: idle_sleep_us is gone: every I/O backend now follows [dataplane] idle",
+    );
 }
 
 #[test]

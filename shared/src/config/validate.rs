@@ -24,9 +24,10 @@ use serde_spanned::Spanned;
 use super::error::{Collector, ConfigErrors};
 use super::schema::{
     Backend, BackendState, IoKind, LIVENESS_TIMEOUT_RANGE_MS, MAX_BACKENDS_PER_VIP,
-    MAX_DRAIN_SECONDS, MAX_FAILED_BACKEND_GRACE, MAX_POLL_INTERVAL_MS, MAX_REPLY_RATE,
-    MAX_STALE_AFTER_MS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MuxConfig, Speaker,
-    TimeoutSettings, Vip, offset_datetime_unix_ms,
+    MAX_DRAIN_SECONDS, MAX_FAILED_BACKEND_GRACE, MAX_IDLE_POLL_US, MAX_IDLE_SLEEP_MAX_US,
+    MAX_POLL_INTERVAL_MS, MAX_REPLY_RATE, MAX_STALE_AFTER_MS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS,
+    MAX_WEIGHT, MIN_IDLE_SLEEP_MAX_US, MuxConfig, Speaker, TimeoutSettings, Vip,
+    offset_datetime_unix_ms,
 };
 use super::values::{IpValue, MacValue, SocketValue};
 
@@ -77,6 +78,24 @@ impl MuxConfig {
         if let Some(v) = &dp.mtu {
             let fix = "set the MTU of the link toward the hosts";
             c.check_range(ctx, "mtu", v, 1280, 9216, fix);
+        }
+        if let Some(v) = &dp.idle_poll_us {
+            let fix = "give how long an idle worker keeps polling after its last packet \
+                       (default 100; 0 sleeps at the first empty poll)";
+            c.check_range(ctx, "idle_poll_us", v, 0, i64::from(MAX_IDLE_POLL_US), fix);
+        }
+        if let Some(v) = &dp.idle_sleep_max_us {
+            let fix = "give the longest one sleep of an idle worker (default 1000); a sleeping \
+                       worker must still loop every few ms for the liveness check";
+            let (lo, hi) = (MIN_IDLE_SLEEP_MAX_US, MAX_IDLE_SLEEP_MAX_US);
+            c.check_range(
+                ctx,
+                "idle_sleep_max_us",
+                v,
+                i64::from(lo),
+                i64::from(hi),
+                fix,
+            );
         }
         let max = i64::from(MAX_REPLY_RATE);
         for (key, value, lo, fix) in [

@@ -104,8 +104,11 @@ pub trait Port {
     /// Frees every buffer in `burst` (draining it).
     fn free(&mut self, burst: &mut Vec<Self::Buf>);
 
-    /// Blocks for at most `timeout` until frames may be ready (an idle worker calls this
-    /// instead of spinning). Ports without a way to wait return at once.
+    /// Blocks for at most `timeout` until frames may be ready: an idle worker calls this
+    /// instead of spinning, and loops again when it returns (so `timeout` also bounds how long
+    /// the worker's heartbeat and stop check wait). A port with a wakeup (a socket, an Rx
+    /// interrupt) sleeps on it and returns with the first frame; one without sleeps a bounded
+    /// step. The default returns at once (the worker then spins).
     fn wait(&mut self, timeout: std::time::Duration) {
         let _ = timeout;
     }

@@ -279,6 +279,15 @@ fn restart_only_changes(old: &MuxConfig, new: &MuxConfig) -> Vec<&'static str> {
             a.flow_table_capacity() != b.flow_table_capacity(),
         ),
         ("dataplane.burst_size", a.burst_size() != b.burst_size()),
+        ("dataplane.idle", a.idle() != b.idle()),
+        (
+            "dataplane.idle_poll_us",
+            a.idle_poll_us() != b.idle_poll_us(),
+        ),
+        (
+            "dataplane.idle_sleep_max_us",
+            a.idle_sleep_max_us() != b.idle_sleep_max_us(),
+        ),
         ("admin.listen", old.admin().listen() != new.admin().listen()),
         ("dpdk", old.dpdk() != new.dpdk()),
         ("bgp", old.bgp() != new.bgp()),

@@ -24,7 +24,7 @@ use mux_shared::port::mem::{Capture, MemPort};
 use crate::control::dpdk_io;
 use crate::control::state::DaemonState;
 use crate::dataplane::pipeline::Pipeline;
-use crate::dataplane::worker::Worker;
+use crate::dataplane::worker::{IdlePolicy, Worker};
 
 use super::DaemonError;
 
@@ -77,6 +77,7 @@ pub fn start_workers(
             cpu: cpus.as_ref().and_then(|c| c.get(index).copied()),
             flow_capacity: dp.flow_table_capacity(),
             burst: dp.burst_size(),
+            idle: IdlePolicy::from_config(dp),
             seed,
             state: Arc::clone(state),
             stop: Arc::clone(&stop),
@@ -105,9 +106,8 @@ pub fn start_workers(
             #[cfg(feature = "dpdk")]
             IoKind::Dpdk => {
                 let runtime = Arc::clone(dpdk.expect("started before the workers for io = dpdk"));
-                let idle_us = cfg.dpdk().idle_sleep_us();
                 spawn_worker(ctx, move || {
-                    dpdk_io::open_port(runtime, index, idle_us).map(|p| (p, None))
+                    dpdk_io::open_port(runtime, index).map(|p| (p, None))
                 })
             }
             #[cfg(not(feature = "dpdk"))]
@@ -164,6 +164,7 @@ struct WorkerCtx {
     cpu: Option<usize>,
     flow_capacity: usize,
     burst: usize,
+    idle: IdlePolicy,
     seed: u64,
     state: Arc<DaemonState>,
     stop: Arc<AtomicBool>,
@@ -196,7 +197,7 @@ where
                 }
             };
             let pipeline = Pipeline::new(ctx.flow_capacity, ctx.seed);
-            let mut worker = Worker::new(port, pipeline, ctx.burst);
+            let mut worker = Worker::new(port, pipeline, ctx.burst).with_idle(ctx.idle);
             let _ = ctx.opened.send(Ok((ctx.index, fd)));
             worker.run(
                 &ctx.state.snapshot,

@@ -6,6 +6,15 @@
 //! counted). Transmit puts the worker's mbufs on the NIC's TX ring; what the ring refuses is
 //! freed and counted, never waited for. Kernel-bound frames go out of the exception device;
 //! [`Port::maintain`] moves what the kernel sent back (ARP replies, BGP, SSH) to the NIC.
+//!
+//! # Waiting when idle
+//!
+//! A poll-mode driver has no file descriptor to sleep on, so [`Port::wait`] sleeps a *ladder*:
+//! the first wait after traffic sleeps [`FIRST_IDLE_SLEEP`], each further one twice as long, up
+//! to the worker's bound (`[dataplane] idle_sleep_max_us`); a received frame resets it. A short
+//! pause costs the next frame at most a short sleep; a long idle costs at most the bound, and
+//! the core sleeps nearly all the time. The sleeps are `nanosleep`s, so each lasts at least the
+//! thread's timer slack (50 µs by default) longer than asked.
 
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -22,6 +31,8 @@ use crate::port::{Port, PortStats};
 const RAW_BURST: usize = 256;
 /// Frames moved from the kernel to the NIC per [`Port::maintain`].
 const KERNEL_BURST: u16 = 32;
+/// The first sleep of an idle worker (see the module docs).
+pub const FIRST_IDLE_SLEEP: Duration = Duration::from_micros(50);
 
 /// One worker's queues.
 #[derive(Debug)]
@@ -30,6 +41,7 @@ pub struct DpdkPort {
     nic: u16,
     exception: Option<u16>,
     queue: u16,
+    /// The next idle sleep of the ladder.
     idle_sleep: Duration,
     raw: Box<[*mut sys::rte_mbuf; RAW_BURST]>,
     stats: PortStats,
@@ -37,14 +49,8 @@ pub struct DpdkPort {
 
 impl DpdkPort {
     /// Opens queue `queue` of `runtime`'s devices for the calling thread, which becomes a
-    /// registered DPDK thread (with its own mempool cache). An idle worker sleeps up to
-    /// `idle_sleep` in [`Port::wait`]; zero keeps it polling (DPDK's usual mode, one core per
-    /// worker).
-    pub fn open(
-        runtime: Arc<DpdkRuntime>,
-        queue: u16,
-        idle_sleep: Duration,
-    ) -> Result<DpdkPort, DpdkError> {
+    /// registered DPDK thread (with its own mempool cache).
+    pub fn open(runtime: Arc<DpdkRuntime>, queue: u16) -> Result<DpdkPort, DpdkError> {
         if queue >= runtime.queues() {
             return Err(DpdkError::Config(format!(
                 "queue {queue} does not exist: the devices have {} queue pairs",
@@ -56,7 +62,7 @@ impl DpdkPort {
             nic: runtime.nic().port_id(),
             exception: runtime.exception().map(|d| d.port_id()),
             queue,
-            idle_sleep,
+            idle_sleep: FIRST_IDLE_SLEEP,
             raw: Box::new([std::ptr::null_mut(); RAW_BURST]),
             stats: PortStats::default(),
             runtime,
@@ -140,6 +146,9 @@ impl Port for DpdkPort {
         }
         let delivered = burst.len() - before;
         self.stats.rx += delivered as u64;
+        if delivered > 0 {
+            self.idle_sleep = FIRST_IDLE_SLEEP;
+        }
         delivered
     }
 
@@ -170,10 +179,10 @@ impl Port for DpdkPort {
         burst.clear();
     }
 
+    /// One step of the sleep ladder (see the module docs), at most `timeout`.
     fn wait(&mut self, timeout: Duration) {
-        if !self.idle_sleep.is_zero() {
-            std::thread::sleep(timeout.min(self.idle_sleep));
-        }
+        std::thread::sleep(self.idle_sleep.min(timeout));
+        self.idle_sleep = (self.idle_sleep * 2).min(timeout.max(FIRST_IDLE_SLEEP));
     }
 
     fn stats(&mut self) -> PortStats {

@@ -802,8 +802,10 @@ mod tests {
         for b in &r.broken {
             assert!(["closed", "reset"].contains(&b.reason.as_str()), "{b:?}");
             assert_eq!(b.backend.as_deref(), Some("b1"));
+            // Sent after the run had been going for a while: the stop broke it (the server
+            // notices its flag between connections, late on a loaded machine).
             assert!(
-                b.t_unix_ms >= stopped.saturating_sub(100),
+                b.t_unix_ms >= stopped.saturating_sub(500),
                 "{b:?} {stopped}"
             );
         }
@@ -813,7 +815,7 @@ mod tests {
             r.new
                 .failed
                 .iter()
-                .all(|f| f.reason == "connect_refused" && f.t_unix_ms >= stopped - 100),
+                .all(|f| f.reason == "connect_refused" && f.t_unix_ms >= stopped - 500),
             "{:?}",
             r.new.failed
         );

@@ -434,6 +434,19 @@ fn a_connection_moved_to_an_agent_that_lacks_it_is_forwarded_to_its_backend() {
         assert_eq!(r.key.client_ip(), IpAddr::V4(CLIENT));
         assert_eq!((r.key.backend_port, r.key.protocol), (8080, 6));
     }
+    // Restarted, B knows them again before any packet arrives.
+    let mut agent_b = Agent::start(lab.ns(2), dir_b, &agent_b_config(admin_b));
+    wait_until(10, "B restarted with its connections", || {
+        admin_get(&lab, 2, admin_b, "/v1/status")
+            .and_then(|body| serde_json::from_str::<Value>(&body).ok())
+            .is_some_and(|b| {
+                counter(&b, &["connections", "events", "restored"]) == saved.records.len() as u64
+                    && counter(&b, &["connections", "state_file", "loaded"])
+                        == saved.records.len() as u64
+            })
+    });
+    agent_b.signal("TERM");
+    assert_eq!(agent_b.wait(), Some(0));
     agent_a.signal("TERM");
     assert_eq!(agent_a.wait(), Some(0));
     assert!(

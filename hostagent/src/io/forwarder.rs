@@ -19,8 +19,10 @@
 //!
 //! Between batches the loop also sets the data path's clock (whole seconds since the
 //! forwarder started) and runs one step of the connection sweep: a slice of
-//! `buckets / SWEEP_STEPS` buckets per iteration, whose expired entries are cleared and whose
-//! live ones are copied into a snapshot buffer. A pass starts at most every [`SAVE_EVERY`];
+//! `buckets / SWEEP_STEPS` buckets per iteration (at most `MAX_SWEEP_BUCKETS`), whose expired
+//! entries are cleared and whose live ones are copied into a snapshot buffer; while a pass is
+//! in progress an idle loop polls every 10 ms, so a pass of the default table ends within
+//! 0.1 s and one of the largest within about 1.3 s. A pass starts at most every [`SAVE_EVERY`];
 //! the finished snapshot goes to the state writer thread (`state_file`), which writes the file
 //! off this thread and hands the buffer back — two buffers in all, so a slow disk makes the
 //! loop skip a pass, never queue or block. At stop, one last full pass is sent before the
@@ -51,9 +53,14 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// written).
 pub const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// A pass takes at least this many loop iterations: each visits `buckets / SWEEP_STEPS`
-/// buckets, so with the loop waking at least every [`POLL_TIMEOUT`] a pass ends within
-/// `SWEEP_STEPS × POLL_TIMEOUT` = 0.8 s even when idle.
+/// buckets (at most [`MAX_SWEEP_BUCKETS`]).
 const SWEEP_STEPS: usize = 8;
+/// The most buckets one iteration sweeps (1 MiB of buckets, some 100–200 µs): a large table
+/// takes more iterations rather than longer ones, so a burst never waits long behind it.
+const MAX_SWEEP_BUCKETS: usize = 16_384;
+/// How long `poll` waits while a pass is in progress: an idle loop wakes often enough to
+/// finish a pass of the largest table (128 steps) in about 1.3 s.
+const SWEEP_POLL_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// The connection sweep and the state file's snapshots.
 #[derive(Debug)]
@@ -134,7 +141,7 @@ impl Forwarder {
             .connections()
             .buckets()
             .div_ceil(SWEEP_STEPS)
-            .max(1);
+            .clamp(1, MAX_SWEEP_BUCKETS);
         Forwarder {
             tun,
             receivers,
@@ -250,7 +257,12 @@ impl Forwarder {
             }
             self.tick();
             self.sweep_step();
-            if let Err(e) = poll_readable(&fds, POLL_TIMEOUT, &mut ready) {
+            let timeout = if self.sweep.filling.is_some() {
+                SWEEP_POLL_TIMEOUT
+            } else {
+                POLL_TIMEOUT
+            };
+            if let Err(e) = poll_readable(&fds, timeout, &mut ready) {
                 tracing::error!(error = %e, "poll failed");
                 std::thread::sleep(POLL_TIMEOUT);
                 continue;

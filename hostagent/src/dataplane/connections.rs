@@ -15,7 +15,7 @@
 //!
 //! A power-of-two array of 64-byte, 64-byte-aligned buckets of [`SLOTS_PER_BUCKET`] (8)
 //! slots: eight 32-bit signatures (0 = empty) and eight 32-bit expiry times, one cache line.
-//! Beside it, one [`Entry`] (the full 38-byte key and the state, 40 bytes) per slot. A lookup
+//! Beside it, one entry (the full 38-byte key and the state, 40 bytes) per slot. A lookup
 //! hashes the key once (`hashbrown`'s seeded in-process hasher, never a stable one: the seed
 //! is random per table, so nobody outside can aim keys at one bucket), reads the bucket's line,
 //! and compares the full key only for a slot whose signature matches and that has not expired

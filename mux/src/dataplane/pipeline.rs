@@ -36,6 +36,23 @@
 //! backend sent from the VIP) are routed by their embedded header, reversed, to the backend
 //! that owns the flow: the flow table's entry when there is one, Maglev's pick otherwise
 //! (the same one, by consistent hashing). They never create or refresh flow entries.
+//!
+//! Second chance (docs/second-chance.md, DESIGN §4): a flow-table miss of a packet that is not
+//! a bare TCP SYN (TCP without SYN, a SYN with ACK, any UDP) may belong to a connection that
+//! started before the VIP's Maglev table last changed, on a backend the current table no
+//! longer picks (this MUX restarted, ECMP moved the flow here, its entry expired or was
+//! evicted). [`Snapshot::alternative`] asks the VIP's previous tables, newest first within
+//! their window, for a pick that differs from the current one and still keeps flows; if there
+//! is one, the packet goes to the current backend with that alternative in its outer header
+//! ([`second_chance`]), and the flow gets a *second-chance entry* naming the alternative
+//! ([`FlowHash::second_chance`]) instead of a normal one: its later packets miss the normal
+//! lookup, find that entry, and carry the same alternative for the flow's life, which is what
+//! the host agent needs to keep passing on a connection it does not own (a normal entry would
+//! send them plain, and the current backend would reset the connection). Hits never look at
+//! any of this; a bare SYN is a new connection and never carries an alternative.
+//! Fragments and ICMP errors never carry one either: fragments bypass the flow table and
+//! carry no ports after the first, and an ICMP error's owner is the flow it quotes, which the
+//! host agent's connection table is not asked about (see docs/architecture.md).
 
 use mux_shared::port::PacketBuf;
 use mux_shared::stable_hash;
@@ -47,6 +64,7 @@ use super::flow_table::{FlowHash, FlowState, FlowTable, InsertOutcome};
 use super::icmp_reply;
 use super::parse::{self, Kind, Parse, Parsed, TcpSeen};
 use super::rate_limit::TokenBucket;
+use super::second_chance;
 use super::snapshot::{BackendState, CutoffReason, FlowTimeouts, Pinned, Snapshot, Vip, VipKey};
 use super::tcp_reset;
 use super::verdict::{DropReason, Reply, Verdict};
@@ -60,6 +78,12 @@ enum FlowDecision {
     /// To backend `id`. `stable` is the flow's stable hash when it was computed on the way (a
     /// miss or a re-hash), for the outer IPv6 flow label.
     Backend { id: u32, stable: Option<u64> },
+    /// To backend `id`, naming backend `alternative` in the outer header (second chance).
+    SecondChance {
+        id: u32,
+        alternative: u32,
+        stable: u64,
+    },
     /// Nowhere: the flow's backend passed its drain deadline; answer the client with a reset.
     Reset,
 }
@@ -210,6 +234,21 @@ impl Pipeline {
                 let vip = &snap.parts.vips[vip as usize];
                 match self.flow_backend(snap, vip, now, &hash, stable, &s.parsed) {
                     Ok(FlowDecision::Backend { id, stable }) => (vip, id, stable),
+                    Ok(FlowDecision::SecondChance {
+                        id,
+                        alternative,
+                        stable,
+                    }) => {
+                        return self.send_with_alternative(
+                            snap,
+                            vip,
+                            id,
+                            stable,
+                            alternative,
+                            buf,
+                            s,
+                        );
+                    }
                     Ok(FlowDecision::Reset) => return self.reset_drained(snap, &hash, buf, s),
                     Err(reason) => return Verdict::Drop(reason),
                 }
@@ -237,6 +276,47 @@ impl Pipeline {
                 }
             }
         };
+        self.send(snap, vip, backend_id, stable, None, buf, s)
+    }
+
+    /// [`Pipeline::send`] with an alternative: out of line, so the common path stays compact.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn send_with_alternative<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        vip: &Vip,
+        backend_id: u32,
+        stable: u64,
+        alternative: u32,
+        buf: &mut B,
+        s: &Slot,
+    ) -> Verdict {
+        self.send(
+            snap,
+            vip,
+            backend_id,
+            Some(stable),
+            Some(alternative),
+            buf,
+            s,
+        )
+    }
+
+    /// Encapsulates toward backend `backend_id` (naming backend `alternative` in the outer
+    /// header when it fits the MTU), or answers a packet too big to forward.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn send<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        vip: &Vip,
+        backend_id: u32,
+        stable: Option<u64>,
+        alternative: Option<u32>,
+        buf: &mut B,
+        s: &Slot,
+    ) -> Verdict {
         let Some(backend) = snap.backend(backend_id) else {
             return Verdict::Drop(DropReason::NoBackend);
         };
@@ -272,8 +352,36 @@ impl Pipeline {
         } else {
             stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key))
         };
-        if let Err(reason) = encap::encapsulate(buf, parsed, backend, &snap.parts, ident, entropy) {
+        // The alternative travels only when it fits: a packet that fits plain IP-in-IP is
+        // never dropped or answered for the option's sake (docs/second-chance.md, MTU).
+        let (alternative, skipped) = match alternative.and_then(|id| snap.backend(id)) {
+            Some(alt)
+                if parsed.ip_len + outer + second_chance::extra_len(backend.is_v4, alt.is_v4)
+                    > snap.parts.mtu =>
+            {
+                (None, true)
+            }
+            found => (found, false),
+        };
+        let written = match alternative {
+            None => encap::encapsulate(buf, parsed, backend, &snap.parts, ident, entropy),
+            Some(alt) => second_chance::encapsulate_with_alternative(
+                buf,
+                parsed,
+                backend,
+                alt,
+                &snap.parts,
+                ident,
+                entropy,
+            ),
+        };
+        if let Err(reason) = written {
             return Verdict::Drop(reason);
+        }
+        if alternative.is_some() {
+            self.counters.second_chance_sent += 1;
+        } else if skipped {
+            self.counters.second_chance_skipped_mtu += 1;
         }
         if let Some(c) = self.counters.vip_forwarded.get_mut(vip.id as usize) {
             *c += 1;
@@ -342,6 +450,11 @@ impl Pipeline {
         let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
         let state = next_state(None, tcp);
         let expires = expiry(now, &vip.timeouts, state);
+        if !tcp.is_some_and(|t| t.syn && !t.ack)
+            && let Some(decision) = self.second_chance(snap, vip, now, hash, stable, id, tcp)
+        {
+            return Ok(decision);
+        }
         match self.flows.insert(hash, id, state, expires, now) {
             InsertOutcome::Inserted => self.counters.new_flows += 1,
             InsertOutcome::Evicted => {
@@ -353,6 +466,71 @@ impl Pipeline {
         Ok(FlowDecision::Backend {
             id,
             stable: Some(stable),
+        })
+    }
+
+    /// The second chance of a packet that missed the flow table and is not a bare SYN, whose
+    /// flow Maglev sends to `current` now (see the module docs). Returns the decision when
+    /// the flow has a second-chance entry or its packet gets an alternative now; `None` to
+    /// go on as a plain miss (a normal entry for `current`).
+    ///
+    /// A second-chance entry whose alternative no longer keeps flows (removed, past its drain
+    /// deadline, failed beyond its grace) has nothing left to say: it is removed, and the
+    /// packet is decided afresh.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn second_chance(
+        &mut self,
+        snap: &Snapshot,
+        vip: &Vip,
+        now: u32,
+        hash: &FlowHash,
+        stable: u64,
+        current: u32,
+        tcp: Option<TcpSeen>,
+    ) -> Option<FlowDecision> {
+        let key = hash.second_chance();
+        if let Some(mut entry) = self.flows.find(&key, now) {
+            let alternative = entry.backend();
+            if snap.usable_alternative(vip, alternative, now) {
+                let state = next_state(Some(entry.state()), tcp);
+                entry.refresh(state, expiry(now, &vip.timeouts, state));
+                // A later table may have come back to the alternative: nothing to name then.
+                return Some(if alternative == current {
+                    FlowDecision::Backend {
+                        id: current,
+                        stable: Some(stable),
+                    }
+                } else {
+                    FlowDecision::SecondChance {
+                        id: current,
+                        alternative,
+                        stable,
+                    }
+                });
+            }
+            self.flows.remove(&key);
+        }
+        let alternative = snap.alternative(vip, stable, current, now)?;
+        let state = next_state(None, tcp);
+        let expires = expiry(now, &vip.timeouts, state);
+        match self.flows.insert(&key, alternative, state, expires, now) {
+            InsertOutcome::Inserted => {
+                self.counters.new_flows += 1;
+                self.counters.second_chance_flows += 1;
+            }
+            InsertOutcome::Evicted => {
+                self.counters.new_flows += 1;
+                self.counters.second_chance_flows += 1;
+                self.counters.flows_evicted += 1;
+            }
+            // Not stored: the next packet is decided afresh (the same way, within the window).
+            InsertOutcome::Full => self.counters.flow_table_full += 1,
+        }
+        Some(FlowDecision::SecondChance {
+            id: current,
+            alternative,
+            stable,
         })
     }
 

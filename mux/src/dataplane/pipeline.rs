@@ -276,10 +276,87 @@ impl Pipeline {
                 }
             }
         };
-        self.send(snap, vip, backend_id, stable, None, buf, s)
+        let Some(backend) = snap.backend(backend_id) else {
+            return Verdict::Drop(DropReason::NoBackend);
+        };
+        let parsed = &s.parsed;
+        let outer = outer_len(backend.is_v4);
+        if parsed.ip_len + outer > snap.parts.mtu {
+            return self.too_big(snap, outer, buf, s);
+        }
+        let ident = self.outer_ident(parsed);
+        // The outer flow label comes from the stable hash, so a flow's tunnelled packets look
+        // the same whichever MUX sends them (hosts steer them to the same RSS queue).
+        let entropy = if backend.is_v4 {
+            0
+        } else {
+            stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key))
+        };
+        if let Err(reason) = encap::encapsulate(buf, parsed, backend, &snap.parts, ident, entropy) {
+            return Verdict::Drop(reason);
+        }
+        self.count_forwarded(vip, backend_id);
+        Verdict::Forward
     }
 
-    /// [`Pipeline::send`] with an alternative: out of line, so the common path stays compact.
+    /// A packet too big to forward once encapsulated in an outer header of `outer` bytes:
+    /// an ICMP "fragmentation needed" / "packet too big" for the client when it may have one
+    /// (DF or IPv6, not itself an ICMP error, a token in the bucket), else a counted drop.
+    #[inline(always)]
+    fn too_big<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        outer: usize,
+        buf: &mut B,
+        s: &Slot,
+    ) -> Verdict {
+        let parsed = &s.parsed;
+        if matches!(s.pending, Pending::IcmpError { .. }) {
+            return Verdict::Drop(DropReason::TooBigIcmpError);
+        }
+        if !parsed.dont_frag {
+            return Verdict::Drop(DropReason::TooBigWithoutDf);
+        }
+        if !self.icmp_bucket.take() {
+            return Verdict::Drop(DropReason::IcmpRateLimited);
+        }
+        let inner_mtu = snap.parts.mtu - outer;
+        match icmp_reply::packet_too_big(buf, parsed, inner_mtu, snap.parts.source_mac) {
+            Ok(()) => Verdict::Reply(Reply::TooBig),
+            Err(reason) => Verdict::Drop(reason),
+        }
+    }
+
+    /// RFC 6864: atomic (DF) datagrams need no unique identification; the others get the
+    /// worker's next one.
+    #[inline(always)]
+    fn outer_ident(&mut self, parsed: &Parsed) -> u16 {
+        if parsed.dont_frag {
+            0
+        } else {
+            self.ident = self.ident.wrapping_add(1);
+            self.ident
+        }
+    }
+
+    /// Counts a forwarded frame for its VIP and its backend.
+    #[inline(always)]
+    fn count_forwarded(&mut self, vip: &Vip, backend_id: u32) {
+        if let Some(c) = self.counters.vip_forwarded.get_mut(vip.id as usize) {
+            *c += 1;
+        }
+        if let Some(c) = self.counters.backend_forwarded.get_mut(backend_id as usize) {
+            *c += 1;
+        }
+    }
+
+    /// Encapsulates toward backend `backend_id` naming backend `alternative` in the outer
+    /// header; or plainly, counted, when the option would take the packet past the MTU and
+    /// plain IP-in-IP fits (a packet is never dropped or answered for the option's sake:
+    /// docs/second-chance.md). A packet too big even plainly is answered as any other.
+    ///
+    /// Out of line, and apart from the plain path's code, so that flow-table hits run exactly
+    /// the instructions they ran before second chance existed.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn send_with_alternative<B: PacketBuf>(
@@ -292,80 +369,22 @@ impl Pipeline {
         buf: &mut B,
         s: &Slot,
     ) -> Verdict {
-        self.send(
-            snap,
-            vip,
-            backend_id,
-            Some(stable),
-            Some(alternative),
-            buf,
-            s,
-        )
-    }
-
-    /// Encapsulates toward backend `backend_id` (naming backend `alternative` in the outer
-    /// header when it fits the MTU), or answers a packet too big to forward.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn send<B: PacketBuf>(
-        &mut self,
-        snap: &Snapshot,
-        vip: &Vip,
-        backend_id: u32,
-        stable: Option<u64>,
-        alternative: Option<u32>,
-        buf: &mut B,
-        s: &Slot,
-    ) -> Verdict {
-        let Some(backend) = snap.backend(backend_id) else {
+        // The pipeline named both from this snapshot: they exist.
+        let (Some(backend), Some(alt)) = (snap.backend(backend_id), snap.backend(alternative))
+        else {
             return Verdict::Drop(DropReason::NoBackend);
         };
         let parsed = &s.parsed;
         let outer = outer_len(backend.is_v4);
         if parsed.ip_len + outer > snap.parts.mtu {
-            if matches!(s.pending, Pending::IcmpError { .. }) {
-                return Verdict::Drop(DropReason::TooBigIcmpError);
-            }
-            if !parsed.dont_frag {
-                return Verdict::Drop(DropReason::TooBigWithoutDf);
-            }
-            if !self.icmp_bucket.take() {
-                return Verdict::Drop(DropReason::IcmpRateLimited);
-            }
-            let inner_mtu = snap.parts.mtu - outer;
-            return match icmp_reply::packet_too_big(buf, parsed, inner_mtu, snap.parts.source_mac) {
-                Ok(()) => Verdict::Reply(Reply::TooBig),
-                Err(reason) => Verdict::Drop(reason),
-            };
+            return self.too_big(snap, outer, buf, s);
         }
-        // RFC 6864: atomic (DF) datagrams need no unique identification.
-        let ident = if parsed.dont_frag {
-            0
-        } else {
-            self.ident = self.ident.wrapping_add(1);
-            self.ident
-        };
-        // The outer flow label comes from the stable hash, so a flow's tunnelled packets look
-        // the same whichever MUX sends them (hosts steer them to the same RSS queue).
-        let entropy = if backend.is_v4 {
-            0
-        } else {
-            stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key))
-        };
-        // The alternative travels only when it fits: a packet that fits plain IP-in-IP is
-        // never dropped or answered for the option's sake (docs/second-chance.md, MTU).
-        let (alternative, skipped) = match alternative.and_then(|id| snap.backend(id)) {
-            Some(alt)
-                if parsed.ip_len + outer + second_chance::extra_len(backend.is_v4, alt.is_v4)
-                    > snap.parts.mtu =>
-            {
-                (None, true)
-            }
-            found => (found, false),
-        };
-        let written = match alternative {
-            None => encap::encapsulate(buf, parsed, backend, &snap.parts, ident, entropy),
-            Some(alt) => second_chance::encapsulate_with_alternative(
+        let fits = parsed.ip_len + outer + second_chance::extra_len(backend.is_v4, alt.is_v4)
+            <= snap.parts.mtu;
+        let ident = self.outer_ident(parsed);
+        let entropy = if backend.is_v4 { 0 } else { stable };
+        let written = if fits {
+            second_chance::encapsulate_with_alternative(
                 buf,
                 parsed,
                 backend,
@@ -373,22 +392,19 @@ impl Pipeline {
                 &snap.parts,
                 ident,
                 entropy,
-            ),
+            )
+        } else {
+            encap::encapsulate(buf, parsed, backend, &snap.parts, ident, entropy)
         };
         if let Err(reason) = written {
             return Verdict::Drop(reason);
         }
-        if alternative.is_some() {
+        if fits {
             self.counters.second_chance_sent += 1;
-        } else if skipped {
+        } else {
             self.counters.second_chance_skipped_mtu += 1;
         }
-        if let Some(c) = self.counters.vip_forwarded.get_mut(vip.id as usize) {
-            *c += 1;
-        }
-        if let Some(c) = self.counters.backend_forwarded.get_mut(backend_id as usize) {
-            *c += 1;
-        }
+        self.count_forwarded(vip, backend_id);
         Verdict::Forward
     }
 
@@ -446,23 +462,71 @@ impl Pipeline {
                 stable: Some(stable),
             });
         }
+        // A miss. Anything but a bare SYN may belong to a connection older than the table.
+        if !tcp.is_some_and(|t| t.syn && !t.ack) {
+            return self.miss_without_syn(snap, vip, now, hash, stable, parsed, tcp);
+        }
         let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
         let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
         let state = next_state(None, tcp);
         let expires = expiry(now, &vip.timeouts, state);
-        if !tcp.is_some_and(|t| t.syn && !t.ack)
-            && let Some(decision) = self.second_chance(snap, vip, now, hash, stable, id, tcp)
-        {
-            return Ok(decision);
-        }
+        self.insert_flow(hash, id, state, expires, now);
+        Ok(FlowDecision::Backend {
+            id,
+            stable: Some(stable),
+        })
+    }
+
+    /// Records a new flow's entry, counting the outcome; true when it was stored.
+    #[inline(always)]
+    fn insert_flow(
+        &mut self,
+        hash: &FlowHash,
+        id: u32,
+        state: FlowState,
+        expires: u32,
+        now: u32,
+    ) -> bool {
         match self.flows.insert(hash, id, state, expires, now) {
-            InsertOutcome::Inserted => self.counters.new_flows += 1,
+            InsertOutcome::Inserted => {
+                self.counters.new_flows += 1;
+                true
+            }
             InsertOutcome::Evicted => {
                 self.counters.new_flows += 1;
                 self.counters.flows_evicted += 1;
+                true
             }
-            InsertOutcome::Full => self.counters.flow_table_full += 1,
+            InsertOutcome::Full => {
+                self.counters.flow_table_full += 1;
+                false
+            }
         }
+    }
+
+    /// A flow-table miss of a packet that is not a bare SYN: the second chance's decision
+    /// ([`Pipeline::second_chance`]), or a new entry for Maglev's pick as for any miss. Out of
+    /// line (see [`Pipeline::send_with_alternative`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn miss_without_syn(
+        &mut self,
+        snap: &Snapshot,
+        vip: &Vip,
+        now: u32,
+        hash: &FlowHash,
+        stable: Option<u64>,
+        parsed: &Parsed,
+        tcp: Option<TcpSeen>,
+    ) -> Result<FlowDecision, DropReason> {
+        let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
+        let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
+        if let Some(decision) = self.second_chance(snap, vip, now, hash, stable, id, tcp) {
+            return Ok(decision);
+        }
+        let state = next_state(None, tcp);
+        let expires = expiry(now, &vip.timeouts, state);
+        self.insert_flow(hash, id, state, expires, now);
         Ok(FlowDecision::Backend {
             id,
             stable: Some(stable),
@@ -478,7 +542,7 @@ impl Pipeline {
     /// deadline, failed beyond its grace) has nothing left to say: it is removed, and the
     /// packet is decided afresh.
     #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
+    #[inline]
     fn second_chance(
         &mut self,
         snap: &Snapshot,
@@ -514,18 +578,10 @@ impl Pipeline {
         let alternative = snap.alternative(vip, stable, current, now)?;
         let state = next_state(None, tcp);
         let expires = expiry(now, &vip.timeouts, state);
-        match self.flows.insert(&key, alternative, state, expires, now) {
-            InsertOutcome::Inserted => {
-                self.counters.new_flows += 1;
-                self.counters.second_chance_flows += 1;
-            }
-            InsertOutcome::Evicted => {
-                self.counters.new_flows += 1;
-                self.counters.second_chance_flows += 1;
-                self.counters.flows_evicted += 1;
-            }
-            // Not stored: the next packet is decided afresh (the same way, within the window).
-            InsertOutcome::Full => self.counters.flow_table_full += 1,
+        // Not stored when its bucket is full: the next packet is decided afresh (the same way,
+        // within the window).
+        if self.insert_flow(&key, alternative, state, expires, now) {
+            self.counters.second_chance_flows += 1;
         }
         Some(FlowDecision::SecondChance {
             id: current,

@@ -556,6 +556,38 @@ fn every_packet_of_a_flow_without_an_entry_carries_the_same_alternative() {
 }
 
 #[test]
+fn a_packet_too_big_even_plainly_is_answered_as_without_second_chance() {
+    let (_, second) = generations(120);
+    let f = PacketBuilder::tcp(client4(), 40000, ip("192.0.2.10"), 80, ACK)
+        .payload_len(1460)
+        .build();
+    let out = run(&second, std::slice::from_ref(&f));
+    assert_eq!(
+        out.verdicts[0],
+        Verdict::Reply(mux::dataplane::verdict::Reply::TooBig)
+    );
+    let c = &out.counters;
+    assert_eq!(
+        (
+            c.icmp_too_big_sent,
+            c.second_chance_sent,
+            c.second_chance_skipped_mtu
+        ),
+        (1, 0, 0)
+    );
+    // The same without DF: dropped and counted, as always.
+    let f = PacketBuilder::tcp(client4(), 40001, ip("192.0.2.10"), 80, ACK)
+        .payload_len(1460)
+        .dont_frag(false)
+        .build();
+    let out = run(&second, std::slice::from_ref(&f));
+    assert_eq!(
+        out.verdicts[0],
+        Verdict::Drop(mux::dataplane::verdict::DropReason::TooBigWithoutDf)
+    );
+}
+
+#[test]
 fn a_window_of_zero_turns_second_chance_off() {
     let (_, second) = generations(0);
     assert!(second.parts.vips.iter().all(|v| v.previous.is_empty()));

@@ -48,6 +48,10 @@ enum Command {
     ///   new-flows    60-byte IPv4 TCP SYNs: every packet a miss, a Maglev pick and an insert
     ///   mixed        9 ACKs of established flows to 1 SYN of a new flow
     ///   ipv6         74-byte IPv6 TCP ACKs, IPv6 VIPs to IPv6 backends: hits
+    ///   second-chance        60-byte TCP ACKs without entries after a backend change: every
+    ///                        packet a miss that names an alternative (previous table, entry,
+    ///                        option)
+    ///   second-chance-flows  the same flows once their second-chance entries exist
     ///
     /// Build with `--release` (figures from a debug build mean nothing). For stable figures
     /// run on a quiet machine and pin the thread: `taskset -c 1 target/release/perf pipeline`.

@@ -50,6 +50,11 @@ pub const DEFAULT_DRAIN_RESET_RATE: u32 = 10_000;
 pub const DEFAULT_DRAIN_RESET_BURST: u32 = 1000;
 /// Largest accepted reply rate or burst (`icmp_*`, `drain_reset_*`).
 pub const MAX_REPLY_RATE: u32 = 1_000_000;
+/// Default `[dataplane] second_chance_window_seconds`: how long after a VIP's Maglev table
+/// was replaced it may still name a flow's alternative backend.
+pub const DEFAULT_SECOND_CHANCE_WINDOW: u32 = 120;
+/// Largest accepted `second_chance_window_seconds` (one day).
+pub const MAX_SECOND_CHANCE_WINDOW: u32 = 86_400;
 
 /// A parsed MUX configuration. Obtain one from [`super::parse`] or [`super::load_file`].
 ///
@@ -187,6 +192,8 @@ pub struct Dataplane {
     pub(crate) icmp_burst: Option<Spanned<i64>>,
     pub(crate) drain_reset_rate: Option<Spanned<i64>>,
     pub(crate) drain_reset_burst: Option<Spanned<i64>>,
+    pub(crate) second_chance_window_seconds: Option<Spanned<i64>>,
+    pub(crate) second_chance_state: Option<Spanned<String>>,
 }
 
 /// The value of an optional integer field converted to its plain type, or `default`.
@@ -249,6 +256,23 @@ impl Dataplane {
     /// Depth of the reset bucket; default 1000, range 1..=1000000.
     pub fn drain_reset_burst(&self) -> u32 {
         int_or(&self.drain_reset_burst, DEFAULT_DRAIN_RESET_BURST)
+    }
+
+    /// How long a VIP's replaced Maglev table may still name the alternative backend of a flow
+    /// the MUX has no entry for (second chance); default 120 s, range 0..=86400 (0: never).
+    pub fn second_chance_window(&self) -> Duration {
+        Duration::from_secs(u64::from(int_or(
+            &self.second_chance_window_seconds,
+            DEFAULT_SECOND_CHANCE_WINDOW,
+        )))
+    }
+
+    /// The file the MUX keeps its previous Maglev tables in across restarts; `None`: not kept
+    /// (a restarted MUX starts without them).
+    pub fn second_chance_state(&self) -> Option<&std::path::Path> {
+        self.second_chance_state
+            .as_ref()
+            .map(|v| std::path::Path::new(v.get_ref().as_str()))
     }
 
     /// CPUs to pin the workers to (worker i on `cpus[i]`); `None`: not pinned.

@@ -5,8 +5,41 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The LLVM library directory matching the `clang` on PATH (`/usr/lib/llvm-N/lib`), when it
+/// holds a libclang.
+///
+/// bindgen loads the newest libclang it finds, but takes its system headers from the `clang`
+/// on PATH: with two LLVM versions side by side (Debian's clang 14 and a clang 16, say),
+/// libclang 16 reads clang 14's headers and fails ("invalid conversion between vector type
+/// '__m128i'…"). Pointing LIBCLANG_PATH at the library of the same version keeps the pair
+/// matched.
+fn matching_libclang_dir() -> Option<PathBuf> {
+    let out = Command::new("clang").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.split("clang version ").nth(1)?;
+    let major: u32 = version.split('.').next()?.trim().parse().ok()?;
+    let dir = PathBuf::from(format!("/usr/lib/llvm-{major}/lib"));
+    let has_libclang = std::fs::read_dir(&dir).ok()?.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("libclang") && n.contains(".so"))
+    });
+    has_libclang.then_some(dir)
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
+    println!("cargo:rerun-if-env-changed=LIBCLANG_PATH");
+    if env::var_os("LIBCLANG_PATH").is_none()
+        && let Some(dir) = matching_libclang_dir()
+    {
+        // SAFETY: the build script is still single-threaded here (nothing has been spawned
+        // yet), so no other thread can read the environment while it changes.
+        #[allow(unsafe_code)]
+        unsafe {
+            env::set_var("LIBCLANG_PATH", &dir)
+        };
+    }
     println!("cargo:rerun-if-changed=shim.h");
     println!("cargo:rerun-if-changed=shim.c");
 
@@ -80,7 +113,14 @@ fn main() {
         .generate_comments(false)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .generate()
-        .expect("bindgen could not read the DPDK headers (is libclang-dev installed?)");
+        .unwrap_or_else(|e| {
+            panic!(
+                "bindgen could not read the DPDK headers ({e}). Is libclang-dev installed? With \
+                 several LLVM versions installed, set LIBCLANG_PATH=/usr/lib/llvm-N/lib to the \
+                 version `clang --version` prints (LIBCLANG_PATH now: {:?})",
+                env::var_os("LIBCLANG_PATH")
+            )
+        });
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     bindings
         .write_to_file(out.join("bindings.rs"))

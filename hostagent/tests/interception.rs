@@ -50,6 +50,8 @@ backend_address = "10.78.0.2"
 backend_port = 8080
 [admin]
 listen = "127.0.0.1:{admin_port}"
+[connections]
+state_file = "connections.state"
 "#
     )
 }

@@ -185,8 +185,8 @@ proptest! {
         let _ = dp.snat(&mut copy);
         let c = dp.counters();
         prop_assert_eq!(
-            c.delivered + c.icmp_errors_delivered + c.replies_rewritten + c.icmp_errors_rewritten
-                + c.passed + c.total_drops(),
+            c.delivered + c.second_chance.forwarded + c.icmp_errors_delivered
+                + c.replies_rewritten + c.icmp_errors_rewritten + c.passed + c.total_drops(),
             c.inbound + c.outbound
         );
     }

@@ -3,7 +3,8 @@
 //! Subcommands:
 //! - `check-config FILE` — validate a configuration; print every error as `FILE:LINE:COL: msg`.
 //! - `replay --config FILE --input IN.pcap --output OUT.pcap` — run the real pipeline over a
-//!   capture offline and print the counters as JSON.
+//!   capture offline and print the counters as JSON; `--reload SECONDS=FILE` changes the
+//!   configuration mid-capture, `--history` / `--save-history` carry second-chance history.
 //!
 //! - `run --config FILE` — the forwarding daemon.
 //! - `announce-guard …` — the announcement guard `mux run` starts (hidden from `--help`; see
@@ -76,6 +77,18 @@ enum Command {
         /// summary for people.
         #[arg(long)]
         json: bool,
+        /// At SECONDS (decimal) into the capture, FILE becomes the next configuration
+        /// generation, as a SIGHUP would make it: flow entries and the second chance's
+        /// previous tables carry over. Repeatable.
+        #[arg(long = "reload", value_name = "SECONDS=FILE", value_parser = parse_reload)]
+        reloads: Vec<mux::control::replay::ReplayReload>,
+        /// Start from this second-chance history file (what [dataplane] second_chance_state
+        /// holds), as a MUX that ran earlier generations before the capture would. Only read.
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
+        /// Write the second-chance history the replay ends with to FILE.
+        #[arg(long, value_name = "FILE")]
+        save_history: Option<PathBuf>,
     },
     /// The announcement guard: started by `mux run` with `[bgp] speaker = "bird"`, never by
     /// hand. Announces the VIPs the MUX sends on stdin while its heartbeats arrive; withdraws
@@ -150,7 +163,20 @@ fn main() -> ExitCode {
             output,
             to_kernel,
             json,
-        } => match mux::control::replay::replay(&config, &input, &output, to_kernel.as_deref()) {
+            reloads,
+            history,
+            save_history,
+        } => match mux::control::replay::replay_with(
+            &config,
+            &input,
+            &output,
+            &mux::control::replay::ReplayOptions {
+                to_kernel,
+                reloads,
+                history,
+                save_history,
+            },
+        ) {
             Ok(outcome) if json => {
                 let summary = serde_json::json!({
                     "frames_in": outcome.frames_in,
@@ -178,6 +204,28 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `SECONDS=FILE` of `mux replay --reload`.
+fn parse_reload(text: &str) -> Result<mux::control::replay::ReplayReload, String> {
+    let (at, file) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected SECONDS=FILE, e.g. 12.5=configs/next.toml"))?;
+    let secs: f64 = at
+        .trim()
+        .parse()
+        .map_err(|_| format!("{at:?}: not a number of seconds"))?;
+    let at = std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{at:?}: give a non-negative number of seconds"))?;
+    if file.is_empty() {
+        return Err(format!(
+            "{text:?}: the configuration file is missing after '='"
+        ));
+    }
+    Ok(mux::control::replay::ReplayReload {
+        at,
+        config: PathBuf::from(file),
+    })
 }
 
 /// Structured logs on stderr; `RUST_LOG` wins over `--log-level`.

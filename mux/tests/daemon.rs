@@ -355,3 +355,117 @@ fn daemon_applies_the_health_feed() {
     assert!(log.contains("backend failed by health feed"), "{log}");
     assert!(log.contains("backend recovered"), "{log}");
 }
+
+/// Stops `d` with SIGTERM and waits for a clean exit.
+fn stop(d: &mut Daemon) {
+    signal(&d.child, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(code) = d.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "daemon did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "exit status {code}");
+}
+
+#[test]
+fn second_chance_history_survives_reloads_and_restarts() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("mux-daemon-sc-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("second-chance.json");
+    let with_state = |extra_backend: bool| {
+        config(port, extra_backend).replacen(
+            "mtu = 1500\n",
+            &format!(
+                "mtu = 1500\nsecond_chance_state = \"{}\"\n",
+                state.display()
+            ),
+            1,
+        )
+    };
+    let spawn = || {
+        let child = Command::new(env!("CARGO_BIN_EXE_mux"))
+            .args(["run", "--config"])
+            .arg(dir.join("mux.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            port,
+            dir: dir.clone(),
+        }
+    };
+    let previous = |vip: usize| status(port)["vips"][vip]["previous_tables"].clone();
+
+    std::fs::write(dir.join("mux.toml"), with_state(false)).unwrap();
+    let mut d = spawn();
+    wait_for("readiness", || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    assert_eq!(previous(0), serde_json::json!([]), "a fresh MUX has none");
+    assert!(state.exists(), "the history is written at start");
+
+    // A reload adds a backend to `web`: its old table becomes a previous one.
+    std::fs::write(dir.join("mux.toml"), with_state(true)).unwrap();
+    signal(&d.child, "HUP");
+    wait_for("the reload", || status(port)["generation"] == 2);
+    let p = previous(0);
+    assert_eq!(p.as_array().unwrap().len(), 1, "{p}");
+    assert_eq!(p[0]["in_window"], true);
+    let replaced = p[0]["replaced_unix_ms"].as_u64().unwrap();
+    assert_eq!(p[0]["until_unix_ms"], replaced + 120_000);
+    assert_eq!(previous(1), serde_json::json!([]), "`dns` did not change");
+    let metrics = get(port, "/metrics").unwrap().1;
+    assert!(
+        metrics.contains("mux_vip_previous_tables{vip=\"web\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mux_second_chance_packets_total{outcome=\"sent\"} 0"));
+    let file = std::fs::read_to_string(&state).unwrap();
+    assert!(file.contains("\"10.1.0.7\""), "{file}");
+
+    // Restarted on the same file: the previous table is back, with its original window.
+    stop(&mut d);
+    drop(d);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mux.toml"), with_state(true)).unwrap();
+    std::fs::write(&state, &file).unwrap();
+    let mut d = spawn();
+    wait_for("readiness after the restart", || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    let s = status(port);
+    assert_eq!(s["generation"], 1);
+    let p = &s["vips"][0]["previous_tables"];
+    assert_eq!(p.as_array().unwrap().len(), 1, "{p}");
+    assert_eq!(p[0]["replaced_unix_ms"], replaced);
+
+    // A malformed file is logged and ignored: the MUX starts without history.
+    stop(&mut d);
+    drop(d);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mux.toml"), with_state(true)).unwrap();
+    std::fs::write(&state, "{ not json").unwrap();
+    let mut d = spawn();
+    wait_for("readiness with a bad history file", || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    assert_eq!(previous(0), serde_json::json!([]));
+    stop(&mut d);
+    let mut log = String::new();
+    d.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains("starting without second-chance history"),
+        "{log}"
+    );
+}

@@ -9,6 +9,8 @@
 //! - `http-backend`, `http-load`, `http-summary`, `http-soak`, `chaos-summary` — real HTTP
 //!   through the lab: the backend, the load and soak clients and the verdicts of the HTTP and
 //!   chaos rounds (see [`perf::http`]).
+//! - `udp-backend` — the lab's UDP backend, answering each datagram with its name and the
+//!   request's `seq` (see [`perf::http::udp`]).
 //!
 //! The criterion micro-benchmarks (`parse`, `flow_table`, `maglev`) live in `perf/benches/`
 //! and run with `cargo bench -p perf`.
@@ -47,6 +49,10 @@ enum Command {
     ///   new-flows    60-byte IPv4 TCP SYNs: every packet a miss, a Maglev pick and an insert
     ///   mixed        9 ACKs of established flows to 1 SYN of a new flow
     ///   ipv6         74-byte IPv6 TCP ACKs, IPv6 VIPs to IPv6 backends: hits
+    ///   second-chance        60-byte TCP ACKs without entries after a backend change: every
+    ///                        packet a miss that names an alternative (previous table, entry,
+    ///                        option)
+    ///   second-chance-flows  the same flows once their second-chance entries exist
     ///
     /// Build with `--release` (figures from a debug build mean nothing). For stable figures
     /// run on a quiet machine and pin the thread: `taskset -c 1 target/release/perf pipeline`.
@@ -131,6 +137,25 @@ enum Command {
         #[arg(long)]
         duration: Option<f64>,
     },
+    /// Serve UDP as a lab backend: every datagram `{"seq": N}` (or the bare decimal N) is
+    /// answered by one datagram `{"backend": NAME, "client": "IP:PORT", "seq": N}`, `client`
+    /// being the source address the backend saw; anything else is counted and not answered.
+    /// Stops on SIGTERM/SIGINT or after --duration.
+    ///
+    ///   perf udp-backend --listen 10.0.21.2:53 --name 10.0.21.2
+    ///   echo 5 | nc -u -w1 10.0.21.2 53      # {"backend":"10.0.21.2","client":"…","seq":5}
+    #[command(verbatim_doc_comment)]
+    UdpBackend {
+        /// Address (IP:PORT) to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The name answers carry (the lab uses the backend's DIP).
+        #[arg(long)]
+        name: String,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+    },
     /// Load a VIP with real HTTP: keep-alive connections, then one-request connections;
     /// prints responses per backend, failures, the client address backends saw, latency.
     HttpLoad {
@@ -169,15 +194,20 @@ enum Command {
     /// --duration-s from then. Each connection sends `GET /` every --interval-ms; its first
     /// failure (timeout, reset, EOF, bad status, malformed body) marks it broken (with the time
     /// the failing request was sent, the reason and its last backend) and it is closed, never
-    /// reopened. Meanwhile --new-per-second one-request connections are attempted. All times
-    /// in the report are unix ms, to compare with the lab script's `date +%s%3N`.
+    /// reopened. Meanwhile --new-per-second one-request connections are attempted. With
+    /// --udp-flows, that many long-lived UDP flows (a socket each, like QUIC) are answered once
+    /// during setup and then send `{"seq": N}` every --udp-interval-ms to the same end; a flow
+    /// answered by another backend than its first, or by none for --udp-dead-ms, is broken
+    /// (the report's `udp` object). All times in the report are unix ms, to compare with the
+    /// lab script's `date +%s%3N`.
     ///
     /// Exits 0 when the run happened, whatever failed (failures are data); 1 when no
-    /// connection could be established (the report is still written) or a file could not be
-    /// written.
+    /// connection nor UDP flow could be established (the report is still written) or a file
+    /// could not be written.
     ///
     ///   perf http-soak --target 192.0.2.10:80 --connections 200 --interval-ms 100 \
-    ///     --duration-s 14 --new-per-second 20 --ready-file ready --report soak.json
+    ///     --duration-s 14 --new-per-second 20 --ready-file ready --report soak.json \
+    ///     --udp-target 192.0.2.10:53 --udp-flows 200
     #[command(verbatim_doc_comment)]
     HttpSoak(SoakArgs),
     /// Evaluate the chaos rounds of a lab results directory and print one table of them.
@@ -311,6 +341,22 @@ struct SoakArgs {
     /// Write the JSON report here (default: stdout, after the summary).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Where the UDP flows send (IP:PORT; a `perf udp-backend`, or the VIP's UDP service).
+    #[arg(long, value_name = "IP:PORT")]
+    udp_target: Option<std::net::SocketAddr>,
+    /// Long-lived UDP flows, each its own socket (source port) for the whole run, set up
+    /// with the connections (answered once before the ready file) and run to the same end;
+    /// 0 for none. Needs --udp-target.
+    #[arg(long, default_value_t = 0)]
+    udp_flows: usize,
+    /// Each UDP flow sends a datagram this often, in milliseconds.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    udp_interval_ms: u64,
+    /// A UDP flow answered by nobody for this long, in ms, is broken (`silent`); an answer
+    /// from another backend than its first breaks it at once (`backend_changed`). A datagram
+    /// not answered within --timeout-ms is lost (late if its answer comes after all).
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    udp_dead_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -513,6 +559,11 @@ fn main() -> ExitCode {
             fail_file,
             duration,
         } => http_backend(listen, name, fail_file, duration),
+        Command::UdpBackend {
+            listen,
+            name,
+            duration,
+        } => udp_backend(listen, &name, duration),
         Command::HttpLoad {
             target,
             connections,
@@ -582,6 +633,19 @@ fn http_soak(args: SoakArgs) -> ExitCode {
         eprintln!("perf http-soak: --new-per-second must be between 0 and 10000");
         return ExitCode::FAILURE;
     }
+    if args.udp_flows > 0 && args.udp_target.is_none() {
+        eprintln!("perf http-soak: --udp-flows needs --udp-target");
+        return ExitCode::FAILURE;
+    }
+    let udp = args
+        .udp_target
+        .map(|target| perf::http::udp::UdpSpec {
+            target,
+            flows: args.udp_flows,
+            interval: Duration::from_millis(args.udp_interval_ms),
+            dead: Duration::from_millis(args.udp_dead_ms),
+        })
+        .filter(|u| u.flows > 0);
     let spec = perf::http::soak::SoakSpec {
         target: args.target,
         connections: args.connections,
@@ -591,6 +655,7 @@ fn http_soak(args: SoakArgs) -> ExitCode {
         timeout: Duration::from_millis(args.timeout_ms),
         connect_timeout: Duration::from_millis(args.connect_timeout_ms),
         expect_client: args.expect_client,
+        udp,
     };
     let mut ready_failed = false;
     let report = perf::http::soak::run(&spec, |t| {
@@ -611,10 +676,12 @@ fn http_soak(args: SoakArgs) -> ExitCode {
     if write_report(&report, args.report.as_deref()) != ExitCode::SUCCESS {
         return ExitCode::FAILURE;
     }
-    if report.established == 0 {
+    if report.established == 0 && report.udp.established == 0 {
         eprintln!(
-            "perf http-soak: no connection to {} could be established",
-            args.target
+            "perf http-soak: no connection to {} could be established{}",
+            args.target,
+            args.udp_target
+                .map_or(String::new(), |u| format!(", no UDP flow to {u} answered"))
         );
         return ExitCode::FAILURE;
     }
@@ -690,6 +757,48 @@ fn http_backend(
         }
         Err(e) => {
             eprintln!("perf http-backend: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn udp_backend(listen: std::net::SocketAddr, name: &str, duration: Option<f64>) -> ExitCode {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let socket = match std::net::UdpSocket::bind(listen) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("perf udp-backend: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+            eprintln!("perf udp-backend: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(secs) = duration {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs.max(0.0)));
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let stats = perf::http::udp::UdpServerStats::default();
+    match perf::http::udp::serve(socket, name, &stop, &stats) {
+        Ok(()) => {
+            eprintln!(
+                "perf udp-backend: {} datagrams, {} answered, {} malformed",
+                stats.received.load(Ordering::Relaxed),
+                stats.answered.load(Ordering::Relaxed),
+                stats.malformed.load(Ordering::Relaxed)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("perf udp-backend: {e}");
             ExitCode::FAILURE
         }
     }

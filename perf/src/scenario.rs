@@ -13,12 +13,21 @@
 //! | `new-flows`   | one 60-byte TCP SYN per flow             | `tcp_syn` timeout + 1 s    | a miss + Maglev + insert |
 //! | `mixed`       | 9 ACKs of established flows, then 1 SYN of a new flow, repeated | `tcp_syn` + 1 s (< `tcp_established`) | 90 % hits, 10 % new flows |
 //! | `ipv6`        | one 74-byte IPv6 TCP ACK per flow        | 0                          | a flow-table hit (IPv6 VIP → IPv6 backend) |
+//! | `second-chance` | one 60-byte TCP ACK per flow, after a backend change | `tcp_established` + 1 s | a miss that names an alternative: previous table, second-chance entry, option |
+//! | `second-chance-flows` | the same                         | 0                          | a packet of such a flow: normal miss, its second-chance entry, option |
 //!
 //! `new-flows` uses the clock, not an ever-growing set of 5-tuples: after each pass the SYN-only
 //! entries of the previous pass have expired, so every packet is a table miss (an expired entry
 //! is a miss), takes a Maglev pick and an insert. What it does not measure: eviction from a table
 //! full of live half-open entries (the insert finds its own expired slot), which costs the same
 //! one cache line but a few more compares.
+//!
+//! The two second-chance scenarios run against generation 2 of the same VIPs: each VIP's 64
+//! backends draining (so they keep their flows and may be named) next to 64 new ones, compiled
+//! after generation 1 with second chance on. Every flow's current pick is a new backend and
+//! its previous pick an old one, so every packet carries an alternative (in a real change only
+//! the moved slots do; the cost per such packet is the same). The previous tables' windows
+//! are set never to end: the benchmark's flow clock runs through hours in a few seconds.
 //!
 //! Flow-table capacity is 4 × flows (25 % full), what the one-bucket-per-flow table needed (it
 //! still lost 0.4 % of the flows to bucket overflow at that load). It is kept so that figures
@@ -29,6 +38,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use mux::control::compile::{self, CompileOptions};
 use mux::control::registry::Registry;
+use mux::control::table_history::TableHistory;
 use mux::dataplane::snapshot::Snapshot;
 use mux_shared::packet_builder::PacketBuilder;
 use mux_shared::packet_builder::tcp_flags::{ACK, SYN};
@@ -58,16 +68,22 @@ pub enum Scenario {
     Mixed,
     /// Established flows to IPv6 VIPs with IPv6 backends.
     Ipv6,
+    /// Every packet a flow-table miss that names an alternative backend (second chance).
+    SecondChance,
+    /// Every packet of a flow that carries an alternative, found by its second-chance entry.
+    SecondChanceFlows,
 }
 
 impl Scenario {
     /// Every scenario, in the order `perf pipeline` runs them.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Baseline,
         Scenario::Established,
         Scenario::NewFlows,
         Scenario::Mixed,
         Scenario::Ipv6,
+        Scenario::SecondChance,
+        Scenario::SecondChanceFlows,
     ];
 
     /// The scenario's command-line name.
@@ -78,6 +94,8 @@ impl Scenario {
             Scenario::NewFlows => "new-flows",
             Scenario::Mixed => "mixed",
             Scenario::Ipv6 => "ipv6",
+            Scenario::SecondChance => "second-chance",
+            Scenario::SecondChanceFlows => "second-chance-flows",
         }
     }
 
@@ -89,6 +107,12 @@ impl Scenario {
             Scenario::NewFlows => "60-byte IPv4 TCP SYNs, each a flow miss + Maglev + insert",
             Scenario::Mixed => "9 ACKs of established flows : 1 SYN of a new flow",
             Scenario::Ipv6 => "74-byte IPv6 TCP ACKs, IPv6 VIPs to IPv6 backends: hits",
+            Scenario::SecondChance => {
+                "60-byte TCP ACKs without entries after a change: miss + alternative + option"
+            }
+            Scenario::SecondChanceFlows => {
+                "60-byte TCP ACKs of flows carrying an alternative: their second-chance entry"
+            }
         }
     }
 }
@@ -169,6 +193,68 @@ pub fn snapshot(family: Family) -> Snapshot {
     .unwrap_or_else(|e| panic!("generated scenario config does not compile: {e}"))
 }
 
+/// Generation 2 of the IPv4 family for the second-chance scenarios: each VIP's 64 backends
+/// draining, next to 64 new ones (`172.16.V.65..=128`).
+pub fn second_chance_config_text() -> String {
+    let mut text = config_text(Family::V4);
+    for v in 0..VIPS {
+        let old = format!("name = \"vip{v}\"\n");
+        let mut added = String::new();
+        for b in 0..BACKENDS_PER_VIP {
+            added.push_str(&format!(
+                "  [[vip.backend]]\n  address = \"{}\"\n",
+                backend_v4(v, BACKENDS_PER_VIP + b)
+            ));
+        }
+        // Insert the new backends right after the VIP's header lines.
+        let at = text.find(&old).expect("the VIP is in the text");
+        let header_end = text[at..].find("  [[vip.backend]]").expect("backends") + at;
+        text.insert_str(header_end, &added);
+    }
+    for v in 0..VIPS {
+        for b in 0..BACKENDS_PER_VIP {
+            let line = format!("  address = \"{}\"\n", backend_v4(v, b));
+            text = text.replacen(&line, &format!("{line}  state = \"draining\"\n"), 1);
+        }
+    }
+    text
+}
+
+/// The second-chance scenarios' snapshot: generation 2 compiled after generation 1 with
+/// second chance on, the previous tables' windows never ending (see the module docs).
+pub fn second_chance_snapshot() -> Snapshot {
+    let parse = |text: &str| {
+        mux_shared::config::parse(text, "perf-scenario.toml")
+            .unwrap_or_else(|e| panic!("generated scenario config is invalid: {e}"))
+    };
+    let options = CompileOptions::default();
+    let mut registry = Registry::default();
+    let compiled = |text: &str, registry: &mut Registry, generation, history: &TableHistory| {
+        compile::compile_with_history(
+            &parse(text),
+            registry,
+            generation,
+            &options,
+            history,
+            options.clock.origin_unix,
+        )
+        .unwrap_or_else(|e| panic!("generated scenario config does not compile: {e}"))
+    };
+    let (_, history) = compiled(
+        &config_text(Family::V4),
+        &mut registry,
+        1,
+        &TableHistory::default(),
+    );
+    let (mut snap, _) = compiled(&second_chance_config_text(), &mut registry, 2, &history);
+    for vip in &mut snap.parts.vips {
+        for table in vip.previous.iter_mut() {
+            table.until = u32::MAX;
+        }
+    }
+    snap
+}
+
 /// IPv4 VIP number `v`.
 fn vip_v4(v: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, 1 + v as u8)
@@ -240,7 +326,10 @@ pub fn workload(scenario: Scenario, flows: usize, burst: usize) -> Workload {
         Scenario::Ipv6 => Family::V6,
         _ => Family::V4,
     };
-    let snapshot = snapshot(family);
+    let snapshot = match scenario {
+        Scenario::SecondChance | Scenario::SecondChanceFlows => second_chance_snapshot(),
+        _ => snapshot(family),
+    };
     // Past the SYN-only timeout, well before the established one.
     let syn_step = snapshot
         .parts
@@ -268,6 +357,23 @@ pub fn workload(scenario: Scenario, flows: usize, burst: usize) -> Workload {
             syn_step,
         ),
         Scenario::Ipv6 => ((0..n).map(tcp_v6_ack).collect(), 0),
+        Scenario::SecondChance => {
+            // Past the established timeout: every second-chance entry of the previous pass
+            // has expired, so every packet is a real miss again.
+            let established_step = snapshot
+                .parts
+                .vips
+                .iter()
+                .map(|v| v.timeouts.tcp_established)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            (
+                (0..n).map(|i| tcp_v4(0, i, ACK)).collect(),
+                established_step,
+            )
+        }
+        Scenario::SecondChanceFlows => ((0..n).map(|i| tcp_v4(0, i, ACK)).collect(), 0),
     };
     Workload {
         scenario,

@@ -86,6 +86,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::stable_hash::{backend_offset_hash, backend_skip_hash};
 
@@ -176,10 +177,13 @@ pub enum MaglevError {
 /// A built Maglev lookup table: `M` slots, each an index into the backend slice it was built from.
 ///
 /// Immutable once built; the control plane builds a new one off the data path and publishes it.
+/// The slots are reference-counted, so a clone is cheap and shares them: a table that stays in
+/// use across configuration generations (a MUX keeps previous tables for its second chance)
+/// exists once in memory. A lookup reads the slots exactly as through a `Box`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MaglevTable {
     /// `M` entries, each an index into the caller's backend slice; never empty.
-    slots: Box<[u16]>,
+    slots: Arc<[u16]>,
 }
 
 impl MaglevTable {
@@ -376,7 +380,9 @@ pub fn build(backends: &[MaglevBackend<'_>], table_size: u32) -> Result<MaglevTa
         heap.push(Reverse((round_of(walker.turns + 1, walker.weight), pos)));
     }
 
-    Ok(MaglevTable { slots })
+    Ok(MaglevTable {
+        slots: slots.into(),
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# First provisioning step of every VM of the mux VM lab (vagrant/Vagrantfile):
+# First provisioning step of every VM of the mux VM lab (Vagrantfile):
 #   common.sh ROLE NAME      ROLE router | mux | host | client; NAME router, mux1, host2...
 #
 # 1. Debian packages: the namespace lab's (lab/packages.txt) plus what the role needs (DPDK on

@@ -1,10 +1,10 @@
-# Evaluates vagrant/Vagrantfile without Vagrant: a stand-in Vagrant.configure records what the
+# Evaluates the Vagrantfile (at the repository root) without Vagrant: a stand-in Vagrant.configure records what the
 # file asks for (machines, NICs, provider settings, provisioners), then checks it against the
 # namespace lab's topology (scripts/lab). Catches what `ruby -c` cannot: wrong addresses or
 # MACs, a missing provisioning script, a broken environment-variable parser. It cannot tell
 # whether Vagrant or vagrant-libvirt accept the options; only a real `vagrant up` does.
 #
-#   ruby vagrant/test/evaluate.rb vagrant/Vagrantfile     (scripts/check-vagrant runs it)
+#   ruby vagrant/test/evaluate.rb Vagrantfile     (scripts/check-vagrant runs it)
 # Environment variables reach the Vagrantfile as usual (MUX_VAGRANT_IO=afxdp ...).
 
 # Records every call on a provider object (lv.cpus = 2, lv.pci(...), vb.customize [...]).
@@ -82,8 +82,8 @@ module Vagrant
   end
 end
 
-vagrantfile = File.expand_path(ARGV.fetch(0, File.join(__dir__, "..", "Vagrantfile")))
-repo = File.expand_path("../..", File.dirname(vagrantfile) + "/x")
+vagrantfile = File.expand_path(ARGV.fetch(0, File.join(__dir__, "..", "..", "Vagrantfile")))
+repo = File.dirname(vagrantfile)
 load vagrantfile
 root = Vagrant.root or abort "the Vagrantfile did not call Vagrant.configure"
 
@@ -102,7 +102,7 @@ EXPECTED = {
 passthrough = ENV.fetch("MUX_VAGRANT_PASSTHROUGH", "").split(",").map { |e| e.split("=").first }
 
 check(root.vm.machines.keys.sort == EXPECTED.keys.sort, "machines: #{root.vm.machines.keys.inspect}")
-check(root.vm.synced.any? { |host, guest, _| host == ".." && guest == "/vagrant" },
+check(root.vm.synced.any? { |host, guest, _| host == "." && guest == "/vagrant" },
       "the repository root is not synced to /vagrant")
 
 %i[libvirt virtualbox].each do |provider|

@@ -2,14 +2,22 @@
 //! → VIP source rewrite of replies (SNAT).
 //!
 //! `hostagent-structured` builds, for one of the configured services, a tunnelled packet (from
-//! a MUX source or elsewhere, to the DIP or elsewhere, protocol 4/41 right or wrong, TCP/UDP
-//! toward the service port or another, or an ICMP error quoting a reply) and a backend's reply
-//! (or an ICMP error the backend's host sends about a client's packet), then may overwrite a
-//! few bytes. `hostagent-decap` and `hostagent-snat` take raw IP packets.
+//! a MUX source or elsewhere, to the DIP or elsewhere, protocol 4/41 right or wrong, with or
+//! without a second-chance alternative in an outer IPv4 option or IPv6 destination option —
+//! a peer's DIP, a local one or any address, any flags and hops — TCP/UDP toward the service
+//! port or another, or an ICMP error quoting a reply) and a backend's reply (or an ICMP error
+//! the backend's host sends about a client's packet), then may overwrite a few bytes.
+//! `hostagent-decap` and `hostagent-snat` take raw IP packets (the decap seeds include
+//! tunnelled packets carrying the option).
 //!
 //! Checked for every input (the data path's documented contract, `hostagent::dataplane`):
-//! - `Drop` and `Pass` leave the buffer exactly as it came in; `decap` never says `Send` and
-//!   `snat` never `Deliver`; the ranges a verdict names lie inside the buffer;
+//! - `Drop`, `Pass` and `Forward` leave the buffer exactly as it came in; `decap` never says
+//!   `Send` and `snat` never `Deliver` or `Forward`; the ranges a verdict names lie inside the
+//!   buffer;
+//! - a `Forward` carries a well-formed outer header (checksum, lengths) whose option says
+//!   `forwarded` with `hops` 1, and the packet it makes is never forwarded again by the agent
+//!   it goes to (a second data path configured as that peer);
+//! - each run starts with an empty connection table, so a run depends on its input only;
 //! - for an unedited structured packet: a well-formed tunnelled packet from a MUX source to a
 //!   service is delivered, rewritten to the backend address and port with every checksum still
 //!   verifying (IPv4 header, TCP/UDP over the pseudo-header, ICMP); a backend's reply is sent
@@ -20,11 +28,59 @@ use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
 use hostagent::config::Protocol;
-use hostagent::dataplane::{DataPath, ServiceSpec, ServiceTable, Verdict};
+use hostagent::dataplane::{ConnTable, DataPath, ServiceSpec, ServiceTable, Verdict};
 use mux_shared::packet_builder::PacketBuilder;
 use mux_shared::wire::{icmpv4, icmpv6, ipv4, ipv6, tcp, udp};
 
 use super::{PACKET_DICTIONARY, Target};
+
+/// The peer agent's configuration: the data path a forwarded packet is checked against.
+const PEER_CONFIG: &str = r#"
+[agent]
+name = "fuzz-peer"
+[tunnel]
+mux_sources = ["10.0.11.2"]
+source_v4 = "10.0.22.2"
+source_v6 = "fd00:22::2"
+[[tunnel.peer]]
+address = "10.0.21.2"
+[[tunnel.peer]]
+address = "fd00:21::2"
+
+[[service]]
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+dip = "10.0.22.2"
+
+[[service]]
+vip = "192.0.2.10"
+port = 53
+protocol = "udp"
+dip = "10.0.22.2"
+
+[[service]]
+vip = "2001:db8::10"
+port = 80
+protocol = "tcp"
+dip = "fd00:22::2"
+
+[[service]]
+vip = "2001:db8::10"
+port = 53
+protocol = "udp"
+dip = "fd00:22::2"
+"#;
+
+/// The alternatives a structured case may name: a peer's DIPs, this agent's own, others.
+const ALTERNATIVES: [&str; 6] = [
+    "10.0.22.2",
+    "fd00:22::2",
+    "10.0.21.2",
+    "fd00:21::2",
+    "10.0.99.9",
+    "fd00:99::9",
+];
 use crate::seeds;
 
 /// Structured tunnelled packets and replies for the configured services.
@@ -41,12 +97,35 @@ pub const STRUCTURED: Target = Target {
 /// Raw inbound packets.
 pub const DECAP: Target = Target {
     name: "hostagent-decap",
-    about: "host agent: raw outer IP packets through decap",
+    about: "host agent: raw outer IP packets through decap (second-chance options included)",
     run: run_decap,
     seeds: decap_seeds,
     max_len: 2048,
-    dictionary: PACKET_DICTIONARY,
+    dictionary: DECAP_DICTIONARY,
 };
+
+/// Tokens of outer headers with options: IHLs, the option type with its lengths, IPv6
+/// Destination Options and PadN.
+const DECAP_DICTIONARY: &[&[u8]] = &[
+    &[0x45],
+    &[0x46],
+    &[0x47],
+    &[0x4a],
+    &[0x60],
+    &[4],
+    &[41],
+    &[60],
+    &[0x1E, 8],
+    &[0x1E, 20],
+    &[0x1E, 6],
+    &[0x1E, 18],
+    &[0x01, 0x01],
+    &[1, 0],
+    &[1, 4, 0, 0, 0, 0],
+    &[0x94, 0x04, 0, 0],
+    &[10, 0, 21, 2],
+    &[10, 0, 22, 2],
+];
 
 /// Raw outbound packets.
 pub const SNAT: Target = Target {
@@ -64,6 +143,12 @@ pub const CONFIG: &str = r#"
 name = "fuzz"
 [tunnel]
 mux_sources = ["10.0.11.2", "10.0.12.2", "fd00:11::2"]
+source_v4 = "10.0.21.2"
+source_v6 = "fd00:21::2"
+[[tunnel.peer]]
+address = "10.0.22.2"
+[[tunnel.peer]]
+address = "fd00:22::2"
 
 [[service]]
 vip = "192.0.2.10"
@@ -120,17 +205,50 @@ fn table() -> &'static ServiceTable {
     })
 }
 
-thread_local! {
-    /// One data path per thread, kept between runs: the rewrite keeps no per-packet state (only
-    /// counters), so a run still depends on its input only.
-    static DATA_PATH: std::cell::RefCell<Option<DataPath>> = const { std::cell::RefCell::new(None) };
+fn peer_table() -> &'static ServiceTable {
+    static TABLE: OnceLock<ServiceTable> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let cfg = hostagent::config::parse(PEER_CONFIG, "fuzz-peer.toml")
+            .unwrap_or_else(|e| panic!("the peer fuzz config is invalid:\n{e}"));
+        ServiceTable::from_config(&cfg).expect("the peer fuzz config makes a service table")
+    })
 }
 
-/// Runs `f` on this thread's data path.
+/// Connection-table capacity of the fuzzed data paths (small: cleared every run).
+const FUZZ_CONNECTIONS: usize = 256;
+
+thread_local! {
+    /// One data path per thread, kept between runs with its connection table emptied at the
+    /// start of each, so a run depends on its input only.
+    static DATA_PATH: std::cell::RefCell<Option<DataPath>> = const { std::cell::RefCell::new(None) };
+    /// The peer agent's data path, for checking forwarded packets.
+    static PEER: std::cell::RefCell<Option<DataPath>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's data path, its connection table empty.
 fn with_data_path<R>(f: impl FnOnce(&mut DataPath) -> R) -> R {
     DATA_PATH.with(|cell| {
         let mut slot = cell.borrow_mut();
-        f(slot.get_or_insert_with(|| DataPath::new(table().clone())))
+        let dp = slot.get_or_insert_with(|| {
+            DataPath::with_connections(table().clone(), ConnTable::with_capacity(FUZZ_CONNECTIONS))
+        });
+        dp.clear_connections();
+        f(dp)
+    })
+}
+
+/// Decapsulates `packet` on the peer agent: what becomes of a forwarded packet.
+fn on_peer(packet: &mut [u8]) -> Verdict {
+    PEER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let dp = slot.get_or_insert_with(|| {
+            DataPath::with_connections(
+                peer_table().clone(),
+                ConnTable::with_capacity(FUZZ_CONNECTIONS),
+            )
+        });
+        dp.clear_connections();
+        dp.decap(packet)
     })
 }
 
@@ -148,6 +266,8 @@ struct Inbound {
     to_dip: bool,
     wrong_protocol: bool,
     outer_df: bool,
+    /// A second-chance option: which of [`ALTERNATIVES`], flags, hops.
+    alternative: Option<(u8, u8, u8)>,
     kind: InnerKind,
     client: u16,
     client_port: u16,
@@ -308,6 +428,13 @@ fn inbound(dp: &mut DataPath, s: &ServiceSpec, spec: &Inbound) {
     let mut outer = PacketBuilder::raw(source, destination, protocol).payload(inner.clone());
     outer.dont_frag = spec.outer_df;
     let mut packet = outer.build_ip();
+    let alternative = spec.alternative.map(|(which, flags, hops)| {
+        let alt: IpAddr = ALTERNATIVES[usize::from(which) % ALTERNATIVES.len()]
+            .parse()
+            .expect("an address");
+        packet = with_option(&packet, alt, flags, hops);
+        (alt, flags, hops)
+    });
     packet.extend(std::iter::repeat_n(0xa5, usize::from(spec.trailing % 8)));
     let edited = edit(&mut packet, &spec.edits);
 
@@ -316,10 +443,33 @@ fn inbound(dp: &mut DataPath, s: &ServiceSpec, spec: &Inbound) {
         return;
     }
     let well_formed = spec.from_mux.is_some() && spec.to_dip && !spec.wrong_protocol && to_service;
+    // The contract's decision on an empty table: forward when there is an alternative that
+    // is not local and not already forwarded, and the packet is not a TCP SYN (or an ICMP
+    // error, which is always delivered).
+    let forward = match (alternative, &spec.kind) {
+        (Some((alt, flags, hops)), &InnerKind::Service { flags: tcp }) => {
+            let local = table().is_dip(alt);
+            let syn = s.protocol == Protocol::Tcp && tcp & 0x12 == 0x02;
+            !local && flags & 1 == 0 && hops == 0 && !syn
+        }
+        _ => false,
+    };
     if well_formed {
+        assert_eq!(
+            matches!(verdict, Verdict::Forward { .. }),
+            forward,
+            "a well-formed tunnelled packet to {s:?} with {alternative:?}: {verdict:?}"
+        );
         assert!(
-            matches!(verdict, Verdict::Deliver { .. }),
-            "a well-formed tunnelled packet to {s:?} was not delivered: {verdict:?}"
+            matches!(verdict, Verdict::Deliver { .. } | Verdict::Forward { .. }),
+            "a well-formed tunnelled packet to {s:?} was dropped: {verdict:?}"
+        );
+    }
+    if let Verdict::Forward { offset, len, .. } = verdict {
+        assert_eq!(
+            &packet[offset..offset + len],
+            &inner[..],
+            "forwarded untouched"
         );
     }
     if let Verdict::Deliver { offset, len } = verdict {
@@ -403,12 +553,104 @@ fn decap_checked(dp: &mut DataPath, packet: &mut [u8]) -> Verdict {
             "Deliver {{ offset: {offset}, len: {len} }} outside a {}-byte buffer",
             packet.len()
         ),
+        Verdict::Forward {
+            header,
+            offset,
+            len,
+        } => {
+            assert_eq!(packet, &before[..], "Forward changed the buffer");
+            let inner = packet
+                .get(offset..offset.saturating_add(len))
+                .expect("Forward names a range inside the buffer");
+            check_forwarded(header.as_bytes(), inner);
+        }
         Verdict::Send { .. } => panic!("decap answered Send"),
         Verdict::Pass | Verdict::Drop(_) => {
             assert_eq!(packet, &before[..], "{verdict:?} changed the buffer")
         }
     }
     verdict
+}
+
+/// A forwarded packet: a well-formed outer header toward an alternative whose option says it
+/// was forwarded (hops 1), which the alternative's agent never forwards again.
+fn check_forwarded(header: &[u8], inner: &[u8]) {
+    let mut onward = header.to_vec();
+    onward.extend_from_slice(inner);
+    match header.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = ipv4::Packet::new_checked(&onward[..]).expect("forwarded IPv4 parses");
+            assert!(ip.verify_checksum(), "forwarded IPv4 header checksum");
+            assert_eq!(ip.header_len(), 28);
+            assert_eq!(
+                &header[20..24],
+                &[0x1E, 8, 1, 1],
+                "option: forwarded, hops 1"
+            );
+            assert_eq!(
+                &header[24..28],
+                &header[16..20],
+                "the alternative is the destination"
+            );
+        }
+        Some(6) => {
+            let ip = ipv6::Packet::new_checked(&onward[..]).expect("forwarded IPv6 parses");
+            assert_eq!(ip.upper_layer().expect("its chain parses").offset, 64);
+            assert_eq!(
+                &header[42..46],
+                &[0x1E, 18, 1, 1],
+                "option: forwarded, hops 1"
+            );
+            assert_eq!(&header[46..62], &header[24..40]);
+        }
+        _ => panic!("a forwarded header that is not IP: {header:?}"),
+    }
+    let next = on_peer(&mut onward);
+    assert!(
+        !matches!(next, Verdict::Forward { .. }),
+        "a forwarded packet was forwarded again: {next:?}"
+    );
+}
+
+/// `packet` (an outer IPv4 or IPv6 packet without options) with the second-chance option for
+/// `alt` added as the contract lays it out.
+fn with_option(packet: &[u8], alt: IpAddr, flags: u8, hops: u8) -> Vec<u8> {
+    let alt_bytes = match alt {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    if packet[0] >> 4 == 4 {
+        let mut option = vec![0x1E, 4 + alt_bytes.len() as u8, flags, hops];
+        option.extend_from_slice(&alt_bytes);
+        let header_len = 20 + option.len();
+        let mut out = packet[..20].to_vec();
+        out[0] = 0x40 | (header_len / 4) as u8;
+        let total = (packet.len() + option.len()) as u16;
+        out[2..4].copy_from_slice(&total.to_be_bytes());
+        out[10..12].copy_from_slice(&[0, 0]);
+        out.extend_from_slice(&option);
+        let c = mux_shared::checksum::internet_checksum(&out);
+        out[10..12].copy_from_slice(&c.to_be_bytes());
+        out.extend_from_slice(&packet[20..]);
+        out
+    } else {
+        let mut dest = vec![packet[6], 0, 0x1E, 2 + alt_bytes.len() as u8, flags, hops];
+        dest.extend_from_slice(&alt_bytes);
+        if alt_bytes.len() == 4 {
+            dest[1] = 1;
+            dest.extend_from_slice(&[1, 4, 0, 0, 0, 0]);
+        } else {
+            dest[1] = 2;
+            dest.extend_from_slice(&[1, 0]);
+        }
+        let mut out = packet[..40].to_vec();
+        out[6] = 60;
+        let payload = (packet.len() - 40 + dest.len()) as u16;
+        out[4..6].copy_from_slice(&payload.to_be_bytes());
+        out.extend_from_slice(&dest);
+        out.extend_from_slice(&packet[40..]);
+        out
+    }
 }
 
 /// `snat` with the contract checks every verdict must pass.
@@ -418,6 +660,7 @@ fn snat_checked(dp: &mut DataPath, packet: &mut [u8]) -> Verdict {
     match verdict {
         Verdict::Send { len } => assert!(len <= packet.len(), "Send {{ len: {len} }} too long"),
         Verdict::Deliver { .. } => panic!("snat answered Deliver"),
+        Verdict::Forward { .. } => panic!("snat answered Forward"),
         Verdict::Pass | Verdict::Drop(_) => {
             assert_eq!(packet, &before[..], "{verdict:?} changed the buffer")
         }
@@ -534,16 +777,20 @@ fn decap_seeds() -> Vec<Vec<u8>> {
     let v6_dip = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x21, 0, 0, 0, 0, 0, 2));
     for ip in seeds::ip_packets() {
         let protocol = if ip[0] >> 4 == 4 { 4 } else { 41 };
-        out.push(
-            PacketBuilder::raw(IpAddr::V4(MUX_SOURCES_V4[0]), v4_dip, protocol)
-                .payload(ip.clone())
-                .build_ip(),
-        );
-        out.push(
-            PacketBuilder::raw(IpAddr::V6(MUX_SOURCE_V6), v6_dip, protocol)
-                .payload(ip.clone())
-                .build_ip(),
-        );
+        let v4 = PacketBuilder::raw(IpAddr::V4(MUX_SOURCES_V4[0]), v4_dip, protocol)
+            .payload(ip.clone())
+            .build_ip();
+        let v6 = PacketBuilder::raw(IpAddr::V6(MUX_SOURCE_V6), v6_dip, protocol)
+            .payload(ip.clone())
+            .build_ip();
+        // The same with a second-chance alternative (a peer's, of either family).
+        for alt in &ALTERNATIVES[..2] {
+            let alt: IpAddr = alt.parse().expect("an address");
+            out.push(with_option(&v4, alt, 0, 0));
+            out.push(with_option(&v6, alt, 0, 0));
+        }
+        out.push(v4);
+        out.push(v6);
         out.push(ip);
     }
     out
@@ -586,6 +833,7 @@ mod tests {
                     to_dip: true,
                     wrong_protocol: false,
                     outer_df: true,
+                    alternative: None,
                     kind: InnerKind::Service { flags: 0x02 },
                     client: 1,
                     client_port: 40000,

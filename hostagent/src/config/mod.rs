@@ -7,6 +7,14 @@
 //! name = "host1"
 //! [tunnel]
 //! mux_sources = ["10.0.11.2", "10.0.12.2"]
+//! source_v4 = "10.0.21.2"    # optional: the source of packets this agent forwards (second chance)
+//! [[tunnel.peer]]            # other agents that may forward packets here
+//! address = "10.0.22.2"
+//! [connections]              # optional: the table of connections this agent carries
+//! capacity = 262144
+//! state_file = "/var/lib/hostagent/host1.connections"
+//! [timeouts]                 # optional: idle timeouts of that table, in seconds
+//! tcp_established = 7200
 //! [[service]]
 //! vip = "192.0.2.10"
 //! port = 80
@@ -17,9 +25,12 @@
 //!
 //! Semantic rules, beyond the ranges documented on each accessor:
 //! - `[agent] name` is 1–64 of `A-Z a-z 0-9 - _ .` (it becomes a metric label);
-//! - `[tunnel] mux_sources` is not empty and has no duplicates: it is the complete list of
-//!   outer source addresses the agent decapsulates (no open relay);
-//! - every address (mux source, vip, dip, backend_address) is unicast: not unspecified,
+//! - `[tunnel] mux_sources` is not empty and has no duplicates: with the `[[tunnel.peer]]`
+//!   addresses (also without duplicates) it is the complete list of outer source addresses the
+//!   agent decapsulates (no open relay); a peer may be this agent's own source, so one list
+//!   can serve every host;
+//! - `[tunnel] source_v4` is IPv4 and `source_v6` IPv6;
+//! - every address (mux source, tunnel source, peer, vip, dip, backend_address) is unicast: not unspecified,
 //!   multicast, broadcast or loopback, and not IPv4-mapped IPv6;
 //! - `port` and `backend_port` are 1..=65535;
 //! - the backend receives the client's packet with the VIP's header family, so
@@ -34,7 +45,10 @@
 //!   `http_*` keys only with `kind = "http"`;
 //! - `[admin] listen` has a fixed (non-zero) port; it defaults to loopback `127.0.0.1:9200`;
 //! - `[interception]`: `tun_name` 1–15 of `A-Z a-z 0-9 - _ .`, `route_table` 1..=2³²−1 but
-//!   not 253–255, `rule_priority` 2..=32765, `mark` non-zero, `tun_mtu` 576..=65535.
+//!   not 253–255, `rule_priority` 2..=32765, `mark` non-zero, `tun_mtu` 576..=65535;
+//! - `[connections]`: `capacity` 1024..=16777216, `state_file` a non-empty path;
+//! - `[timeouts]` and each service's `timeouts = { ... }`: `tcp_syn`, `tcp_established`,
+//!   `tcp_closing`, `udp` in whole seconds, 1..=604800 (a week).
 //!
 //! A file without any `[[service]]` is valid: the agent runs and decapsulates nothing.
 //!
@@ -55,10 +69,11 @@ use std::path::Path;
 use mux_shared::config::{Collector, collect};
 pub use mux_shared::config::{ConfigError, ConfigErrors, Protocol};
 pub use schema::{
-    DEFAULT_ADMIN_LISTEN, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_RISE,
-    DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HTTP_PATH, DEFAULT_HTTP_STATUS, DEFAULT_MARK,
-    DEFAULT_ROUTE_TABLE, DEFAULT_RULE_PRIORITY, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME, HealthCheck,
-    HealthKind, HostAgentConfig, Interception, Service,
+    ConnectionSettings, DEFAULT_ADMIN_LISTEN, DEFAULT_CONNECTION_CAPACITY, DEFAULT_HEALTH_FALL,
+    DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HTTP_PATH,
+    DEFAULT_HTTP_STATUS, DEFAULT_MARK, DEFAULT_ROUTE_TABLE, DEFAULT_RULE_PRIORITY,
+    DEFAULT_STATE_DIR, DEFAULT_TIMEOUTS, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME, HealthCheck,
+    HealthKind, HostAgentConfig, Interception, MAX_TIMEOUT_SECS, Service, Timeouts, TunnelSources,
 };
 
 /// Parses and validates a configuration. `origin` is the file name shown in messages.

@@ -12,6 +12,7 @@
 //! field's default rather than panicking.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mux_shared::config::Protocol;
@@ -43,6 +44,21 @@ pub const DEFAULT_RULE_PRIORITY: u32 = 1000;
 pub const DEFAULT_MARK: u32 = 0x6d75;
 /// Default `[interception] tun_mtu`.
 pub const DEFAULT_TUN_MTU: u32 = 1500;
+/// Default `[connections] capacity`: connections the agent can remember at once.
+pub const DEFAULT_CONNECTION_CAPACITY: usize = 262_144;
+/// The directory of the default `[connections] state_file` (`<dir>/<agent name>.connections`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/hostagent";
+/// Default connection timeouts (`[timeouts]`), in seconds. Longer than the MUX's on purpose:
+/// the agent's table is what still recognises a connection after the MUX forgot it (see
+/// `docs/second-chance.md`).
+pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
+    tcp_syn: 30,
+    tcp_established: 7200,
+    tcp_closing: 60,
+    udp: 300,
+};
+/// Largest accepted timeout, in seconds (a week).
+pub const MAX_TIMEOUT_SECS: u32 = 604_800;
 
 /// The value of an optional integer field converted to its plain type, or `default`.
 fn int_or<T: TryFrom<i64>>(field: &Option<Spanned<i64>>, default: T) -> T {
@@ -74,6 +90,10 @@ pub struct HostAgentConfig {
     pub(crate) admin: AdminSection,
     #[serde(default)]
     pub(crate) interception: InterceptionSection,
+    #[serde(default)]
+    pub(crate) connections: ConnectionsSection,
+    #[serde(default)]
+    pub(crate) timeouts: TimeoutSettings,
 }
 
 impl HostAgentConfig {
@@ -91,6 +111,47 @@ impl HostAgentConfig {
             .iter()
             .map(|a| a.get_ref().0)
             .collect()
+    }
+
+    /// `[tunnel] source_v4` / `source_v6`: the outer source of the packets this agent forwards
+    /// to a peer (second chance), per family; `None` where not configured.
+    pub fn tunnel_sources(&self) -> TunnelSources {
+        let t = self.tunnel.get_ref();
+        TunnelSources {
+            v4: t.source_v4.as_ref().map(|a| a.get_ref().0),
+            v6: t.source_v6.as_ref().map(|a| a.get_ref().0),
+        }
+    }
+
+    /// `[[tunnel.peer]] address`es: other agents' tunnel sources, whose forwarded packets
+    /// this agent decapsulates like a MUX's. In file order.
+    pub fn peers(&self) -> Vec<IpAddr> {
+        self.tunnel
+            .get_ref()
+            .peer
+            .iter()
+            .map(|p| p.address.get_ref().0)
+            .collect()
+    }
+
+    /// `[connections]` resolved: the file's values over the defaults. A relative `state_file`
+    /// is returned as written; the daemon resolves it against the configuration file's
+    /// directory.
+    pub fn connections(&self) -> ConnectionSettings {
+        let c = &self.connections;
+        ConnectionSettings {
+            capacity: int_or(&c.capacity, DEFAULT_CONNECTION_CAPACITY),
+            state_file: c.state_file.as_ref().map_or_else(
+                || PathBuf::from(DEFAULT_STATE_DIR).join(format!("{}.connections", self.name())),
+                |p| PathBuf::from(p.get_ref()),
+            ),
+        }
+    }
+
+    /// `[timeouts]` resolved over [`DEFAULT_TIMEOUTS`]: what every service uses unless its own
+    /// `timeouts` overrides a field.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts.merge_over(&DEFAULT_TIMEOUTS)
     }
 
     /// The `[[service]]` entries, in file order.
@@ -157,6 +218,104 @@ pub(crate) struct AgentSection {
 #[serde(deny_unknown_fields)]
 pub(crate) struct TunnelSection {
     pub(crate) mux_sources: Spanned<Vec<Spanned<IpValue>>>,
+    pub(crate) source_v4: Option<Spanned<IpValue>>,
+    pub(crate) source_v6: Option<Spanned<IpValue>>,
+    #[serde(default)]
+    pub(crate) peer: Vec<Peer>,
+}
+
+/// One `[[tunnel.peer]]`: another host agent that may forward packets to this one.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Peer {
+    pub(crate) address: Spanned<IpValue>,
+}
+
+/// This agent's own tunnel source per family (`[tunnel] source_v4` / `source_v6`): the outer
+/// source of the packets it forwards to a peer agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelSources {
+    /// `source_v4`: used for a forward to an IPv4 alternative.
+    pub v4: Option<IpAddr>,
+    /// `source_v6`: used for a forward to an IPv6 alternative.
+    pub v6: Option<IpAddr>,
+}
+
+impl TunnelSources {
+    /// The source for a packet to `destination`'s family.
+    #[inline]
+    pub fn for_family_of(&self, destination: IpAddr) -> Option<IpAddr> {
+        if destination.is_ipv4() {
+            self.v4
+        } else {
+            self.v6
+        }
+    }
+}
+
+/// `[connections]` as written.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConnectionsSection {
+    pub(crate) capacity: Option<Spanned<i64>>,
+    pub(crate) state_file: Option<Spanned<String>>,
+}
+
+/// `[connections]` resolved: the table of connections this agent carries (second chance).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// How many connections the table holds (1024..=16777216; default 262144). Fixed at
+    /// start: a reload that changes it takes effect on restart.
+    pub capacity: usize,
+    /// Where the table is saved every second and at a clean exit, and read at start (default
+    /// `/var/lib/hostagent/<agent name>.connections`; relative to the configuration file's
+    /// directory when relative).
+    pub state_file: PathBuf,
+}
+
+/// Idle timeouts of the connection table, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Timeouts {
+    /// A TCP connection of which only SYN / SYN-ACK has been seen (default 30).
+    pub tcp_syn: u32,
+    /// An established TCP connection (default 7200).
+    pub tcp_established: u32,
+    /// A TCP connection that has seen a FIN or RST (default 60).
+    pub tcp_closing: u32,
+    /// A UDP flow (default 300).
+    pub udp: u32,
+}
+
+/// A `[timeouts]` table or a service's `timeouts = { ... }`: any subset of the fields.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TimeoutSettings {
+    pub(crate) tcp_syn: Option<Spanned<i64>>,
+    pub(crate) tcp_established: Option<Spanned<i64>>,
+    pub(crate) tcp_closing: Option<Spanned<i64>>,
+    pub(crate) udp: Option<Spanned<i64>>,
+}
+
+impl TimeoutSettings {
+    /// The fields that are set, over `base`.
+    pub(crate) fn merge_over(&self, base: &Timeouts) -> Timeouts {
+        Timeouts {
+            tcp_syn: int_or(&self.tcp_syn, base.tcp_syn),
+            tcp_established: int_or(&self.tcp_established, base.tcp_established),
+            tcp_closing: int_or(&self.tcp_closing, base.tcp_closing),
+            udp: int_or(&self.udp, base.udp),
+        }
+    }
+
+    /// Every field with its key, for validation.
+    pub(crate) fn fields(&self) -> [(&'static str, &Option<Spanned<i64>>); 4] {
+        [
+            ("tcp_syn", &self.tcp_syn),
+            ("tcp_established", &self.tcp_established),
+            ("tcp_closing", &self.tcp_closing),
+            ("udp", &self.udp),
+        ]
+    }
 }
 
 /// One `[[service]]`: a VIP:port/protocol served by one local backend.
@@ -169,6 +328,7 @@ pub struct Service {
     pub(crate) dip: Spanned<IpValue>,
     pub(crate) backend_address: Option<Spanned<IpValue>>,
     pub(crate) backend_port: Option<Spanned<i64>>,
+    pub(crate) timeouts: Option<TimeoutSettings>,
 }
 
 impl Service {
@@ -205,6 +365,14 @@ impl Service {
     /// The port the backend listens on; default [`Service::port`].
     pub fn backend_port(&self) -> u16 {
         int_or(&self.backend_port, self.port())
+    }
+
+    /// This service's connection timeouts: its `timeouts = { ... }` over `defaults` (the
+    /// resolved `[timeouts]`, [`HostAgentConfig::timeouts`]).
+    pub fn timeouts(&self, defaults: &Timeouts) -> Timeouts {
+        self.timeouts
+            .as_ref()
+            .map_or(*defaults, |t| t.merge_over(defaults))
     }
 }
 

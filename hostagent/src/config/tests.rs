@@ -112,6 +112,15 @@ fn example_file_parses_with_its_values() {
     );
     assert_eq!(h.interval, Duration::from_millis(1000));
     assert_eq!((h.rise, h.fall), (2, 3));
+    assert!(c.tunnel_sources().v4.is_some() && c.tunnel_sources().v6.is_some());
+    assert_eq!(c.peers().len(), 2);
+    assert_eq!(c.connections().capacity, DEFAULT_CONNECTION_CAPACITY);
+    assert_eq!(
+        c.timeouts(),
+        DEFAULT_TIMEOUTS,
+        "the example shows the defaults"
+    );
+    assert_eq!(c.services()[1].timeouts(&c.timeouts()).udp, 60);
 }
 
 #[test]
@@ -495,4 +504,153 @@ fn https_checks_take_the_http_keys() {
             expected_status: 204
         }
     );
+}
+
+#[test]
+fn second_chance_keys_default_to_nothing_and_the_table_defaults() {
+    let c = valid(HEAD);
+    assert_eq!(c.tunnel_sources(), TunnelSources::default());
+    assert!(c.peers().is_empty());
+    let conn = c.connections();
+    assert_eq!(conn.capacity, DEFAULT_CONNECTION_CAPACITY);
+    assert_eq!(
+        conn.state_file,
+        std::path::Path::new(DEFAULT_STATE_DIR).join("h1.connections"),
+        "one file per agent name, so agents sharing a filesystem never share a file"
+    );
+    assert_eq!(c.timeouts(), DEFAULT_TIMEOUTS);
+}
+
+#[test]
+fn tunnel_sources_peers_connections_and_timeouts_are_read() {
+    let text = format!(
+        "{HEAD}source_v4 = \"10.0.21.2\"\nsource_v6 = \"fd00:21::2\"\n\
+         [[tunnel.peer]]\naddress = \"10.0.22.2\"\n[[tunnel.peer]]\naddress = \"fd00:22::2\"\n\
+         [connections]\ncapacity = 4096\nstate_file = \"state/conns\"\n\
+         [timeouts]\ntcp_established = 900\nudp = 120\n\
+         [[service]]\n{WEB}timeouts = {{ udp = 30, tcp_syn = 5 }}\n\
+         [[service]]\n{}",
+        WEB.replace("port = 80", "port = 81")
+    );
+    let c = valid(&text);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(
+        c.tunnel_sources(),
+        TunnelSources {
+            v4: Some(ip("10.0.21.2")),
+            v6: Some(ip("fd00:21::2"))
+        }
+    );
+    assert_eq!(
+        c.tunnel_sources().for_family_of(ip("10.9.9.9")),
+        Some(ip("10.0.21.2"))
+    );
+    assert_eq!(c.peers(), vec![ip("10.0.22.2"), ip("fd00:22::2")]);
+    assert_eq!(c.connections().capacity, 4096);
+    assert_eq!(
+        c.connections().state_file,
+        std::path::PathBuf::from("state/conns")
+    );
+    let global = c.timeouts();
+    assert_eq!(
+        global,
+        Timeouts {
+            tcp_syn: DEFAULT_TIMEOUTS.tcp_syn,
+            tcp_established: 900,
+            tcp_closing: DEFAULT_TIMEOUTS.tcp_closing,
+            udp: 120
+        }
+    );
+    assert_eq!(
+        c.services()[0].timeouts(&global),
+        Timeouts {
+            tcp_syn: 5,
+            udp: 30,
+            ..global
+        }
+    );
+    assert_eq!(c.services()[1].timeouts(&global), global);
+}
+
+#[test]
+fn tunnel_sources_must_be_of_their_family_and_unicast() {
+    let text = format!("{HEAD}source_v4 = \"fd00:21::2\"\n");
+    refused_at(
+        &text,
+        "\"fd00:21::2\"",
+        "[tunnel]: source_v4 must be an IPv4 address",
+    );
+    let text = format!("{HEAD}source_v6 = \"10.0.21.2\"\n");
+    refused_at(&text, "\"10.0.21.2\"", "move it to source_v4");
+    let text = format!("{HEAD}source_v4 = \"127.0.0.1\"\n");
+    refused_at(&text, "\"127.0.0.1\"", "is a loopback address");
+}
+
+#[test]
+fn peers_must_be_unicast_unique_and_known_keys() {
+    let peer = |a: &str| format!("[[tunnel.peer]]\naddress = \"{a}\"\n");
+    let text = format!("{HEAD}{}{}", peer("10.0.22.2"), peer("10.0.22.2"));
+    refused_at_nth(
+        &text,
+        "\"10.0.22.2\"",
+        1,
+        "[[tunnel.peer]]: address 10.0.22.2 is listed twice (first on line 6)",
+    );
+    let text = format!("{HEAD}{}", peer("0.0.0.0"));
+    refused_at(&text, "\"0.0.0.0\"", "is unspecified");
+    let text = format!("{HEAD}[[tunnel.peer]]\naddres = \"10.0.22.2\"\n");
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("unknown field `addres`")),
+        "{errs:#?}"
+    );
+    // The agent's own source may be in the list (one list for every host).
+    valid(&format!(
+        "{HEAD}source_v4 = \"10.0.21.2\"\n{}{}",
+        peer("10.0.21.2"),
+        peer("10.0.22.2")
+    ));
+}
+
+#[test]
+fn connections_and_timeouts_are_range_checked() {
+    let at = |body: &str, key: &str, needle: &str| {
+        refused_at_value(&format!("{HEAD}{body}\n"), key, needle)
+    };
+    at(
+        "[connections]\ncapacity = 10",
+        "capacity = ",
+        "[connections]: capacity must be between 1024 and 16777216",
+    );
+    at(
+        "[connections]\nstate_file = \"\"",
+        "state_file = ",
+        "is not a file path",
+    );
+    at(
+        "[connections]\nstate_file = \"/var/lib/\"",
+        "state_file = ",
+        "is not a file path",
+    );
+    at(
+        "[timeouts]\nudp = 0",
+        "udp = ",
+        "[timeouts]: udp must be between 1 and 604800",
+    );
+    at(
+        "[timeouts]\ntcp_established = 604801",
+        "tcp_established = ",
+        "at most a week",
+    );
+    let text = service(&format!("{WEB}timeouts = {{ tcp_closing = 0 }}\n"));
+    refused_at_value(
+        &text,
+        "tcp_closing = ",
+        "service 192.0.2.10:80/tcp timeouts: tcp_closing must be between 1 and 604800",
+    );
+    let text = service(&format!("{WEB}timeouts = {{ tcp_idle = 5 }}\n"));
+    refused_at(&text, "tcp_idle", "unknown field `tcp_idle`");
+    let text = format!("{HEAD}[connections]\nsize = 5\n");
+    refused_at(&text, "size", "unknown field `size`");
 }

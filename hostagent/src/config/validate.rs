@@ -17,7 +17,9 @@ use std::net::IpAddr;
 use mux_shared::config::{ConfigErrors, Protocol};
 use serde_spanned::Spanned;
 
-use super::schema::{HealthKindName, HostAgentConfig, IpValue, Service};
+use super::schema::{
+    HealthKindName, HostAgentConfig, IpValue, MAX_TIMEOUT_SECS, Service, TimeoutSettings,
+};
 use mux_shared::config::Collector;
 
 impl HostAgentConfig {
@@ -38,6 +40,8 @@ impl HostAgentConfig {
         self.check_services(c);
         self.check_health(c);
         self.check_interception(c);
+        self.check_connections(c);
+        check_timeouts(c, "[timeouts]", &self.timeouts);
         if let Some(listen) = &self.admin.listen
             && listen.get_ref().0.port() == 0
         {
@@ -82,6 +86,86 @@ impl HostAgentConfig {
                 seen.insert(addr, source.span().start);
             }
         }
+        let tunnel = self.tunnel.get_ref();
+        for (key, value, v4) in [
+            ("source_v4", &tunnel.source_v4, true),
+            ("source_v6", &tunnel.source_v6, false),
+        ] {
+            let Some(value) = value else { continue };
+            let addr = value.get_ref().0;
+            let fix = "use this host's address that the other agents list in [[tunnel.peer]]";
+            check_unicast(c, value, &format!("[tunnel]: {key} {addr}"), fix);
+            if addr.is_ipv4() != v4 {
+                c.at(
+                    value.span(),
+                    format!(
+                        "[tunnel]: {key} must be an {} address (got {addr}); it is the source \
+                         of forwarded packets to {} alternatives, so {}",
+                        if v4 { "IPv4" } else { "IPv6" },
+                        if v4 { "IPv4" } else { "IPv6" },
+                        if v4 {
+                            "move it to source_v6 or give this host's IPv4 address"
+                        } else {
+                            "move it to source_v4 or give this host's IPv6 address"
+                        }
+                    ),
+                );
+            }
+        }
+        let mut peers: HashMap<IpAddr, usize> = HashMap::new();
+        for peer in &tunnel.peer {
+            let address = &peer.address;
+            let addr = address.get_ref().0;
+            check_unicast(
+                c,
+                address,
+                &format!("[[tunnel.peer]]: address {addr}"),
+                "use the [tunnel] source_v4/source_v6 address of the other host agent",
+            );
+            if c.is_poisoned(&address.span()) {
+                continue;
+            }
+            if let Some(first) = peers.get(&addr) {
+                let line = c.line_of(*first);
+                c.at(
+                    address.span(),
+                    format!(
+                        "[[tunnel.peer]]: address {addr} is listed twice (first on line \
+                         {line}); remove one"
+                    ),
+                );
+            } else {
+                peers.insert(addr, address.span().start);
+            }
+        }
+    }
+
+    fn check_connections(&self, c: &mut Collector<'_>) {
+        let ctx = "[connections]";
+        let s = &self.connections;
+        if let Some(capacity) = &s.capacity {
+            c.check_range(
+                ctx,
+                "capacity",
+                capacity,
+                1024,
+                16_777_216,
+                "allow about four times the connections the host's backends carry at once \
+                 (each takes 48 bytes)",
+            );
+        }
+        if let Some(path) = &s.state_file {
+            let p = path.get_ref();
+            if p.trim().is_empty() || p.contains('\0') || p.ends_with('/') {
+                c.at(
+                    path.span(),
+                    format!(
+                        "{ctx}: state_file {p:?} is not a file path; give a file the agent may \
+                         write, such as \"/var/lib/hostagent/host1.connections\""
+                    ),
+                );
+            }
+        }
     }
 
     fn check_services(&self, c: &mut Collector<'_>) {
@@ -120,6 +204,9 @@ impl HostAgentConfig {
                     &format!("{ctx}: backend_address"),
                     "use the address the backend listens on",
                 );
+            }
+            if let Some(t) = &s.timeouts {
+                check_timeouts(c, &format!("{ctx} timeouts"), t);
             }
             if !addresses_known {
                 continue;
@@ -357,6 +444,22 @@ impl HostAgentConfig {
                     );
                 }
             }
+        }
+    }
+}
+
+fn check_timeouts(c: &mut Collector<'_>, ctx: &str, t: &TimeoutSettings) {
+    for (key, field) in t.fields() {
+        if let Some(v) = field {
+            c.check_range(
+                ctx,
+                key,
+                v,
+                1,
+                i64::from(MAX_TIMEOUT_SECS),
+                "give the idle timeout in whole seconds, at most a week; keep it longer than \
+                 the MUX's so the agent still knows a connection the MUX forgot",
+            );
         }
     }
 }

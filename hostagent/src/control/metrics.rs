@@ -13,7 +13,18 @@
 //!   `hostagent_icmp_errors_rewritten_total`, `hostagent_passed_packets_total`,
 //!   `hostagent_fragments_passed_total`;
 //! - `hostagent_dropped_packets_total{reason}` — one series per drop reason;
-//! - `hostagent_service_packets_total{SVC,outcome}` — `outcome` is `delivered`,
+//! - `hostagent_second_chance_packets_total{outcome}` — the second-chance decision per
+//!   decapsulated TCP/UDP packet: `delivered_no_alternative`, `forward_refused`,
+//!   `delivered_syn`, `delivered_known`, `delivered_local_alternative`,
+//!   `delivered_cannot_forward`, `forwarded`;
+//! - `hostagent_connection_events_total{event}` — the connection table: `inserts`,
+//!   `restored`, `expiries`, `displaced`, `table_full`; gauges `hostagent_connections`
+//!   (occupied entries) and `hostagent_connections_capacity`;
+//! - `hostagent_state_file_writes_total{result}` (`ok`, `failed`) and
+//!   `hostagent_state_file_entries` (in the last snapshot written);
+//! - `hostagent_forwarded_sent_total` — forwarded packets the interception layer sent (they
+//!   are also in `hostagent_io_packets_total{device="network",direction="tx"}`);
+//! - `hostagent_service_packets_total{SVC,outcome}` — `outcome` is `delivered`, `forwarded`,
 //!   `icmp_errors_delivered`, `replies_rewritten` or `icmp_errors_rewritten`;
 //! - `hostagent_io_packets_total{device,direction}` — `device` `network` or `tun`, `direction`
 //!   `rx` or `tx`; `hostagent_io_errors_total{direction}` — failed network receives / sends;
@@ -179,12 +190,72 @@ impl Collector for AgentCollector {
             "Dropped packets by reason.",
             &drops,
         )?;
+        let outcomes: Vec<_> = c
+            .second_chance
+            .outcomes()
+            .iter()
+            .map(|(name, v)| (vec![label("outcome", name)], *v))
+            .collect();
+        counter_family(
+            &mut e,
+            "hostagent_second_chance_packets",
+            "Second-chance decision per decapsulated TCP/UDP packet.",
+            &outcomes,
+        )?;
+        let events: Vec<_> = c
+            .connections
+            .events()
+            .iter()
+            .map(|(name, v)| (vec![label("event", name)], *v))
+            .collect();
+        counter_family(
+            &mut e,
+            "hostagent_connection_events",
+            "Connection table events.",
+            &events,
+        )?;
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        gauge_family(
+            &mut e,
+            "hostagent_connections",
+            "Occupied entries of the connection table.",
+            &[(vec![], gauge(c.connections.occupied))],
+        )?;
+        gauge_family(
+            &mut e,
+            "hostagent_connections_capacity",
+            "Capacity of the connection table.",
+            &[(vec![], gauge(c.connections.capacity))],
+        )?;
+        let sf = &state.state_file;
+        counter_family(
+            &mut e,
+            "hostagent_state_file_writes",
+            "Connection state file writes by result.",
+            &[
+                (
+                    vec![label("result", "ok")],
+                    sf.writes.load(Ordering::Relaxed),
+                ),
+                (
+                    vec![label("result", "failed")],
+                    sf.write_errors.load(Ordering::Relaxed),
+                ),
+            ],
+        )?;
+        gauge_family(
+            &mut e,
+            "hostagent_state_file_entries",
+            "Connections in the last state file snapshot written.",
+            &[(vec![], gauge(sf.last_entries.load(Ordering::Relaxed)))],
+        )?;
 
         let mut per_service = Vec::new();
         for (i, s) in report.services.iter().enumerate() {
             let sc = c.services.get(i).copied().unwrap_or_default();
             for (outcome, v) in [
                 ("delivered", sc.delivered),
+                ("forwarded", sc.forwarded),
                 ("icmp_errors_delivered", sc.icmp_errors_delivered),
                 ("replies_rewritten", sc.replies_rewritten),
                 ("icmp_errors_rewritten", sc.icmp_errors_rewritten),
@@ -240,6 +311,12 @@ impl Collector for AgentCollector {
                 io.tun_tx_errors,
             ),
         ];
+        counter_family(
+            &mut e,
+            "hostagent_forwarded_sent",
+            "Second-chance packets sent to an alternative's agent.",
+            &[(vec![], io.forwarded_tx)],
+        )?;
         counter_family(
             &mut e,
             "hostagent_io_errors",

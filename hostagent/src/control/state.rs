@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -49,6 +49,59 @@ impl ReloadStats {
     }
 }
 
+/// The connection state file's writes and the load at start (`io::state_file`): written by
+/// the state writer thread and the daemon, read by the admin endpoint.
+#[derive(Debug, Default)]
+pub struct StateFileStats {
+    /// The state file's path (resolved).
+    pub path: Mutex<String>,
+    /// Snapshots of the connection table written to the file (temp file + rename).
+    pub writes: AtomicU64,
+    /// Snapshots that could not be written (the previous file stays; see `last_error`).
+    pub write_errors: AtomicU64,
+    /// Entries in the last snapshot written.
+    pub last_entries: AtomicU64,
+    /// When the last written snapshot was taken, Unix milliseconds (0: none yet).
+    pub last_write_unix_ms: AtomicU64,
+    /// Entries read from the file at start and put back in the table.
+    pub loaded: AtomicU64,
+    /// Entries in the file at start that had expired in the meantime (dropped).
+    pub load_expired: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl StateFileStats {
+    /// Keeps the latest write or load error.
+    pub fn set_last_error(&self, error: String) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    /// The latest write or load error.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn json(&self) -> Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "path": self.path.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            "writes": get(&self.writes),
+            "write_errors": get(&self.write_errors),
+            "last_entries": get(&self.last_entries),
+            "last_write_unix_ms": get(&self.last_write_unix_ms),
+            "loaded": get(&self.loaded),
+            "load_expired": get(&self.load_expired),
+            "last_error": self.last_error(),
+        })
+    }
+}
+
 /// Counters of the interception layer (TUN device and network sockets), bumped by the I/O
 /// thread with `Relaxed` adds; the data path's own counters are in [`Counters`].
 #[derive(Debug, Default)]
@@ -65,6 +118,9 @@ pub struct IoCounters {
     pub tun_rx: AtomicU64,
     /// Packets written to the TUN device (`Deliver`: decapsulated packets for the backends).
     pub tun_tx: AtomicU64,
+    /// Second-chance packets sent to an alternative's agent (`Forward`); they are also in
+    /// `tx_packets` / `tx_errors`.
+    pub forwarded_tx: AtomicU64,
     /// Reads from the TUN device that failed.
     pub tun_rx_errors: AtomicU64,
     /// Writes into the TUN device the kernel refused (the decapsulated packet is lost).
@@ -86,6 +142,8 @@ pub struct IoCountersSnapshot {
     pub tun_rx: u64,
     /// See [`IoCounters::tun_tx`].
     pub tun_tx: u64,
+    /// See [`IoCounters::forwarded_tx`].
+    pub forwarded_tx: u64,
     /// See [`IoCounters::tun_rx_errors`].
     pub tun_rx_errors: u64,
     /// See [`IoCounters::tun_tx_errors`].
@@ -109,6 +167,7 @@ impl IoCounters {
             tx_errors: get(&self.tx_errors),
             tun_rx: get(&self.tun_rx),
             tun_tx: get(&self.tun_tx),
+            forwarded_tx: get(&self.forwarded_tx),
             tun_rx_errors: get(&self.tun_rx_errors),
             tun_tx_errors: get(&self.tun_tx_errors),
         }
@@ -124,9 +183,20 @@ impl IoCounters {
         set(&self.tx_errors, s.tx_errors);
         set(&self.tun_rx, s.tun_rx);
         set(&self.tun_tx, s.tun_tx);
+        set(&self.forwarded_tx, s.forwarded_tx);
         set(&self.tun_rx_errors, s.tun_rx_errors);
         set(&self.tun_tx_errors, s.tun_tx_errors);
     }
+}
+
+/// `{"name": value, …}` in the given order.
+fn named(pairs: &[(&'static str, u64)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(name, v)| ((*name).to_string(), json!(v)))
+            .collect(),
+    )
 }
 
 /// The data path's counters as last published, with the services their per-service counters
@@ -168,6 +238,8 @@ pub struct AgentState {
     pub io: IoCounters,
     /// The health checker's table.
     pub health: HealthView,
+    /// The connection state file (second chance's restart rule).
+    pub state_file: Arc<StateFileStats>,
     data_path: Mutex<DataPathReport>,
     ready: AtomicBool,
 }
@@ -183,6 +255,7 @@ impl AgentState {
             started: Instant::now(),
             io: IoCounters::default(),
             health,
+            state_file: Arc::new(StateFileStats::default()),
             data_path: Mutex::new(DataPathReport::default()),
             ready: AtomicBool::new(false),
         }
@@ -276,6 +349,7 @@ impl AgentState {
                     "backend_address": s.backend_address,
                     "backend_port": s.backend_port,
                     "delivered": sc.delivered,
+                    "forwarded": sc.forwarded,
                     "icmp_errors_delivered": sc.icmp_errors_delivered,
                     "replies_rewritten": sc.replies_rewritten,
                     "icmp_errors_rewritten": sc.icmp_errors_rewritten,
@@ -310,6 +384,13 @@ impl AgentState {
                 "fragments_passed": c.fragments_passed,
                 "dropped": c.total_drops(),
                 "drops": drops,
+                "second_chance": named(&c.second_chance.outcomes()),
+            },
+            "connections": {
+                "occupied": c.connections.occupied,
+                "capacity": c.connections.capacity,
+                "events": named(&c.connections.events()),
+                "state_file": self.state_file.json(),
             },
             "services": services,
             "health": self.backends(),

@@ -1,9 +1,14 @@
 //! The host agent's packet path: pure functions over byte buffers, no I/O.
 //!
-//! What this module owns: the two decisions the agent makes per packet.
+//! What this module owns: the two decisions the agent makes per packet, and the table of
+//! connections they learn.
 //! - [`DataPath::decap`] (inbound): an IP-in-IP packet from a MUX (outer IPv4 or IPv6,
 //!   protocol 4 or 41) → checks the tunnel source and DIP, strips the outer header, rewrites
-//!   the inner destination VIP:port → backend_address:backend_port → [`Verdict::Deliver`].
+//!   the inner destination VIP:port → backend_address:backend_port → [`Verdict::Deliver`]. When
+//!   the MUX named an alternative backend in the outer header (second chance,
+//!   `docs/second-chance.md`) and the packet belongs to a connection this agent does not carry
+//!   ([`ConnTable`]) and is not a SYN, the untouched inner packet gets a new outer header toward
+//!   the alternative's agent instead → [`Verdict::Forward`]; never twice, never back.
 //! - [`DataPath::snat`] (outbound): a backend's reply from backend_address:backend_port →
 //!   rewrites the source to VIP:port → [`Verdict::Send`] toward the client, never through a
 //!   MUX; ICMP errors about such flows are rewritten consistently (outer and quoted headers);
@@ -19,8 +24,14 @@
 //!   in tables built beforehand; every read is through a checked `mux_shared::wire` view or
 //!   `get`; checksums are updated incrementally (RFC 1624), never re-summed, except the ICMP
 //!   checksum of the rare ICMP error (see `rewrite`).
-//! - The buffer is rewritten in place, and only after every check has passed: `Drop` and
-//!   `Pass` leave it exactly as it came in (the fixtures assert this for every such case).
+//! - The buffer is rewritten in place, and only after every check has passed: `Drop`, `Pass`
+//!   and `Forward` leave it exactly as it came in (the fixtures assert this for every such
+//!   case).
+//! - **One hop at most**: a packet whose option says it was forwarded is always delivered;
+//!   a forwarded packet always says so ([`second_chance`]); an alternative that is a local DIP
+//!   is never forwarded to.
+//! - The connection table learns from every packet delivered to a backend and every reply
+//!   rewritten from one, and from nothing else (not from packets it forwards away).
 //!
 //! Rejected alternatives: handing the backend the packet still encapsulated (it would need a
 //! tunnel device and would see the VIP, not its own address — the issue wants unmodified
@@ -28,32 +39,143 @@
 //! tunnels from any source unless every rule is kept in step with the config, and conntrack
 //! state would be per flow on the host — the issue asks for a stateless rewrite owned here).
 
+pub mod connections;
 mod counters;
 mod decap;
 mod rewrite;
+pub mod second_chance;
 mod services;
 mod snat;
 mod verdict;
 
-pub use counters::{Counters, ServiceCounters};
+pub use connections::{ConnKey, ConnRecord, ConnState, ConnTable, Learned};
+pub use counters::{ConnectionCounters, Counters, SecondChanceCounters, ServiceCounters};
+pub use second_chance::{Alternative, ForwardHeader};
 pub use services::{ServiceSpec, ServiceTable, TableError};
 pub use verdict::{DropReason, Verdict};
 
-/// One instance of the packet path: the service table and the counters it moves.
+/// The connection-table capacity of [`DataPath::new`] (tests, tools, fuzzing); the daemon
+/// sizes its table from `[connections] capacity`.
+pub const SMALL_CONNECTION_CAPACITY: usize = 4096;
+
+/// One instance of the packet path: the service table, the connections it has seen, the
+/// clock it ages them by, and the counters it moves.
 ///
 /// Owned by one thread; a multi-threaded I/O layer gives each thread its own and sums
-/// [`DataPath::counters`].
+/// [`DataPath::counters`] (a connection's packets then must always reach the same thread).
 #[derive(Debug)]
 pub struct DataPath {
     table: ServiceTable,
     counters: Counters,
+    connections: ConnTable,
+    /// Seconds of the caller's clock ([`DataPath::set_clock`]).
+    now: u32,
 }
 
 impl DataPath {
-    /// A data path over `table`, with zeroed counters (one per service).
+    /// A data path over `table`, with zeroed counters (one per service) and an empty
+    /// connection table of [`SMALL_CONNECTION_CAPACITY`].
     pub fn new(table: ServiceTable) -> Self {
-        let counters = Counters::new(table.services().len());
-        DataPath { table, counters }
+        Self::with_connections(table, ConnTable::with_capacity(SMALL_CONNECTION_CAPACITY))
+    }
+
+    /// A data path over `table` that remembers connections in `connections` (sized by the
+    /// daemon from `[connections] capacity`).
+    pub fn with_connections(table: ServiceTable, connections: ConnTable) -> Self {
+        let mut counters = Counters::new(table.services().len());
+        counters.connections.capacity = connections.capacity() as u64;
+        counters.connections.occupied = connections.occupied() as u64;
+        DataPath {
+            table,
+            counters,
+            connections,
+            now: 0,
+        }
+    }
+
+    /// Sets the clock connections age by, in whole seconds (monotonic; the forwarder sets it
+    /// once per burst from the time it started).
+    #[inline]
+    pub fn set_clock(&mut self, now_secs: u32) {
+        self.now = now_secs;
+    }
+
+    /// The clock, in seconds.
+    pub fn clock(&self) -> u32 {
+        self.now
+    }
+
+    /// The connections this data path has seen.
+    pub fn connections(&self) -> &ConnTable {
+        &self.connections
+    }
+
+    /// Whether `key` is a live connection now.
+    pub fn carries(&self, key: &ConnKey) -> bool {
+        self.connections.contains(key, self.now)
+    }
+
+    /// One step of the connection sweep (see [`ConnTable::sweep_step`]): clears up to
+    /// `max_buckets` buckets' expired entries (counted) and copies their live ones into `out`.
+    /// Returns `true` when the step finished a pass over the table. Between bursts only.
+    pub fn sweep_connections(
+        &mut self,
+        cursor: &mut usize,
+        max_buckets: usize,
+        out: Option<&mut Vec<ConnRecord>>,
+    ) -> bool {
+        let (expired, done) = self
+            .connections
+            .sweep_step(cursor, max_buckets, self.now, out);
+        self.counters.connections.expiries += expired as u64;
+        self.counters.connections.occupied = self.connections.occupied() as u64;
+        done
+    }
+
+    /// Puts saved connections back (at start, before any packet): each gets its remaining
+    /// time from the current clock. Returns how many were entered.
+    pub fn restore_connections<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a ConnRecord>,
+    ) -> usize {
+        let mut restored = 0;
+        for record in records {
+            if matches!(
+                self.connections.restore(record, self.now),
+                Learned::Inserted { .. }
+            ) {
+                restored += 1;
+            }
+        }
+        self.counters.connections.restored += restored as u64;
+        self.counters.connections.occupied = self.connections.occupied() as u64;
+        restored
+    }
+
+    /// Forgets every connection (a fuzz run that must not depend on the previous one).
+    pub fn clear_connections(&mut self) {
+        self.connections.clear();
+        self.counters.connections.occupied = 0;
+    }
+
+    /// Records a packet of connection `key` delivered to (or replied from) service `index`.
+    #[inline]
+    fn learn(&mut self, key: &ConnKey, tcp_flags: u8, index: usize) {
+        let timeouts = self.table.timeouts(index);
+        let c = &mut self.counters.connections;
+        match self.connections.learn(key, tcp_flags, timeouts, self.now) {
+            Learned::Refreshed => return,
+            Learned::Inserted { expired } => {
+                c.inserts += 1;
+                c.expiries += u64::from(expired);
+            }
+            Learned::Displaced => {
+                c.inserts += 1;
+                c.displaced += 1;
+            }
+            Learned::Full => c.table_full += 1,
+        }
+        c.occupied = self.connections.occupied() as u64;
     }
 
     /// Adopts a new service table (a reload) and keeps every counter: the global ones as they

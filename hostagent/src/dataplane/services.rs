@@ -2,7 +2,8 @@
 //!
 //! Built once from a validated configuration (off the data path) and then only read. It is the
 //! whole "no open relay" policy in one place: a packet is decapsulated only from a
-//! [`ServiceTable::is_mux_source`] to a [`ServiceTable::is_dip`], its destination rewritten
+//! [`ServiceTable::is_tunnel_source`] (a MUX, or a peer agent forwarding a second-chance
+//! packet) to a [`ServiceTable::is_dip`], its destination rewritten
 //! only when (outer destination, inner destination, port, protocol) is a configured service,
 //! and a reply's source only when (source, port, protocol) is a service's backend.
 //!
@@ -16,7 +17,7 @@ use std::net::IpAddr;
 use hashbrown::{HashMap, HashSet};
 use mux_shared::config::Protocol;
 
-use crate::config::HostAgentConfig;
+use crate::config::{DEFAULT_TIMEOUTS, HostAgentConfig, Timeouts, TunnelSources};
 
 /// One service as the data path uses it: the VIP side and the backend side of the rewrite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,7 +72,12 @@ pub enum TableError {
 /// The immutable lookup structures of the data path.
 #[derive(Clone, Debug)]
 pub struct ServiceTable {
-    mux_sources: HashSet<IpAddr>,
+    /// MUX sources and peer agents: every accepted outer source.
+    tunnel_sources: HashSet<IpAddr>,
+    /// This agent's own sources, per family, for the packets it forwards.
+    own_sources: TunnelSources,
+    /// Per service (same order as `services`): its connection timeouts.
+    timeouts: Box<[Timeouts]>,
     dips: HashSet<IpAddr>,
     backend_addresses: HashSet<IpAddr>,
     services: Box<[ServiceSpec]>,
@@ -120,7 +126,9 @@ impl ServiceTable {
             }
         }
         Ok(ServiceTable {
-            mux_sources: mux_sources.into_iter().collect(),
+            tunnel_sources: mux_sources.into_iter().collect(),
+            own_sources: TunnelSources::default(),
+            timeouts: vec![DEFAULT_TIMEOUTS; services.len()].into_boxed_slice(),
             dips: services.iter().map(|s| s.dip).collect(),
             backend_addresses: services.iter().map(|s| s.backend_address).collect(),
             services,
@@ -139,7 +147,53 @@ impl ServiceTable {
             backend_address: s.backend_address(),
             backend_port: s.backend_port(),
         });
-        Self::new(config.mux_sources(), services)
+        let defaults = config.timeouts();
+        let timeouts: Vec<Timeouts> = config
+            .services()
+            .iter()
+            .map(|s| s.timeouts(&defaults))
+            .collect();
+        Ok(Self::new(config.mux_sources(), services)?
+            .with_peers(config.peers())
+            .with_own_sources(config.tunnel_sources())
+            .with_timeouts(&timeouts))
+    }
+
+    /// Also accepts tunnel packets from `peers`: other host agents forwarding second-chance
+    /// packets (`[[tunnel.peer]]`).
+    pub fn with_peers(mut self, peers: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.tunnel_sources.extend(peers);
+        self
+    }
+
+    /// Sets this agent's own tunnel sources (`[tunnel] source_v4` / `source_v6`): the outer
+    /// source of the packets it forwards. Without one for a family, packets that would be
+    /// forwarded to that family are delivered.
+    pub fn with_own_sources(mut self, sources: TunnelSources) -> Self {
+        self.own_sources = sources;
+        self
+    }
+
+    /// Sets each service's connection timeouts, in service order (services beyond `timeouts`
+    /// keep [`DEFAULT_TIMEOUTS`]).
+    pub fn with_timeouts(mut self, timeouts: &[Timeouts]) -> Self {
+        for (slot, t) in self.timeouts.iter_mut().zip(timeouts) {
+            *slot = *t;
+        }
+        self
+    }
+
+    /// The connection timeouts of service `index` ([`DEFAULT_TIMEOUTS`] for an index the table
+    /// did not hand out).
+    #[inline]
+    pub fn timeouts(&self, index: usize) -> &Timeouts {
+        self.timeouts.get(index).unwrap_or(&DEFAULT_TIMEOUTS)
+    }
+
+    /// This agent's own tunnel sources.
+    #[inline]
+    pub fn own_sources(&self) -> TunnelSources {
+        self.own_sources
     }
 
     /// The services, in configuration order (the order of the per-service counters).
@@ -147,10 +201,10 @@ impl ServiceTable {
         &self.services
     }
 
-    /// Whether `addr` is an accepted outer source.
+    /// Whether `addr` is an accepted outer source: a MUX or a peer agent.
     #[inline]
-    pub fn is_mux_source(&self, addr: IpAddr) -> bool {
-        self.mux_sources.contains(&addr)
+    pub fn is_tunnel_source(&self, addr: IpAddr) -> bool {
+        self.tunnel_sources.contains(&addr)
     }
 
     /// Whether `addr` is the dip of some service.

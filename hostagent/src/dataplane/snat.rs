@@ -1,6 +1,9 @@
 //! Outbound: a backend's reply from backend_address:backend_port → the same reply from
 //! VIP:port, sent straight to the client (direct server return).
 //!
+//! Every rewritten reply teaches the connection table (`connections`) that this host's backend
+//! carries the connection — how a restarted agent re-learns the connections it did not save.
+//!
 //! Only packets whose (source address, source port, protocol) is a service's backend are
 //! rewritten; everything else is `Pass`, untouched — the backend's own connections, SSH to the
 //! host, other ports. IP fragments are passed too (counted in `fragments_passed`): their ports
@@ -14,6 +17,7 @@
 //! (when the quote reaches it) are updated incrementally; the ICMP checksum is recomputed over
 //! the message as present.
 
+use super::connections::ConnKey;
 use super::rewrite::{self, ICMP_HEADER_LEN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Side};
 use super::{DataPath, DropReason, Verdict};
 use mux_shared::wire::{tcp, udp};
@@ -36,23 +40,24 @@ impl DataPath {
             return Ok(self.pass());
         }
         let transport = packet.get(ip.l4..).unwrap_or(&[]);
-        let Some((src_port, _)) = rewrite::ports(transport) else {
+        let Some((src_port, dst_port)) = rewrite::ports(transport) else {
             return Ok(self.pass());
         };
         let Some((index, service)) = self.table.outbound(ip.src, src_port, ip.protocol) else {
             return Ok(self.pass());
         };
-        let well_formed = if ip.protocol == PROTO_TCP {
-            tcp::Packet::new_checked(transport).is_ok()
+        let tcp_flags = if ip.protocol == PROTO_TCP {
+            tcp::Packet::new_checked(transport).map(|t| t.flags().bits())
         } else {
-            udp::Packet::new_checked(transport).is_ok()
-        };
-        if !well_formed {
-            return Err(DropReason::MalformedReply);
+            udp::Packet::new_checked(transport).map(|_| 0)
         }
+        .map_err(|_| DropReason::MalformedReply)?;
         let (vip, port) = (service.vip, service.port);
+        let key = ConnKey::new(ip.dst, dst_port, ip.src, src_port, ip.protocol);
         rewrite::rewrite_endpoint(packet, ip.l4, ip.protocol, Side::Src, vip, port)
             .ok_or(DropReason::MalformedReply)?;
+        // The backend's reply: its connection is carried here (a restarted agent re-learns it).
+        self.learn(&key, tcp_flags, index);
         self.counters.replies_rewritten += 1;
         self.counters.service(index, |s| s.replies_rewritten += 1);
         Ok(Verdict::Send { len: ip.end })

@@ -5,6 +5,8 @@
 //! kernel (TUN) or the network. Drop reasons are a small `Copy` enum with one counter each —
 //! no strings on the hot path.
 
+use super::second_chance::ForwardHeader;
+
 /// The data path's decision for one packet. The buffer has already been rewritten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -20,6 +22,18 @@ pub enum Verdict {
     /// VIP: send `buf[..len]` toward the client.
     Send {
         /// The packet's length as its header states.
+        len: usize,
+    },
+    /// Second chance: a packet of a connection this agent does not carry, which the MUX sent
+    /// with an alternative backend — send `header` followed by `buf[offset..offset + len]`
+    /// (the inner packet, untouched) to the alternative's agent. The buffer is unchanged.
+    Forward {
+        /// The new outer header (IPv4 with the option, or IPv6 with a Destination Options
+        /// header), from this agent's tunnel source to the alternative.
+        header: ForwardHeader,
+        /// Where the inner packet starts.
+        offset: usize,
+        /// The inner packet's length.
         len: usize,
     },
     /// Not ours (not from a configured backend address, port and protocol): let the packet go
@@ -43,10 +57,18 @@ mux_shared::drop_reasons! {
     OuterFragment => "outer_fragment",
     /// Inbound: outer protocol / next header is neither 4 (IPv4 in IP) nor 41 (IPv6 in IP).
     NotIpip => "not_ipip",
-    /// Inbound: outer source is not one of `[tunnel] mux_sources` (no open relay).
+    /// Inbound: outer source is neither one of `[tunnel] mux_sources` nor a `[[tunnel.peer]]`
+    /// (no open relay).
     UnknownTunnelSource => "unknown_tunnel_source",
     /// Inbound: outer destination is not the `dip` of any service.
     UnknownDip => "unknown_dip",
+    /// Inbound: the outer header's options are malformed — an IPv4 option or IPv6 destination
+    /// option running past its header, an IPv4 option length below 2, or a second-chance
+    /// option (0x1E) of the wrong length or present twice.
+    MalformedOuterOption => "malformed_outer_option",
+    /// Inbound: an outer IPv6 destination option of an unknown type whose action bits ask
+    /// for the packet to be discarded (RFC 8200 §4.2; no ICMP is sent).
+    UnrecognizedOuterOption => "unrecognized_outer_option",
     /// Inbound: the inner packet ends before its IP header or its stated length does.
     TruncatedInner => "truncated_inner",
     /// Inbound: inner header malformed (bad IHL or total length, bad extension chain), or its

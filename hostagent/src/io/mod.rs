@@ -9,7 +9,9 @@
 //! - [`host_setup`]: the routing table, policy rules and sysctls that steer replies into the
 //!   TUN device — installed at start, reconciled on reload, removed at exit and cleaned up
 //!   at the next start after a crash;
-//! - [`forwarder`]: the loop joining them to the pure [`crate::dataplane::DataPath`].
+//! - [`forwarder`]: the loop joining them to the pure [`crate::dataplane::DataPath`];
+//! - [`state_file`]: the connection table saved every second (and at exit) by its own thread
+//!   and read back at start — second chance's restart rule.
 //!
 //! `unsafe` is allowed here only, at the system-call edge, each block with a `// SAFETY:`
 //! note; the rest of the crate denies it.
@@ -18,5 +20,6 @@
 pub mod forwarder;
 pub mod host_setup;
 pub mod raw;
+pub mod state_file;
 mod sys;
 pub mod tun;

@@ -5,6 +5,12 @@
 //! immutable [`Snapshot`] the workers adopt between bursts. `check-config`, `replay`, the
 //! daemon's start and its reload all go through this one function.
 //!
+//! Second chance: [`compile_with_history`] also gives each VIP the previous tables that
+//! [`TableHistory`] says are still in their window, by backend id (ids come from the same
+//! registry, so they stay meaningful across reloads), and returns the history that follows
+//! the compiled snapshot; the caller keeps it once it publishes the snapshot. [`compile`] is
+//! the same with no history (tests, benchmarks, `check-config`).
+//!
 //! Times become flow-clock seconds here ([`FlowClock`]): a failed backend's grace ends
 //! `failed_backend_grace` after the moment the health tracker judged it failed (a monotonic
 //! [`Instant`], kept by the tracker for as long as the backend stays failed, so recompiling
@@ -20,10 +26,13 @@ use mux_shared::flow_key::canonical_addr;
 use mux_shared::maglev::{self, MaglevBackend};
 
 use crate::control::registry::{IdsExhausted, Registry};
+use crate::control::table_history::{
+    Generation, TableHistory, TableInputs, TableMember, VipHistory,
+};
 use crate::dataplane::rate_limit::RateLimit;
 use crate::dataplane::snapshot::{
-    Backend, BackendState, CutoffReason, FlowCutoff, FlowTimeouts, Snapshot, SnapshotParts, Vip,
-    VipKey,
+    Backend, BackendState, CutoffReason, FlowCutoff, FlowTimeouts, PreviousTable, Snapshot,
+    SnapshotParts, Vip, VipKey,
 };
 
 /// The workers' flow clock: whole seconds since `origin`.
@@ -120,13 +129,40 @@ pub enum CompileError {
     Ids(#[from] IdsExhausted),
 }
 
-/// Builds the snapshot for `cfg`, assigning ids through `registry`.
+/// Builds the snapshot for `cfg`, assigning ids through `registry`, without previous tables.
 pub fn compile(
     cfg: &MuxConfig,
     registry: &mut Registry,
     generation: u64,
     options: &CompileOptions,
 ) -> Result<Snapshot, CompileError> {
+    let empty = TableHistory::default();
+    compile_with_history(
+        cfg,
+        registry,
+        generation,
+        options,
+        &empty,
+        options.clock.origin_unix,
+    )
+    .map(|(snap, _)| snap)
+}
+
+/// Builds the snapshot for `cfg` to replace, at wall-clock time `at`, the one `history`
+/// describes: each VIP gets the previous tables still within `[dataplane]
+/// second_chance_window_seconds` (see `control::table_history`). Returns the snapshot and
+/// the history that follows it, for the caller to keep once it publishes the snapshot.
+pub fn compile_with_history(
+    cfg: &MuxConfig,
+    registry: &mut Registry,
+    generation: u64,
+    options: &CompileOptions,
+    history: &TableHistory,
+    at: SystemTime,
+) -> Result<(Snapshot, TableHistory), CompileError> {
+    let window = cfg.dataplane().second_chance_window();
+    let at_ms = unix_ms(at);
+    let mut successor = TableHistory::default();
     let defaults = cfg.timeouts();
     let mut vips = Vec::with_capacity(cfg.vips().len());
     let mut backends: Vec<Option<Backend>> = Vec::new();
@@ -199,17 +235,30 @@ pub fn compile(
                 cutoff,
             });
             ids.push(id);
-            addrs.push((address, state == BackendState::Active, b.weight()));
+            addrs.push((
+                address,
+                b.address(),
+                state == BackendState::Active,
+                b.weight(),
+            ));
         }
 
         // Maglev over the backends that take new flows.
         let mut maglev_backends = Vec::new();
         let mut members = Vec::new();
-        for (i, (addr, active, weight)) in addrs.iter().enumerate() {
+        let mut inputs = TableInputs {
+            table_size: v.table_size(),
+            backends: Vec::new(),
+        };
+        for (i, (addr, ip, active, weight)) in addrs.iter().enumerate() {
             if *active && *weight > 0 {
                 maglev_backends.push(ids[i]);
                 members.push(MaglevBackend {
                     id: addr.as_slice(),
+                    weight: *weight,
+                });
+                inputs.backends.push(TableMember {
+                    address: *ip,
                     weight: *weight,
                 });
             }
@@ -224,6 +273,13 @@ pub fn compile(
                 }
             })?)
         };
+        let current = table.as_ref().map(|maglev| Generation {
+            inputs,
+            maglev: maglev.clone(),
+        });
+        let tables = history.succeed(&key, current, at_ms, window);
+        let previous = previous_tables(&tables, registry, vip_id, window, &options.clock)?;
+        successor.insert(key, tables);
         vips.push(Vip {
             id: vip_id,
             name: v.name().to_string(),
@@ -236,12 +292,13 @@ pub fn compile(
             },
             maglev: table,
             maglev_backends,
+            previous,
         });
     }
     backends.resize_with(registry.backend_count(), || None);
 
     let next_hop = cfg.next_hop();
-    Ok(Snapshot::new(SnapshotParts {
+    let snapshot = Snapshot::new(SnapshotParts {
         generation,
         vips,
         backends,
@@ -262,7 +319,41 @@ pub fn compile(
             per_second: cfg.dataplane().drain_reset_rate(),
             burst: cfg.dataplane().drain_reset_burst(),
         },
-    }))
+    });
+    Ok((snapshot, successor))
+}
+
+/// A VIP's previous tables as the data plane reads them: slots by backend id (backends that
+/// left the configuration get ids too, and are never alternatives), and the flow-clock second
+/// each one's window ends.
+fn previous_tables(
+    tables: &VipHistory,
+    registry: &mut Registry,
+    vip_id: u32,
+    window: Duration,
+    clock: &FlowClock,
+) -> Result<Box<[PreviousTable]>, CompileError> {
+    tables
+        .previous
+        .iter()
+        .map(|r| {
+            let backends = r
+                .generation
+                .inputs
+                .backends
+                .iter()
+                .map(|m| registry.backend_id(vip_id, canonical_addr(m.address)))
+                .collect::<Result<Box<[u32]>, _>>()?;
+            let until = SystemTime::UNIX_EPOCH + Duration::from_millis(r.replaced_unix_ms) + window;
+            Ok(PreviousTable {
+                maglev: r.generation.maglev.clone(),
+                backends,
+                until: clock.second_at_unix(until),
+                replaced_unix_ms: r.replaced_unix_ms,
+                until_unix_ms: unix_ms(until),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,7 +11,12 @@
 //! - `mux_dropped_packets_total{reason}` — one series per drop reason;
 //! - `mux_flow_events_total{event}` — `hit`, `failed_backend_grace_hit` (a hit on a failed
 //!   backend within its grace, also counted in `hit`), `new`, `rehashed` (backend removed),
-//!   `rehashed_after_grace`, `rehashed_after_drain`, `evicted`, `table_full`;
+//!   `rehashed_after_grace`, `rehashed_after_drain`, `evicted`, `table_full`, `second_chance`
+//!   (a new flow that got a second-chance entry naming an alternative backend, also in `new`);
+//! - `mux_second_chance_packets_total{outcome}` — `sent` (encapsulated with an alternative in
+//!   the outer header), `skipped_mtu` (had one, sent plain: the option did not fit the MTU);
+//! - `mux_vip_previous_tables{vip}` — previous Maglev tables of the VIP still within
+//!   `second_chance_window_seconds` (0 to 4);
 //! - `mux_vip_forwarded_packets_total{vip}`, `mux_backend_forwarded_packets_total{vip,backend}`;
 //! - `mux_backend_up{vip,backend,state}` — 1 per backend, labelled with its state;
 //! - `mux_backend_flows{vip,backend}` — flows the backend still receives, summed over the
@@ -156,12 +161,41 @@ impl Collector for MuxCollector {
             ("rehashed_after_drain", c.flows_rehashed_after_drain),
             ("evicted", c.flows_evicted),
             ("table_full", c.flow_table_full),
+            ("second_chance", c.second_chance_flows),
         ];
         let series: Vec<_> = events
             .iter()
             .map(|(ev, v)| (vec![label("event", ev)], *v))
             .collect();
         counter_family(&mut e, "mux_flow_events", "Flow-table outcomes.", &series)?;
+        counter_family(
+            &mut e,
+            "mux_second_chance_packets",
+            "Frames that had an alternative backend: sent with it, or sent plain because it did not fit the MTU.",
+            &[
+                (vec![label("outcome", "sent")], c.second_chance_sent),
+                (
+                    vec![label("outcome", "skipped_mtu")],
+                    c.second_chance_skipped_mtu,
+                ),
+            ],
+        )?;
+        let now = state.flow_now();
+        let series: Vec<_> = snap
+            .parts
+            .vips
+            .iter()
+            .map(|v| {
+                let n = v.previous.iter().filter(|t| now < t.until).count();
+                (vec![label("vip", &v.name)], n as i64)
+            })
+            .collect();
+        gauge_family(
+            &mut e,
+            "mux_vip_previous_tables",
+            "Previous Maglev tables of the VIP still within second_chance_window_seconds: the tables that may name a flow's alternative backend.",
+            &series,
+        )?;
 
         let series: Vec<_> = snap
             .parts

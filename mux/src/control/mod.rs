@@ -3,6 +3,8 @@
 //! - [`compile`] — a validated configuration → an immutable forwarding snapshot (Maglev
 //!   tables built here, off the data path).
 //! - [`registry`] — stable VIP and backend ids that survive reloads.
+//! - [`table_history`] — each VIP's previous Maglev tables (the second chance's memory),
+//!   kept across reloads and, in a small file, across restarts.
 //! - [`replay`] — `mux replay`: the real pipeline over a pcap, offline.
 //! - [`report`] — counters as JSON with names.
 //! - [`daemon`] — `mux run`: workers, signals, reload, graceful start and stop, built from
@@ -29,3 +31,4 @@ pub mod registry;
 pub mod replay;
 pub mod report;
 pub mod state;
+pub mod table_history;

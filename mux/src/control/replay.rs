@@ -8,6 +8,15 @@
 //! behave as they would have live; it starts at the capture's first packet, so a backend's
 //! `drain_deadline` cuts its flows where it would have live. This is how an operator checks a config against real
 //! traffic before deploying it (GLB's director has the same mode).
+//!
+//! Generations: `--reload SECONDS=FILE` makes FILE the next generation at that offset into the
+//! capture (between two bursts, as a SIGHUP would: flow entries and the second chance's
+//! previous tables carry over), so one replay shows what a MUX that lived through a change
+//! sends. `--history FILE` starts from a second-chance history file (what `[dataplane]
+//! second_chance_state` holds: a MUX that ran other generations before this capture, or a
+//! peer's file) and `--save-history FILE` writes the history the replay ends with; the
+//! replay never touches the file its config names. Two replays of two captures through
+//! differently started MUXes show what each would have sent for the same flows.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -22,6 +31,7 @@ use mux_shared::port::mem::{Capture, MemPort};
 use crate::control::compile::{self, CompileOptions, FlowClock};
 use crate::control::registry::Registry;
 use crate::control::report;
+use crate::control::table_history::{self, HistoryFileError, TableHistory};
 use crate::dataplane::clock::BurstTime;
 use crate::dataplane::counters::WorkerCounters;
 use crate::dataplane::pipeline::Pipeline;
@@ -56,6 +66,31 @@ pub enum ReplayError {
         /// What went wrong.
         message: String,
     },
+    /// A second-chance history file could not be read or written.
+    #[error("{0}")]
+    History(#[from] HistoryFileError),
+}
+
+/// A reload during a replay: at `at` into the capture, `config` becomes the next generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayReload {
+    /// Offset from the capture's first frame.
+    pub at: Duration,
+    /// The configuration file.
+    pub config: PathBuf,
+}
+
+/// What a replay does besides running the capture through its config.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayOptions {
+    /// Also write the frames handed to the kernel here.
+    pub to_kernel: Option<PathBuf>,
+    /// Reloads, applied in time order (those past the capture's end apply at its end).
+    pub reloads: Vec<ReplayReload>,
+    /// Start from this second-chance history file.
+    pub history: Option<PathBuf>,
+    /// Write the second-chance history the replay ends with here.
+    pub save_history: Option<PathBuf>,
 }
 
 /// What a replay did.
@@ -80,17 +115,92 @@ pub fn replay(
     output: &Path,
     to_kernel: Option<&Path>,
 ) -> Result<ReplayOutcome, ReplayError> {
+    let options = ReplayOptions {
+        to_kernel: to_kernel.map(Path::to_path_buf),
+        ..ReplayOptions::default()
+    };
+    replay_with(config, input, output, &options)
+}
+
+/// The generations of a replay: the compiled snapshot in force, and what the next reload
+/// needs.
+struct Generations {
+    snap: crate::dataplane::snapshot::Snapshot,
+    registry: Registry,
+    history: TableHistory,
+    options: CompileOptions,
+    pending: std::vec::IntoIter<ReplayReload>,
+    next: Option<ReplayReload>,
+}
+
+impl Generations {
+    /// Applies every reload due at `offset` (all of them with `None`: the end).
+    fn advance(&mut self, offset: Option<Duration>) -> Result<(), ReplayError> {
+        while let Some(r) = self.next.take_if(|r| offset.is_none_or(|o| r.at <= o)) {
+            let cfg = mux_shared::config::load_file(&r.config)?;
+            let at = self.options.clock.origin_unix + r.at;
+            let generation = self.snap.generation() + 1;
+            let (snap, history) = compile::compile_with_history(
+                &cfg,
+                &mut self.registry,
+                generation,
+                &self.options,
+                &self.history,
+                at,
+            )?;
+            self.snap = snap;
+            self.history = history;
+            self.next = self.pending.next();
+        }
+        Ok(())
+    }
+
+    /// True when a reload is due at `offset`.
+    fn due(&self, offset: Duration) -> bool {
+        self.next.as_ref().is_some_and(|r| r.at <= offset)
+    }
+}
+
+/// Replays `input` through the pipeline configured by `config`, with `options`.
+pub fn replay_with(
+    config: &Path,
+    input: &Path,
+    output: &Path,
+    options: &ReplayOptions,
+) -> Result<ReplayOutcome, ReplayError> {
     let cfg = mux_shared::config::load_file(config)?;
     let first = first_timestamp(input)?;
-    let options = CompileOptions {
+    let compile_options = CompileOptions {
         clock: FlowClock {
             origin: Instant::now(),
             origin_unix: SystemTime::UNIX_EPOCH + first,
         },
         ..CompileOptions::default()
     };
+    let history = match &options.history {
+        Some(path) => table_history::load(path)?.history,
+        None => TableHistory::default(),
+    };
     let mut registry = Registry::default();
-    let snap = compile::compile(&cfg, &mut registry, 1, &options)?;
+    let (snap, history) = compile::compile_with_history(
+        &cfg,
+        &mut registry,
+        1,
+        &compile_options,
+        &history,
+        compile_options.clock.origin_unix,
+    )?;
+    let mut reloads = options.reloads.clone();
+    reloads.sort_by_key(|r| r.at);
+    let mut pending = reloads.into_iter();
+    let mut generations = Generations {
+        snap,
+        registry,
+        history,
+        options: compile_options,
+        next: pending.next(),
+        pending,
+    };
     let burst = cfg.dataplane().burst_size();
 
     let mut reader = open_reader(input)?;
@@ -104,7 +214,11 @@ pub fn replay(
         });
     }
     let mut writer = create_writer(output)?;
-    let mut kernel_writer = to_kernel.map(create_writer).transpose()?;
+    let mut kernel_writer = options
+        .to_kernel
+        .as_deref()
+        .map(create_writer)
+        .transpose()?;
 
     let pool = burst * 2;
     let pipeline = Pipeline::new(cfg.dataplane().flow_table_capacity(), REPLAY_FLOW_SEED);
@@ -120,6 +234,7 @@ pub fn replay(
     let mut start: Option<Duration> = None;
     let mut stamps: Vec<Duration> = Vec::with_capacity(burst);
     let mut batch_second = 0u32;
+    let mut last_offset = Duration::ZERO;
     loop {
         let packet = reader
             .next_packet()
@@ -128,12 +243,17 @@ pub fn replay(
                 path: input.to_path_buf(),
                 message: e.to_string(),
             })?;
-        // A burst ends when it is full, when the clock's second changes, or at the end.
-        let second = packet.as_ref().map(|p| {
+        // A burst ends when it is full, when the clock's second changes, before a reload,
+        // or at the end.
+        let offset = packet.as_ref().map(|p| {
             let t0 = *start.get_or_insert(p.timestamp);
-            p.timestamp.saturating_sub(t0).as_secs() as u32
+            p.timestamp.saturating_sub(t0)
         });
-        let flush = !stamps.is_empty() && (stamps.len() == burst || second != Some(batch_second));
+        let second = offset.map(|o| o.as_secs() as u32);
+        last_offset = offset.unwrap_or(last_offset);
+        let reload = offset.is_some_and(|o| generations.due(o));
+        let flush =
+            !stamps.is_empty() && (stamps.len() == burst || second != Some(batch_second) || reload);
         if flush {
             // The burst's clock: its first packet's time since the capture's first packet
             // (whole seconds equal `batch_second`; the reply buckets see the microseconds).
@@ -143,7 +263,7 @@ pub fn replay(
             debug_assert_eq!(clock.secs(), batch_second);
             run_burst(
                 &mut worker,
-                &snap,
+                &generations.snap,
                 clock,
                 &stamps,
                 &mut writer,
@@ -153,14 +273,22 @@ pub fn replay(
             )?;
             stamps.clear();
         }
+        if reload {
+            generations.advance(offset)?;
+        }
         let Some(packet) = packet else { break };
         batch_second = second.unwrap_or(0);
         stamps.push(packet.timestamp);
         worker.port.inject(packet.data.into_owned());
         outcome.frames_in += 1;
     }
+    generations.advance(None)?;
+    if let Some(path) = &options.save_history {
+        let end = generations.options.clock.origin_unix + last_offset;
+        table_history::save(path, &generations.history, end)?;
+    }
     outcome.counters = worker.pipeline.counters.clone();
-    outcome.report = report::counters_json(&outcome.counters, &snap);
+    outcome.report = report::counters_json(&outcome.counters, &generations.snap);
     Ok(outcome)
 }
 

@@ -98,6 +98,11 @@ pub fn replay_summary(outcome: &ReplayOutcome, input: &Path, output: &Path) -> S
         c.fragments_forwarded,
         c.icmp_errors_forwarded
     );
+    let _ = writeln!(
+        s,
+        "second chance: {} flows got an alternative backend; {} packets carried one, {} sent without it (MTU)",
+        c.second_chance_flows, c.second_chance_sent, c.second_chance_skipped_mtu
+    );
     for (title, key) in [
         ("per VIP", "forwarded_per_vip"),
         ("per backend", "forwarded_per_backend"),

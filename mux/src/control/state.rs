@@ -357,6 +357,7 @@ impl DaemonState {
         let counters = self.counters();
         let report = report::counters_json(&counters, &snap);
         let views = self.backend_views(&snap);
+        let now = self.flow_now();
         let vips: Vec<Value> = snap
             .parts
             .vips
@@ -387,6 +388,12 @@ impl DaemonState {
                     "protocol": if v.key.protocol == 6 { "tcp" } else { "udp" },
                     "accepting_new_flows": v.maglev.is_some(),
                     "maglev_fingerprint": v.maglev.as_ref().map(|m| format!("{:016x}", m.fingerprint())),
+                    "previous_tables": v.previous.iter().map(|t| json!({
+                        "replaced_unix_ms": t.replaced_unix_ms,
+                        "until_unix_ms": t.until_unix_ms,
+                        "in_window": now < t.until,
+                        "maglev_fingerprint": format!("{:016x}", t.maglev.fingerprint()),
+                    })).collect::<Vec<_>>(),
                     "backends": backends,
                 })
             })

@@ -94,6 +94,21 @@ worker_counters! {
     /// drain deadline, in place of their segment (which was not forwarded); the flow's entry
     /// is removed.
     drain_resets_sent,
+    /// Of `new_flows`: flow-table misses of packets other than a bare TCP SYN (TCP without
+    /// SYN, SYN with ACK, or UDP) whose VIP's previous Maglev tables pick, within their window,
+    /// another backend that still keeps flows: the flow got a second-chance entry naming that
+    /// alternative, which its packets carry from then on (docs/second-chance.md). A flow
+    /// whose entry could not be stored (`flow_table_full`) is not counted here; its packets
+    /// are decided afresh each time.
+    second_chance_flows,
+    /// Frames encapsulated with an alternative backend in the outer header (an IPv4 option or
+    /// an IPv6 Destination Options header), so the current backend's host agent can pass on a
+    /// connection it does not carry. Of `forwarded`.
+    second_chance_sent,
+    /// Frames that had an alternative but were encapsulated without it because the option
+    /// would have taken them past the MTU while plain IP-in-IP fits (never dropped and never
+    /// answered with an ICMP error for the option's sake). Of `forwarded`.
+    second_chance_skipped_mtu,
     /// Frames not addressed to a VIP (ARP, ND, BGP, other ports...) handed to the kernel.
     to_kernel,
 }
@@ -245,6 +260,9 @@ mod tests {
             icmp_errors_forwarded: 1,
             icmp_too_big_sent: 1,
             drain_resets_sent: 1,
+            second_chance_flows: 1,
+            second_chance_sent: 1,
+            second_chance_skipped_mtu: 1,
             to_kernel: 1,
             ..Default::default()
         };

@@ -85,6 +85,19 @@
 //! stable backend-selection hash shared by all MUXes: an attacker who cannot learn the seed
 //! cannot craft keys that collide in one bucket pair (or on one signature).
 //!
+//! # Second-chance entries
+//!
+//! A flow the MUX had no entry for, whose packets carry an alternative backend
+//! (docs/second-chance.md), is stored under a second signature of the same bucket,
+//! [`FlowHash::second_chance`] (the signature with fixed bits flipped, still odd), and its slot
+//! holds the *alternative's* id: the host agent needs the alternative on every packet of such a
+//! flow, and the flow must keep it for its life even after the previous table that named it has
+//! left the window. A normal lookup never matches such an entry, so flow-table hits stay exactly
+//! as they were; only a miss of a packet that is not a bare SYN looks for it (its first bucket
+//! is the flow's own, already loaded; its partner follows from its own signature, like any
+//! entry's, so cuckoo moves need no special case). The table itself does not know the difference: such an entry
+//! expires, is evicted and is counted in the census (under the alternative's id) like any other.
+//!
 //! # Invariants
 //!
 //! - A flow's signature is stored in at most one slot of its two buckets ([`FlowTable::insert`]
@@ -334,7 +347,22 @@ impl FlowHash {
     pub fn sig(&self) -> u64 {
         self.sig
     }
+
+    /// The same flow's second-chance entry: same bucket, signature with
+    /// [`SECOND_CHANCE_SIG_FLIP`] applied (bit 0 untouched, so it stays odd and never 0). See
+    /// the module docs. Two flows' normal and second-chance signatures collide with the same
+    /// odds as two normal ones.
+    #[inline]
+    pub fn second_chance(&self) -> FlowHash {
+        FlowHash {
+            index: self.index,
+            sig: self.sig ^ SECOND_CHANCE_SIG_FLIP,
+        }
+    }
 }
+
+/// Bits flipped in a flow's signature to key its second-chance entry (bit 0 clear).
+pub const SECOND_CHANCE_SIG_FLIP: u64 = 0x9e37_79b9_7f4a_7c14;
 
 /// The full 128-bit product of `a` and `b`, folded to 64 bits by XOR of its halves.
 #[inline(always)]

@@ -7,7 +7,9 @@
 //! 4. [`flow_table`] — the worker's own flow table (5-tuple → backend, TCP state, expiry).
 //! 5. [`snapshot`] — the compiled configuration: VIPs, Maglev tables, backends, indexed for
 //!    the per-packet match by [`vip_index`].
-//! 6. [`encap`] — IP-in-IP toward the backend, in the buffer's headroom.
+//! 6. [`encap`] — IP-in-IP toward the backend, in the buffer's headroom;
+//!    [`second_chance`] — the same with an alternative backend named in the outer header,
+//!    for a flow the MUX has no entry for whose previous Maglev tables disagree.
 //! 7. [`icmp_reply`] — "fragmentation needed" / "packet too big" back to the client;
 //!    [`tcp_reset`] — the reset that ends a flow whose backend passed its drain deadline.
 //! 8. [`verdict`] and [`counters`] — what happened, and how often.
@@ -26,6 +28,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod prefetch;
 pub mod rate_limit;
+pub mod second_chance;
 pub mod snapshot;
 pub mod tcp_reset;
 pub mod verdict;

@@ -36,6 +36,23 @@
 //! backend sent from the VIP) are routed by their embedded header, reversed, to the backend
 //! that owns the flow: the flow table's entry when there is one, Maglev's pick otherwise
 //! (the same one, by consistent hashing). They never create or refresh flow entries.
+//!
+//! Second chance (docs/second-chance.md, DESIGN §4): a flow-table miss of a packet that is not
+//! a bare TCP SYN (TCP without SYN, a SYN with ACK, any UDP) may belong to a connection that
+//! started before the VIP's Maglev table last changed, on a backend the current table no
+//! longer picks (this MUX restarted, ECMP moved the flow here, its entry expired or was
+//! evicted). [`Snapshot::alternative`] asks the VIP's previous tables, newest first within
+//! their window, for a pick that differs from the current one and still keeps flows; if there
+//! is one, the packet goes to the current backend with that alternative in its outer header
+//! ([`second_chance`]), and the flow gets a *second-chance entry* naming the alternative
+//! ([`FlowHash::second_chance`]) instead of a normal one: its later packets miss the normal
+//! lookup, find that entry, and carry the same alternative for the flow's life, which is what
+//! the host agent needs to keep passing on a connection it does not own (a normal entry would
+//! send them plain, and the current backend would reset the connection). Hits never look at
+//! any of this; a bare SYN is a new connection and never carries an alternative.
+//! Fragments and ICMP errors never carry one either: fragments bypass the flow table and
+//! carry no ports after the first, and an ICMP error's owner is the flow it quotes, which the
+//! host agent's connection table is not asked about (see docs/architecture.md).
 
 use mux_shared::port::PacketBuf;
 use mux_shared::stable_hash;
@@ -47,6 +64,7 @@ use super::flow_table::{FlowHash, FlowState, FlowTable, InsertOutcome};
 use super::icmp_reply;
 use super::parse::{self, Kind, Parse, Parsed, TcpSeen};
 use super::rate_limit::TokenBucket;
+use super::second_chance;
 use super::snapshot::{BackendState, CutoffReason, FlowTimeouts, Pinned, Snapshot, Vip, VipKey};
 use super::tcp_reset;
 use super::verdict::{DropReason, Reply, Verdict};
@@ -60,6 +78,12 @@ enum FlowDecision {
     /// To backend `id`. `stable` is the flow's stable hash when it was computed on the way (a
     /// miss or a re-hash), for the outer IPv6 flow label.
     Backend { id: u32, stable: Option<u64> },
+    /// To backend `id`, naming backend `alternative` in the outer header (second chance).
+    SecondChance {
+        id: u32,
+        alternative: u32,
+        stable: u64,
+    },
     /// Nowhere: the flow's backend passed its drain deadline; answer the client with a reset.
     Reset,
 }
@@ -210,6 +234,21 @@ impl Pipeline {
                 let vip = &snap.parts.vips[vip as usize];
                 match self.flow_backend(snap, vip, now, &hash, stable, &s.parsed) {
                     Ok(FlowDecision::Backend { id, stable }) => (vip, id, stable),
+                    Ok(FlowDecision::SecondChance {
+                        id,
+                        alternative,
+                        stable,
+                    }) => {
+                        return self.send_with_alternative(
+                            snap,
+                            vip,
+                            id,
+                            stable,
+                            alternative,
+                            buf,
+                            s,
+                        );
+                    }
                     Ok(FlowDecision::Reset) => return self.reset_drained(snap, &hash, buf, s),
                     Err(reason) => return Verdict::Drop(reason),
                 }
@@ -243,28 +282,9 @@ impl Pipeline {
         let parsed = &s.parsed;
         let outer = outer_len(backend.is_v4);
         if parsed.ip_len + outer > snap.parts.mtu {
-            if matches!(s.pending, Pending::IcmpError { .. }) {
-                return Verdict::Drop(DropReason::TooBigIcmpError);
-            }
-            if !parsed.dont_frag {
-                return Verdict::Drop(DropReason::TooBigWithoutDf);
-            }
-            if !self.icmp_bucket.take() {
-                return Verdict::Drop(DropReason::IcmpRateLimited);
-            }
-            let inner_mtu = snap.parts.mtu - outer;
-            return match icmp_reply::packet_too_big(buf, parsed, inner_mtu, snap.parts.source_mac) {
-                Ok(()) => Verdict::Reply(Reply::TooBig),
-                Err(reason) => Verdict::Drop(reason),
-            };
+            return self.too_big(snap, outer, buf, s);
         }
-        // RFC 6864: atomic (DF) datagrams need no unique identification.
-        let ident = if parsed.dont_frag {
-            0
-        } else {
-            self.ident = self.ident.wrapping_add(1);
-            self.ident
-        };
+        let ident = self.outer_ident(parsed);
         // The outer flow label comes from the stable hash, so a flow's tunnelled packets look
         // the same whichever MUX sends them (hosts steer them to the same RSS queue).
         let entropy = if backend.is_v4 {
@@ -275,12 +295,116 @@ impl Pipeline {
         if let Err(reason) = encap::encapsulate(buf, parsed, backend, &snap.parts, ident, entropy) {
             return Verdict::Drop(reason);
         }
+        self.count_forwarded(vip, backend_id);
+        Verdict::Forward
+    }
+
+    /// A packet too big to forward once encapsulated in an outer header of `outer` bytes:
+    /// an ICMP "fragmentation needed" / "packet too big" for the client when it may have one
+    /// (DF or IPv6, not itself an ICMP error, a token in the bucket), else a counted drop.
+    #[inline(always)]
+    fn too_big<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        outer: usize,
+        buf: &mut B,
+        s: &Slot,
+    ) -> Verdict {
+        let parsed = &s.parsed;
+        if matches!(s.pending, Pending::IcmpError { .. }) {
+            return Verdict::Drop(DropReason::TooBigIcmpError);
+        }
+        if !parsed.dont_frag {
+            return Verdict::Drop(DropReason::TooBigWithoutDf);
+        }
+        if !self.icmp_bucket.take() {
+            return Verdict::Drop(DropReason::IcmpRateLimited);
+        }
+        let inner_mtu = snap.parts.mtu - outer;
+        match icmp_reply::packet_too_big(buf, parsed, inner_mtu, snap.parts.source_mac) {
+            Ok(()) => Verdict::Reply(Reply::TooBig),
+            Err(reason) => Verdict::Drop(reason),
+        }
+    }
+
+    /// RFC 6864: atomic (DF) datagrams need no unique identification; the others get the
+    /// worker's next one.
+    #[inline(always)]
+    fn outer_ident(&mut self, parsed: &Parsed) -> u16 {
+        if parsed.dont_frag {
+            0
+        } else {
+            self.ident = self.ident.wrapping_add(1);
+            self.ident
+        }
+    }
+
+    /// Counts a forwarded frame for its VIP and its backend.
+    #[inline(always)]
+    fn count_forwarded(&mut self, vip: &Vip, backend_id: u32) {
         if let Some(c) = self.counters.vip_forwarded.get_mut(vip.id as usize) {
             *c += 1;
         }
         if let Some(c) = self.counters.backend_forwarded.get_mut(backend_id as usize) {
             *c += 1;
         }
+    }
+
+    /// Encapsulates toward backend `backend_id` naming backend `alternative` in the outer
+    /// header; or plainly, counted, when the option would take the packet past the MTU and
+    /// plain IP-in-IP fits (a packet is never dropped or answered for the option's sake:
+    /// docs/second-chance.md). A packet too big even plainly is answered as any other.
+    ///
+    /// Out of line, and apart from the plain path's code, so that flow-table hits run exactly
+    /// the instructions they ran before second chance existed.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn send_with_alternative<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        vip: &Vip,
+        backend_id: u32,
+        stable: u64,
+        alternative: u32,
+        buf: &mut B,
+        s: &Slot,
+    ) -> Verdict {
+        // The pipeline named both from this snapshot: they exist.
+        let (Some(backend), Some(alt)) = (snap.backend(backend_id), snap.backend(alternative))
+        else {
+            return Verdict::Drop(DropReason::NoBackend);
+        };
+        let parsed = &s.parsed;
+        let outer = outer_len(backend.is_v4);
+        if parsed.ip_len + outer > snap.parts.mtu {
+            return self.too_big(snap, outer, buf, s);
+        }
+        let fits = parsed.ip_len + outer + second_chance::extra_len(backend.is_v4, alt.is_v4)
+            <= snap.parts.mtu;
+        let ident = self.outer_ident(parsed);
+        let entropy = if backend.is_v4 { 0 } else { stable };
+        let written = if fits {
+            second_chance::encapsulate_with_alternative(
+                buf,
+                parsed,
+                backend,
+                alt,
+                &snap.parts,
+                ident,
+                entropy,
+            )
+        } else {
+            encap::encapsulate(buf, parsed, backend, &snap.parts, ident, entropy)
+        };
+        if let Err(reason) = written {
+            return Verdict::Drop(reason);
+        }
+        if fits {
+            self.counters.second_chance_sent += 1;
+        } else {
+            self.counters.second_chance_skipped_mtu += 1;
+        }
+        self.count_forwarded(vip, backend_id);
         Verdict::Forward
     }
 
@@ -338,21 +462,131 @@ impl Pipeline {
                 stable: Some(stable),
             });
         }
+        // A miss. Anything but a bare SYN may belong to a connection older than the table.
+        if !tcp.is_some_and(|t| t.syn && !t.ack) {
+            return self.miss_without_syn(snap, vip, now, hash, stable, parsed, tcp);
+        }
         let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
         let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
         let state = next_state(None, tcp);
         let expires = expiry(now, &vip.timeouts, state);
-        match self.flows.insert(hash, id, state, expires, now) {
-            InsertOutcome::Inserted => self.counters.new_flows += 1,
-            InsertOutcome::Evicted => {
-                self.counters.new_flows += 1;
-                self.counters.flows_evicted += 1;
-            }
-            InsertOutcome::Full => self.counters.flow_table_full += 1,
-        }
+        self.insert_flow(hash, id, state, expires, now);
         Ok(FlowDecision::Backend {
             id,
             stable: Some(stable),
+        })
+    }
+
+    /// Records a new flow's entry, counting the outcome; true when it was stored.
+    #[inline(always)]
+    fn insert_flow(
+        &mut self,
+        hash: &FlowHash,
+        id: u32,
+        state: FlowState,
+        expires: u32,
+        now: u32,
+    ) -> bool {
+        match self.flows.insert(hash, id, state, expires, now) {
+            InsertOutcome::Inserted => {
+                self.counters.new_flows += 1;
+                true
+            }
+            InsertOutcome::Evicted => {
+                self.counters.new_flows += 1;
+                self.counters.flows_evicted += 1;
+                true
+            }
+            InsertOutcome::Full => {
+                self.counters.flow_table_full += 1;
+                false
+            }
+        }
+    }
+
+    /// A flow-table miss of a packet that is not a bare SYN: the second chance's decision
+    /// ([`Pipeline::second_chance`]), or a new entry for Maglev's pick as for any miss. Out of
+    /// line (see [`Pipeline::send_with_alternative`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn miss_without_syn(
+        &mut self,
+        snap: &Snapshot,
+        vip: &Vip,
+        now: u32,
+        hash: &FlowHash,
+        stable: Option<u64>,
+        parsed: &Parsed,
+        tcp: Option<TcpSeen>,
+    ) -> Result<FlowDecision, DropReason> {
+        let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
+        let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
+        if let Some(decision) = self.second_chance(snap, vip, now, hash, stable, id, tcp) {
+            return Ok(decision);
+        }
+        let state = next_state(None, tcp);
+        let expires = expiry(now, &vip.timeouts, state);
+        self.insert_flow(hash, id, state, expires, now);
+        Ok(FlowDecision::Backend {
+            id,
+            stable: Some(stable),
+        })
+    }
+
+    /// The second chance of a packet that missed the flow table and is not a bare SYN, whose
+    /// flow Maglev sends to `current` now (see the module docs). Returns the decision when
+    /// the flow has a second-chance entry or its packet gets an alternative now; `None` to
+    /// go on as a plain miss (a normal entry for `current`).
+    ///
+    /// A second-chance entry whose alternative no longer keeps flows (removed, past its drain
+    /// deadline, failed beyond its grace) has nothing left to say: it is removed, and the
+    /// packet is decided afresh.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn second_chance(
+        &mut self,
+        snap: &Snapshot,
+        vip: &Vip,
+        now: u32,
+        hash: &FlowHash,
+        stable: u64,
+        current: u32,
+        tcp: Option<TcpSeen>,
+    ) -> Option<FlowDecision> {
+        let key = hash.second_chance();
+        if let Some(mut entry) = self.flows.find(&key, now) {
+            let alternative = entry.backend();
+            if snap.usable_alternative(vip, alternative, now) {
+                let state = next_state(Some(entry.state()), tcp);
+                entry.refresh(state, expiry(now, &vip.timeouts, state));
+                // A later table may have come back to the alternative: nothing to name then.
+                return Some(if alternative == current {
+                    FlowDecision::Backend {
+                        id: current,
+                        stable: Some(stable),
+                    }
+                } else {
+                    FlowDecision::SecondChance {
+                        id: current,
+                        alternative,
+                        stable,
+                    }
+                });
+            }
+            self.flows.remove(&key);
+        }
+        let alternative = snap.alternative(vip, stable, current, now)?;
+        let state = next_state(None, tcp);
+        let expires = expiry(now, &vip.timeouts, state);
+        // Not stored when its bucket is full: the next packet is decided afresh (the same way,
+        // within the window).
+        if self.insert_flow(&key, alternative, state, expires, now) {
+            self.counters.second_chance_flows += 1;
+        }
+        Some(FlowDecision::SecondChance {
+            id: current,
+            alternative,
+            stable,
         })
     }
 

@@ -15,6 +15,13 @@
 //! already has for each burst. The control plane computes it once (failure times from the
 //! health tracker, deadlines from the file), so a recompile while nothing changed yields the
 //! same cutoff.
+//!
+//! Second chance (docs/second-chance.md): each VIP also carries the Maglev tables of its
+//! previous generations ([`PreviousTable`], newest first, at most
+//! [`MAX_PREVIOUS_TABLES`]), by backend id, each with the flow-clock second its window ends.
+//! The control plane decides which tables to keep (`control::table_history`); the pipeline
+//! asks [`Snapshot::alternative`] for a flow it has no entry for, and the end of a window, like
+//! a cutoff, needs no republish.
 
 use mux_shared::maglev::MaglevTable;
 
@@ -168,6 +175,34 @@ impl Backend {
     }
 }
 
+/// Most previous tables a VIP keeps (the newest ones).
+pub const MAX_PREVIOUS_TABLES: usize = 4;
+
+/// The Maglev table of one of a VIP's previous configuration generations, by backend id, and
+/// the end of the window in which it may name a flow's alternative backend.
+#[derive(Clone, Debug)]
+pub struct PreviousTable {
+    /// The table; its slots index `backends`.
+    pub maglev: MaglevTable,
+    /// Backend id for each Maglev index. Backends that have since left the configuration keep
+    /// their ids (the registry never reuses one) and are simply never an alternative.
+    pub backends: Box<[u32]>,
+    /// Flow-clock second from which it names no alternative (`now >= until`).
+    pub until: u32,
+    /// When it stopped being the VIP's current table, in Unix milliseconds (reports).
+    pub replaced_unix_ms: u64,
+    /// `until` on the wall clock, in Unix milliseconds (reports).
+    pub until_unix_ms: u64,
+}
+
+impl PreviousTable {
+    /// The backend id this table picked for `hash`.
+    #[inline]
+    pub fn pick(&self, hash: u64) -> u32 {
+        self.backends[self.maglev.lookup(hash) as usize]
+    }
+}
+
 /// A VIP and its Maglev table.
 #[derive(Debug)]
 pub struct Vip {
@@ -183,6 +218,9 @@ pub struct Vip {
     pub maglev: Option<MaglevTable>,
     /// Backend id for each Maglev index.
     pub maglev_backends: Vec<u32>,
+    /// Tables of earlier generations that differ from `maglev`, newest first, at most
+    /// [`MAX_PREVIOUS_TABLES`]; empty when second chance is off or nothing changed lately.
+    pub previous: Box<[PreviousTable]>,
 }
 
 impl Vip {
@@ -315,5 +353,28 @@ impl Snapshot {
     /// Config generation.
     pub fn generation(&self) -> u64 {
         self.parts.generation
+    }
+
+    /// The second chance's alternative for a flow of `vip` (stable hash `hash`) that Maglev
+    /// sends to backend `current` now: the previous tables are asked newest first, skipping
+    /// those whose window ended, and the first pick that differs from `current` and still
+    /// keeps flows at `now` (a backend of this VIP, not removed, not past its drain deadline,
+    /// not failed beyond its grace) is it. `None` when every table agrees (or there is none).
+    #[inline]
+    pub fn alternative(&self, vip: &Vip, hash: u64, current: u32, now: u32) -> Option<u32> {
+        vip.previous.iter().find_map(|table| {
+            if now >= table.until {
+                return None;
+            }
+            let id = table.pick(hash);
+            (id != current && self.usable_alternative(vip, id, now)).then_some(id)
+        })
+    }
+
+    /// True when backend `id` may be named as an alternative for a flow of `vip` at `now`.
+    #[inline]
+    pub fn usable_alternative(&self, vip: &Vip, id: u32, now: u32) -> bool {
+        self.backend(id)
+            .is_some_and(|b| b.vip_id == vip.id && b.keeps_flows(now))
     }
 }

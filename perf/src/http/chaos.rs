@@ -7,17 +7,21 @@
 //!
 //! - `chaos.json` ([`ChaosSpec`]): what was done and when (unix ms), and what must hold
 //!   ([`Expect`]);
-//! - `soak.json`: the [`SoakReport`] of the round;
+//! - `soak.json`: the [`SoakReport`] of the round (with its UDP flows, if it held any);
 //! - `routes.log`: the router's `ip monitor route` lines, each prefixed with the unix ms it was
 //!   read at ([`parse_routes`] turns them into the VIP's number of paths over time).
 //!
 //! This module owns the comparison: one table of every round (failed requests, broken
-//! connections, failed and slow new connections, the slowest request, when the route lost and
-//! regained a path, a drain's leftover flows) and the `[ ok ]` / `[FAIL]` checks of each
-//! round's expectations plus the invariants that hold in every round (all connections
-//! established, no keep-alive connection changed backend, backends saw the client's own
-//! address). Timing facts come only from the files, so the verdict can be recomputed from a
-//! results directory long after the run.
+//! connections, broken UDP flows when any round had some, failed and slow new connections, the
+//! slowest request, when the route lost and regained a path, a drain's leftover flows) and the
+//! `[ ok ]` / `[FAIL]` checks of each round's expectations plus the invariants that hold in
+//! every round (all connections established, no keep-alive connection changed backend,
+//! backends saw the client's own address). The expectations about breakage cover TCP
+//! connections and UDP flows separately (a UDP flow breaks when another backend answers it or
+//! none does: see [`super::udp`]). Figures the script measured itself and this module cannot
+//! recompute (packets forwarded by the second-chance hop, its added latency) travel in
+//! `chaos.json`'s `extra` and are printed under the round's checks. Timing facts come only from
+//! the files, so the verdict can be recomputed from a results directory long after the run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -51,15 +55,73 @@ pub struct ChaosSpec {
     /// What must hold.
     #[serde(default)]
     pub expect: Option<Expect>,
+    /// Figures measured by the script (`{"label": number or string, ...}`), printed as
+    /// `label: value` under the round's checks, in the file's order; not checked.
+    #[serde(default)]
+    pub extra: Extras,
+}
+
+/// Labelled figures in their file order (a JSON object; values are any JSON, normally
+/// numbers or strings).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Extras(pub Vec<(String, serde_json::Value)>);
+
+impl Extras {
+    /// `label: value` with strings unquoted, anything else as compact JSON.
+    fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.0.iter().map(|(k, v)| match v {
+            serde_json::Value::String(t) => format!("{k}: {t}"),
+            other => format!("{k}: {other}"),
+        })
+    }
+}
+
+impl Serialize for Extras {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Extras {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Ordered;
+        impl<'de> serde::de::Visitor<'de> for Ordered {
+            type Value = Extras;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of labelled figures")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Extras, E> {
+                Ok(Extras::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Extras, A::Error> {
+                let mut v = Vec::new();
+                while let Some(entry) = a.next_entry::<String, serde_json::Value>()? {
+                    v.push(entry);
+                }
+                Ok(Extras(v))
+            }
+        }
+        d.deserialize_any(Ordered)
+    }
 }
 
 /// A round's expectations; each unset one is not checked.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Expect {
-    /// Broken connections allowed.
+    /// Broken connections allowed; broken UDP flows too, unless `udp_broken_max` is set.
     pub broken_max: Option<usize>,
-    /// Every broken connection must have been talking to this backend.
+    /// Broken UDP flows allowed (checked even without flows; default: `broken_max`, checked
+    /// when the round had UDP flows).
+    pub udp_broken_max: Option<usize>,
+    /// At least this many UDP flows were answered during setup.
+    pub udp_established_min: Option<usize>,
+    /// Every broken connection and every broken UDP flow must have been on this backend.
     pub broken_only_backend: Option<String>,
     /// No connection may break before this time (drain: the deadline).
     pub broken_not_before_unix_ms: Option<u64>,
@@ -289,6 +351,22 @@ pub struct RoundOutcome {
     pub new_slow: usize,
     /// The slowest answered keep-alive request.
     pub slowest_request_ms: Option<u64>,
+    /// UDP flows asked for (0: the round had none; the other `udp_` figures are then 0).
+    pub udp_flows: usize,
+    /// Of which answered during setup.
+    pub udp_established: usize,
+    /// Broken UDP flows.
+    pub udp_broken: usize,
+    /// Broken UDP flows by reason (`backend_changed`, `silent`).
+    pub udp_broken_reasons: BTreeMap<String, usize>,
+    /// First and last UDP break, ms from the fault (negative: before it).
+    pub udp_broken_span_ms: Option<(i64, i64)>,
+    /// UDP datagrams sent.
+    pub udp_sent: usize,
+    /// Of which never answered.
+    pub udp_lost: usize,
+    /// Of the answered, those answered after the timeout.
+    pub udp_late: usize,
     /// Whether `routes.log` was read.
     pub routes_read: bool,
     /// The route's paths before the fault, and when it lost and regained one.
@@ -297,6 +375,8 @@ pub struct RoundOutcome {
     pub detect_ms: Option<u64>,
     /// See [`ChaosSpec::flows_after_deadline`].
     pub flows_after_deadline: Option<BTreeMap<String, u64>>,
+    /// See [`ChaosSpec::extra`].
+    pub extra: Extras,
     /// The checks.
     pub checks: Vec<Check>,
 }
@@ -332,6 +412,15 @@ fn rel(t: u64, fault: u64) -> String {
         format!("fault+{} ms", t - fault)
     } else {
         format!("fault−{} ms", fault - t)
+    }
+}
+
+/// `fault+120 ms` / `fault−40 ms` from an offset.
+fn rel_ms(ms: i64) -> String {
+    if ms >= 0 {
+        format!("fault+{ms} ms")
+    } else {
+        format!("fault−{} ms", -ms)
     }
 }
 
@@ -406,8 +495,23 @@ pub fn evaluate_round(
         route,
         detect_ms: spec.detect_ms,
         flows_after_deadline: spec.flows_after_deadline.clone(),
+        udp_flows: s.udp.flows,
+        udp_established: s.udp.established,
+        udp_broken: s.udp.broken.len(),
+        udp_broken_reasons: count_by(s.udp.broken.iter().map(|b| b.reason.as_str())),
+        udp_broken_span_ms: s.udp.broken.first().zip(s.udp.broken.last()).map(|(a, b)| {
+            (
+                a.t_unix_ms as i64 - fault as i64,
+                b.t_unix_ms as i64 - fault as i64,
+            )
+        }),
+        udp_sent: s.udp.sent,
+        udp_lost: s.udp.lost,
+        udp_late: s.udp.late,
+        extra: spec.extra.clone(),
         checks: Vec::new(),
     };
+    let has_udp = s.udp.flows > 0;
     let mut checks = Vec::new();
     let mut check = |ok: bool, what: String| checks.push(Check { ok, what });
     if let Err(e) = soak {
@@ -443,6 +547,39 @@ pub fn evaluate_round(
             ),
         );
     }
+    let udp_max = expect
+        .udp_broken_max
+        .or(expect.broken_max.filter(|_| has_udp));
+    if let Some(max) = udp_max {
+        let detail = match o.udp_broken_span_ms {
+            None => String::new(),
+            Some((first, last)) if first == last => {
+                format!(": {} at {}", list(&o.udp_broken_reasons), rel_ms(first))
+            }
+            Some((first, last)) => format!(
+                ": {} from {} to {}",
+                list(&o.udp_broken_reasons),
+                rel_ms(first),
+                rel_ms(last)
+            ),
+        };
+        check(
+            o.udp_broken <= max,
+            format!(
+                "at most {max} UDP flows broke ({} of {}{detail})",
+                o.udp_broken, o.udp_established
+            ),
+        );
+    }
+    if let Some(min) = expect.udp_established_min {
+        check(
+            s.udp.established >= min,
+            format!(
+                "at least {min} UDP flows established ({} of {})",
+                s.udp.established, s.udp.flows
+            ),
+        );
+    }
     if let Some(b) = &expect.broken_only_backend {
         let others: Vec<String> = s
             .broken
@@ -463,6 +600,33 @@ pub fn evaluate_round(
                     others.len(),
                     s.broken.len(),
                     list(&count_by(others.iter().map(String::as_str)))
+                )
+            },
+        );
+    }
+    if let Some(b) = &expect.broken_only_backend
+        && has_udp
+    {
+        let others: Vec<&str> = s
+            .udp
+            .broken
+            .iter()
+            .filter(|x| x.backend != *b)
+            .map(|x| x.backend.as_str())
+            .collect();
+        check(
+            others.is_empty(),
+            if others.is_empty() {
+                format!(
+                    "every broken UDP flow was on {b} ({} broke)",
+                    s.udp.broken.len()
+                )
+            } else {
+                format!(
+                    "every broken UDP flow was on {b}: {} of {} were not ({})",
+                    others.len(),
+                    s.udp.broken.len(),
+                    list(&count_by(others.into_iter()))
                 )
             },
         );
@@ -569,12 +733,10 @@ pub fn evaluate_round(
             s.backend_changed
         ),
     );
+    let mismatches = s.client_mismatches + s.udp.client_mismatches;
     check(
-        s.client_mismatches == 0,
-        format!(
-            "backends saw the client's own address ({} answers did not)",
-            s.client_mismatches
-        ),
+        mismatches == 0,
+        format!("backends saw the client's own address ({mismatches} answers did not)"),
     );
     o.checks = checks;
     o
@@ -625,8 +787,10 @@ pub fn evaluate(results: &Path, vip: &str) -> Result<ChaosOutcome, String> {
     Ok(out)
 }
 
-/// Width of the table's first column (the fault's title).
+/// Width of the table's first column (the fault's title), without the UDP column.
 const TITLE_W: usize = 36;
+/// Width of the UDP column (shown when a round had UDP flows; the title column gives it room).
+const UDP_W: usize = 10;
 
 fn or_dash(v: Option<u64>) -> String {
     v.map_or("–".to_string(), |v| v.to_string())
@@ -635,17 +799,36 @@ fn or_dash(v: Option<u64>) -> String {
 /// The table of every round, then each round's checks and the total.
 pub fn render(o: &ChaosOutcome) -> String {
     let mut s = String::new();
+    let udp = o.rounds.iter().any(|r| r.udp_flows > 0);
+    let tw = if udp { TITLE_W - UDP_W - 1 } else { TITLE_W };
+    let udp_col = |v: &str| {
+        if udp {
+            format!(" {v:>UDP_W$}")
+        } else {
+            String::new()
+        }
+    };
     let _ = writeln!(
         s,
-        "{:<TITLE_W$} {:>8} {:>9} {:>10} {:>5} {:>8} {:>9} {:>8} {:>10}  verdict",
-        "fault", "failed", "broken", "new failed", "new", "slowest", "path lost", "back", "drain"
+        "{:<tw$} {:>8} {:>9}{} {:>10} {:>5} {:>8} {:>9} {:>8} {:>10}  verdict",
+        "fault",
+        "failed",
+        "broken",
+        udp_col("UDP broken"),
+        "new failed",
+        "new",
+        "slowest",
+        "path lost",
+        "back",
+        "drain"
     );
     let _ = writeln!(
         s,
-        "{:<TITLE_W$} {:>8} {:>9} {:>10} {:>5} {:>8} {:>9} {:>8} {:>10}",
+        "{:<tw$} {:>8} {:>9}{} {:>10} {:>5} {:>8} {:>9} {:>8} {:>10}",
         "",
         "requests",
         "/ estab.",
+        udp_col("/ estab."),
         "in / out",
         "slow",
         "req. ms",
@@ -655,11 +838,11 @@ pub fn render(o: &ChaosOutcome) -> String {
     );
     let _ = writeln!(s, "{}", "-".repeat(TITLE_W + 84));
     for r in &o.rounds {
-        let title = if r.title.chars().count() <= TITLE_W {
+        let title = if r.title.chars().count() <= tw {
             r.title.clone()
         } else {
             let _ = writeln!(s, "{}", r.title);
-            format!("  ({})", r.name).chars().take(TITLE_W).collect()
+            format!("  ({})", r.name).chars().take(tw).collect()
         };
         let soak_cell = |v: String| {
             if r.soak_error.is_some() {
@@ -682,12 +865,18 @@ pub fn render(o: &ChaosOutcome) -> String {
                 let v: Vec<String> = m.values().map(u64::to_string).collect();
                 v.join("/")
             });
+        let udp_cell = if r.udp_flows == 0 {
+            "–".to_string()
+        } else {
+            soak_cell(format!("{}/{}", r.udp_broken, r.udp_established))
+        };
         let _ = writeln!(
             s,
-            "{:<TITLE_W$} {:>8} {:>9} {:>10} {:>5} {:>8} {:>9} {:>8} {:>10}  {}",
+            "{:<tw$} {:>8} {:>9}{} {:>10} {:>5} {:>8} {:>9} {:>8} {:>10}  {}",
             title,
             soak_cell(r.failed_requests.to_string()),
             soak_cell(format!("{}/{}", r.broken, r.established)),
+            udp_col(&udp_cell),
             soak_cell(format!(
                 "{} / {}",
                 r.new_failed_in_window, r.new_failed_outside
@@ -723,8 +912,25 @@ pub fn render(o: &ChaosOutcome) -> String {
         if !facts.is_empty() {
             let _ = writeln!(s, "         {}", facts.join("; "));
         }
+        if r.udp_flows > 0 {
+            let _ = writeln!(
+                s,
+                "         UDP: {} datagrams, {} lost, {} late{}",
+                r.udp_sent,
+                r.udp_lost,
+                r.udp_late,
+                if r.udp_broken_reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!("; flows broken: {}", list(&r.udp_broken_reasons))
+                }
+            );
+        }
         for c in &r.checks {
             let _ = writeln!(s, "  [{}] {}", if c.ok { " ok " } else { "FAIL" }, c.what);
+        }
+        for line in r.extra.lines() {
+            let _ = writeln!(s, "         {line}");
         }
     }
     s.push('\n');
@@ -746,6 +952,7 @@ pub fn render(o: &ChaosOutcome) -> String {
 mod tests {
     use super::*;
     use crate::http::soak::{Broken, NewFailure, NewSlow};
+    use crate::http::udp::UdpBroken;
 
     const VIP: &str = "192.0.2.10";
 
@@ -869,6 +1076,8 @@ garbage line
     fn full_expect() -> Expect {
         Expect {
             broken_max: Some(1),
+            udp_broken_max: None,
+            udp_established_min: None,
             broken_only_backend: Some("10.0.21.2".into()),
             broken_not_before_unix_ms: Some(10_000),
             new_failures_within_ms: Some(1_000),
@@ -996,6 +1205,182 @@ garbage line
         assert_eq!(json["rounds"][1]["flows_after_deadline"]["mux2"], 3);
     }
 
+    /// `soak()` with 200 UDP flows: one moved to another backend, one gone silent.
+    fn soak_udp() -> SoakReport {
+        let mut r = soak();
+        let u = &mut r.udp;
+        u.flows = 200;
+        u.established = 200;
+        u.sent = 30_000;
+        u.answered = 29_990;
+        u.lost = 10;
+        u.late = 2;
+        for (flow, t, reason, new) in [
+            (7, 10_050, "backend_changed", Some("10.0.22.2")),
+            (9, 10_400, "silent", None),
+        ] {
+            u.broken.push(UdpBroken {
+                flow,
+                t_unix_ms: t,
+                reason: reason.into(),
+                backend: "10.0.21.2".into(),
+                new_backend: new.map(str::to_string),
+            });
+        }
+        r
+    }
+
+    fn failed(r: &RoundOutcome) -> Vec<&str> {
+        r.checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.what.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn udp_flows_are_held_to_the_expectations_separately() {
+        // broken_max alone covers TCP (1 broke: ok) and UDP (2 broke: not ok).
+        let r = evaluate_round(
+            "07-sc",
+            &spec(full_expect()),
+            Ok(&soak_udp()),
+            Some(&routes()),
+        );
+        assert_eq!(r.checks.len(), 12, "{:#?}", r.checks);
+        assert_eq!(
+            failed(&r),
+            [
+                "at most 1 UDP flows broke (2 of 200: backend_changed 1, silent 1 from fault+50 ms to fault+400 ms)"
+            ]
+        );
+        assert_eq!(
+            (r.udp_flows, r.udp_established, r.udp_broken),
+            (200, 200, 2)
+        );
+        assert_eq!((r.udp_sent, r.udp_lost, r.udp_late), (30_000, 10, 2));
+        assert!(
+            r.checks
+                .iter()
+                .any(|c| c.ok && c.what == "every broken UDP flow was on 10.0.21.2 (2 broke)")
+        );
+        // udp_broken_max overrides it for UDP; udp_established_min is checked.
+        let e = Expect {
+            udp_broken_max: Some(2),
+            udp_established_min: Some(200),
+            ..full_expect()
+        };
+        let r = evaluate_round("07-sc", &spec(e.clone()), Ok(&soak_udp()), Some(&routes()));
+        assert!(r.passed(), "{:#?}", r.checks);
+        assert_eq!(r.checks.len(), 13);
+        // A UDP flow broken on another backend, too few established, a wrong client address.
+        let mut s = soak_udp();
+        s.udp.broken[1].backend = "10.0.23.2".into();
+        s.udp.established = 150;
+        s.udp.client_mismatches = 3;
+        let r = evaluate_round("07-sc", &spec(e), Ok(&s), Some(&routes()));
+        assert_eq!(
+            failed(&r),
+            [
+                "at least 200 UDP flows established (150 of 200)",
+                "every broken UDP flow was on 10.0.21.2: 1 of 2 were not (10.0.23.2 1)",
+                "backends saw the client's own address (3 answers did not)",
+            ]
+        );
+        // Without UDP flows: broken_max and broken_only_backend add no UDP check, but an
+        // explicit UDP expectation is checked (and fails when the round had no flows).
+        let r = evaluate_round("03", &spec(full_expect()), Ok(&soak()), Some(&routes()));
+        assert_eq!(r.checks.len(), 10);
+        let e = Expect {
+            udp_broken_max: Some(0),
+            udp_established_min: Some(1),
+            ..full_expect()
+        };
+        let r = evaluate_round("03", &spec(e), Ok(&soak()), Some(&routes()));
+        assert_eq!(
+            failed(&r),
+            ["at least 1 UDP flows established (0 of 0)"],
+            "{:#?}",
+            r.checks
+        );
+    }
+
+    #[test]
+    fn the_udp_column_and_the_extras_keep_the_table_in_120_columns() {
+        let mut sc = spec(Expect {
+            broken_max: Some(0),
+            ..Expect::default()
+        });
+        sc.name = "sc-weight".into();
+        sc.title = "weight halved, mux2 restarted".into();
+        sc.extra = serde_json::from_str(
+            r#"{"second-chance packets forwarded": 1234, "forwarded latency p50 ms": 0.21,
+                "agent": "host1"}"#,
+        )
+        .unwrap();
+        let mut quiet = soak_udp();
+        quiet.broken.clear();
+        quiet.udp.broken.clear();
+        let a = evaluate_round(
+            "03-mux-kill9",
+            &spec(full_expect()),
+            Ok(&soak()),
+            Some(&routes()),
+        );
+        let b = evaluate_round("07-sc-weight", &sc, Ok(&quiet), Some(&routes()));
+        let c = evaluate_round("08-sc-x", &sc, Ok(&soak_udp()), Some(&routes()));
+        let (passed, total) = [&a, &b, &c].iter().fold((0, 0), |(p, t), r| {
+            (
+                p + r.checks.iter().filter(|c| c.ok).count(),
+                t + r.checks.len(),
+            )
+        });
+        let o = ChaosOutcome {
+            passed,
+            total,
+            rounds: vec![a, b, c],
+        };
+        let text = render(&o);
+        println!("{text}");
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 120,
+                "{} chars: {line}",
+                line.chars().count()
+            );
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains(" UDP broken "), "{text}");
+        // The kill round had no UDP flows: a dash; the others: broken / established.
+        let row = |name: &str| *lines.iter().find(|l| l.contains(name)).unwrap();
+        assert!(row("(mux-kill9)").contains("1/4          –"), "{text}");
+        // Titles wider than the narrower title column go on their own line.
+        assert!(text.contains("\nweight halved, mux2 restarted\n"), "{text}");
+        assert!(row("(sc-weight)").contains(" 0/4      0/200 "), "{text}");
+        assert!(
+            text.contains(
+                "[FAIL] at most 0 UDP flows broke (2 of 200: backend_changed 1, silent 1"
+            )
+        );
+        assert!(text.contains(
+            "UDP: 30000 datagrams, 10 lost, 2 late; flows broken: backend_changed 1, silent 1"
+        ));
+        // The extras follow the checks, in the file's order.
+        let extras = "         second-chance packets forwarded: 1234\n         forwarded latency p50 ms: 0.21\n         agent: host1\n";
+        assert!(
+            text.contains(&format!(
+                "[ ok ] backends saw the client's own address (0 answers did not)\n{extras}"
+            )),
+            "{text}"
+        );
+        let json = serde_json::to_string(&o).unwrap();
+        assert!(
+            json.contains(r#""extra":{"second-chance packets forwarded":1234,"forwarded latency p50 ms":0.21,"agent":"host1"}"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""udp_broken_reasons":{"backend_changed":1,"silent":1}"#));
+    }
+
     #[test]
     fn a_results_directory_is_read_round_by_round() {
         let dir = std::env::temp_dir().join(format!("perf-chaos-{}", std::process::id()));
@@ -1004,7 +1389,8 @@ garbage line
         std::fs::create_dir_all(dir.join("01-http")).unwrap();
         let chaos = r#"{"name":"mux-kill9","title":"kill -9 mux1, restart it 3 s later",
             "fault_unix_ms":1700000010000,"recover_unix_ms":1700000013000,"unknown":1,
-            "expect":{"broken_max":0,"withdraw_within_ms":1000,"restore_within_ms":30000}}"#;
+            "expect":{"broken_max":0,"withdraw_within_ms":1000,"restore_within_ms":30000},
+            "extra":{"packets forwarded":12,"hop":"mux1"}}"#;
         std::fs::write(round.join("chaos.json"), chaos).unwrap();
         let mut s = soak();
         s.broken.clear();
@@ -1017,5 +1403,26 @@ garbage line
         assert!(o.all_passed(), "{}", render(&o));
         assert_eq!(o.rounds[0].route.withdraw_ms, Some(250));
         assert_eq!(o.rounds[0].route.restore_ms, Some(2900));
+        assert_eq!(
+            o.rounds[0].extra,
+            Extras(vec![
+                ("packets forwarded".into(), 12.into()),
+                ("hop".into(), "mux1".into())
+            ])
+        );
+        // `extra` may be null or absent.
+        for text in [
+            r#"{"name":"a","title":"b","fault_unix_ms":1,"extra":null}"#,
+            r#"{"name":"a","title":"b","fault_unix_ms":1}"#,
+        ] {
+            let spec: ChaosSpec = serde_json::from_str(text).unwrap();
+            assert_eq!(spec.extra, Extras::default());
+        }
+        assert!(
+            serde_json::from_str::<ChaosSpec>(
+                r#"{"name":"a","title":"b","fault_unix_ms":1,"extra":[1]}"#
+            )
+            .is_err()
+        );
     }
 }

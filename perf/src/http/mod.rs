@@ -12,6 +12,9 @@
 //! - [`chaos`]: `perf chaos-summary`, the lab's chaos rounds: the soak reports against each
 //!   round's expectations and the router's route events (when the VIP lost and regained a
 //!   path).
+//! - [`udp`]: `perf udp-backend` and the soak's long-lived UDP flows (QUIC-like, no SYN): each
+//!   answer names its backend, so a flow moved to another backend is seen even though nothing
+//!   resets it.
 //!
 //! Plain `std::net` and threads, a minimal HTTP/1.1 subset (GET, `Content-Length` bodies,
 //! keep-alive): the lab needs exact connection and latency accounting more than a full HTTP
@@ -22,6 +25,7 @@ pub mod chaos;
 pub mod load;
 pub mod soak;
 pub mod summary;
+pub mod udp;
 
 use std::io::{self, BufRead};
 

@@ -62,6 +62,11 @@ pub const MIN_IDLE_SLEEP_MAX_US: u32 = 50;
 /// Largest accepted `[dataplane] idle_sleep_max_us`: a sleeping worker still loops at least
 /// every 10 ms, far inside the smallest liveness timeout (60 ms, judged after two thirds).
 pub const MAX_IDLE_SLEEP_MAX_US: u32 = 10_000;
+/// Default `[dataplane] second_chance_window_seconds`: how long after a VIP's Maglev table
+/// was replaced it may still name a flow's alternative backend.
+pub const DEFAULT_SECOND_CHANCE_WINDOW: u32 = 120;
+/// Largest accepted `second_chance_window_seconds` (one day).
+pub const MAX_SECOND_CHANCE_WINDOW: u32 = 86_400;
 
 /// A parsed MUX configuration. Obtain one from [`super::parse`] or [`super::load_file`].
 ///
@@ -223,6 +228,8 @@ pub struct Dataplane {
     pub(crate) idle: Option<Spanned<IdleMode>>,
     pub(crate) idle_poll_us: Option<Spanned<i64>>,
     pub(crate) idle_sleep_max_us: Option<Spanned<i64>>,
+    pub(crate) second_chance_window_seconds: Option<Spanned<i64>>,
+    pub(crate) second_chance_state: Option<Spanned<String>>,
 }
 
 /// The value of an optional integer field converted to its plain type, or `default`.
@@ -302,6 +309,23 @@ impl Dataplane {
     /// 50..=10000.
     pub fn idle_sleep_max_us(&self) -> u32 {
         int_or(&self.idle_sleep_max_us, DEFAULT_IDLE_SLEEP_MAX_US)
+    }
+
+    /// How long a VIP's replaced Maglev table may still name the alternative backend of a flow
+    /// the MUX has no entry for (second chance); default 120 s, range 0..=86400 (0: never).
+    pub fn second_chance_window(&self) -> Duration {
+        Duration::from_secs(u64::from(int_or(
+            &self.second_chance_window_seconds,
+            DEFAULT_SECOND_CHANCE_WINDOW,
+        )))
+    }
+
+    /// The file the MUX keeps its previous Maglev tables in across restarts; `None`: not kept
+    /// (a restarted MUX starts without them).
+    pub fn second_chance_state(&self) -> Option<&std::path::Path> {
+        self.second_chance_state
+            .as_ref()
+            .map(|v| std::path::Path::new(v.get_ref().as_str()))
     }
 
     /// CPUs to pin the workers to (worker i on `cpus[i]`); `None`: not pinned.

@@ -1062,6 +1062,47 @@ fn reply_rate_ranges() {
     );
 }
 
+#[test]
+fn second_chance_keys() {
+    for (bad, range) in [
+        ("-1", "between 0 and 86400"),
+        ("86401", "between 0 and 86400"),
+    ] {
+        let text = HEAD.replace(
+            "io = \"mem\"\n",
+            &format!("io = \"mem\"\nsecond_chance_window_seconds = {bad}\n"),
+        );
+        refused_at(
+            &text,
+            &format!("{bad}\n"),
+            &format!("[dataplane]: second_chance_window_seconds must be {range} (got {bad})"),
+        );
+    }
+    let text = HEAD.replace(
+        "io = \"mem\"\n",
+        "io = \"mem\"\nsecond_chance_state = \" \"\n",
+    );
+    refused_at(
+        &text,
+        "\" \"\n",
+        "[dataplane]: second_chance_state is empty",
+    );
+    let dp = valid(HEAD).dataplane().clone();
+    assert_eq!(dp.second_chance_window(), Duration::from_secs(120));
+    assert_eq!(dp.second_chance_state(), None);
+    let text = HEAD.replace(
+        "io = \"mem\"\n",
+        "io = \"mem\"\nsecond_chance_window_seconds = 0\n\
+         second_chance_state = \"/var/lib/mux/sc.json\"\n",
+    );
+    let dp = valid(&text).dataplane().clone();
+    assert_eq!(dp.second_chance_window(), Duration::ZERO);
+    assert_eq!(
+        dp.second_chance_state(),
+        Some(std::path::Path::new("/var/lib/mux/sc.json"))
+    );
+}
+
 // ---- drain deadlines ----------------------------------------------------------------------
 
 fn draining(extra: &str) -> String {

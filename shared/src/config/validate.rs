@@ -25,9 +25,9 @@ use super::error::{Collector, ConfigErrors};
 use super::schema::{
     Backend, BackendState, IoKind, LIVENESS_TIMEOUT_RANGE_MS, MAX_BACKENDS_PER_VIP,
     MAX_DRAIN_SECONDS, MAX_FAILED_BACKEND_GRACE, MAX_IDLE_POLL_US, MAX_IDLE_SLEEP_MAX_US,
-    MAX_POLL_INTERVAL_MS, MAX_REPLY_RATE, MAX_STALE_AFTER_MS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS,
-    MAX_WEIGHT, MIN_IDLE_SLEEP_MAX_US, MuxConfig, Speaker, TimeoutSettings, Vip,
-    offset_datetime_unix_ms,
+    MAX_POLL_INTERVAL_MS, MAX_REPLY_RATE, MAX_SECOND_CHANCE_WINDOW, MAX_STALE_AFTER_MS,
+    MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MIN_IDLE_SLEEP_MAX_US, MuxConfig, Speaker,
+    TimeoutSettings, Vip, offset_datetime_unix_ms,
 };
 use super::values::{IpValue, MacValue, SocketValue};
 
@@ -128,6 +128,23 @@ impl MuxConfig {
             if let Some(v) = value {
                 c.check_range(ctx, key, v, lo, max, fix);
             }
+        }
+        if let Some(v) = &dp.second_chance_window_seconds {
+            let fix = "give how long a replaced Maglev table may still name a flow's alternative \
+                       backend (default 120; 0 turns second chance off)";
+            let max = i64::from(MAX_SECOND_CHANCE_WINDOW);
+            c.check_range(ctx, "second_chance_window_seconds", v, 0, max, fix);
+        }
+        if let Some(v) = &dp.second_chance_state
+            && v.get_ref().trim().is_empty()
+        {
+            c.at(
+                v.span(),
+                format!(
+                    "{ctx}: second_chance_state is empty; give a file the MUX may write (e.g. \
+                     \"/var/lib/mux/second-chance.json\"), or remove the key"
+                ),
+            );
         }
         let workers_known = dp
             .workers

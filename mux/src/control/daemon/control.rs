@@ -12,6 +12,10 @@
 //!   the workers re-hash them when it passes, with no republish). A reload keeps the failed set
 //!   with each failure's time (an input of the compile step, not of the file), so it keeps
 //!   every grace deadline.
+//! - second chance: every publish (reload or health republish) compiles against the previous
+//!   tables' history ([`TableHistory`]) and keeps the successor only once the snapshot is
+//!   published; with `[dataplane] second_chance_state` it is then written to that file, which
+//!   the next start reads (see `control::table_history`).
 //! - every tick ([`Control::probe_datapath`]): is the path to the NIC intact (XDP link
 //!   attached, DPDK link up)? The liveness thread withdraws the VIPs while it is not.
 //! - every second ([`Control::housekeeping`]): re-read the next hop's MAC (unless pinned) and
@@ -26,7 +30,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mux_shared::config::{self, IoKind, MuxConfig};
 use mux_shared::port::afxdp::XdpProgram;
@@ -37,6 +41,7 @@ use crate::control::health_feed::{self, HealthFeed};
 use crate::control::neighbour;
 use crate::control::registry::Registry;
 use crate::control::state::{DaemonState, Phase};
+use crate::control::table_history::{self, TableHistory};
 
 use super::xdp_keys;
 
@@ -58,6 +63,8 @@ pub struct Control {
     /// Until when silence counts for nothing: the process itself was paused (SIGSTOP, a
     /// starved VM), and its pollers need a poll to hear from the agents again.
     pub(super) stale_hold_until: Option<Instant>,
+    /// The previous tables of the published snapshot's VIPs.
+    pub(super) history: TableHistory,
 }
 
 /// A gap between two health judgements this long means the process was not running (the
@@ -88,7 +95,15 @@ impl Control {
         }
         let generation = self.state.snapshot.load().generation() + 1;
         self.options.clock = super::flow_clock(self.state.started);
-        let snapshot = match compile::compile(&cfg, &mut self.registry, generation, &self.options) {
+        let compiled = compile::compile_with_history(
+            &cfg,
+            &mut self.registry,
+            generation,
+            &self.options,
+            &self.history,
+            SystemTime::now(),
+        );
+        let (snapshot, history) = match compiled {
             Ok(s) => s,
             Err(e) => return refuse(&self.state, e.to_string()),
         };
@@ -100,7 +115,10 @@ impl Control {
                 return refuse(&self.state, format!("cannot update the XDP VIP map: {e}"));
             }
         }
+        let previous_tables = previous_table_count(&snapshot);
         self.state.snapshot.store(Arc::new(snapshot));
+        self.history = history;
+        save_history(&cfg, &self.history);
         if let Some(program) = self.xdp.as_mut()
             && let Err(e) = program.update_vips(&xdp_keys(&self.state.snapshot.load()))
         {
@@ -119,6 +137,7 @@ impl Control {
         tracing::info!(
             generation,
             vips = self.cfg.vips().len(),
+            previous_tables,
             "configuration reloaded"
         );
         self.reconcile_announcement();
@@ -243,12 +262,24 @@ impl Control {
         }
     }
 
-    /// Recompiles the current config with new options (e.g. a new next-hop MAC).
+    /// Recompiles the current config with new options (e.g. a new next-hop MAC, a new failed
+    /// set: a table changed by health is a generation like any other).
     pub fn republish(&mut self) {
         let generation = self.state.snapshot.load().generation() + 1;
         self.options.clock = super::flow_clock(self.state.started);
-        match compile::compile(&self.cfg, &mut self.registry, generation, &self.options) {
-            Ok(s) => self.state.snapshot.store(Arc::new(s)),
+        match compile::compile_with_history(
+            &self.cfg,
+            &mut self.registry,
+            generation,
+            &self.options,
+            &self.history,
+            SystemTime::now(),
+        ) {
+            Ok((snapshot, history)) => {
+                self.state.snapshot.store(Arc::new(snapshot));
+                self.history = history;
+                save_history(&self.cfg, &self.history);
+            }
             Err(e) => tracing::error!(error = %e, "could not republish the snapshot"),
         }
     }
@@ -262,6 +293,50 @@ impl Control {
             BTreeSet::new()
         };
         self.state.set_wanted(want);
+    }
+}
+
+/// Previous tables over all VIPs of a snapshot (logs).
+pub(super) fn previous_table_count(snap: &crate::dataplane::snapshot::Snapshot) -> usize {
+    snap.parts.vips.iter().map(|v| v.previous.len()).sum()
+}
+
+/// Writes the history to `[dataplane] second_chance_state`, when set; a failure is logged
+/// (the MUX keeps forwarding; a restart would start without the history).
+pub(super) fn save_history(cfg: &MuxConfig, history: &TableHistory) {
+    if let Some(path) = cfg.dataplane().second_chance_state()
+        && let Err(e) = table_history::save(path, history, SystemTime::now())
+    {
+        tracing::warn!(error = %e, "second-chance history not saved");
+    }
+}
+
+/// The history the MUX starts from: `[dataplane] second_chance_state`'s, when set and
+/// readable; otherwise none (logged), never a refusal to start.
+pub(super) fn load_history(cfg: &MuxConfig) -> TableHistory {
+    let Some(path) = cfg.dataplane().second_chance_state() else {
+        return TableHistory::default();
+    };
+    match table_history::load(path) {
+        Ok(loaded) => {
+            if loaded.skipped > 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    skipped = loaded.skipped,
+                    "second-chance history: tables that do not build were skipped"
+                );
+            }
+            tracing::info!(
+                path = %path.display(),
+                vips = loaded.history.len(),
+                "second-chance history loaded"
+            );
+            loaded.history
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "starting without second-chance history");
+            TableHistory::default()
+        }
     }
 }
 

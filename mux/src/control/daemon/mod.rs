@@ -1,10 +1,11 @@
 //! `mux run`: the forwarding daemon.
 //!
-//! Start: load and validate the config → find our MAC and the next hop's → compile the first
-//! snapshot → attach the XDP program (AF_XDP) → start one worker thread per queue, each opening
-//! its own port ([`ports`]) → start the admin endpoint → start the announcement guard and the
-//! liveness thread → once every worker polls and the next hop is known, want the VIPs that have
-//! usable backends announced (graceful start: never announce before forwarding).
+//! Start: load and validate the config → find our MAC and the next hop's → read the
+//! second-chance history (`[dataplane] second_chance_state`) → compile the first snapshot →
+//! attach the XDP program (AF_XDP) → start one worker thread per queue, each opening its own
+//! port ([`ports`]) → start the admin endpoint → start the announcement guard and the liveness
+//! thread → once every worker polls and the next hop is known, want the VIPs that have usable
+//! backends announced (graceful start: never announce before forwarding).
 //!
 //! Run: the control thread wakes every [`TICK`] to handle signals, health, the data-path probe
 //! and housekeeping ([`control`]).
@@ -176,7 +177,20 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     }
 
     let mut registry = Registry::default();
-    let snapshot = compile::compile(&cfg, &mut registry, 1, &options)?;
+    // Second chance: the previous tables this MUX (or the peer whose file it was given) had
+    // before it started; the table its file records as current becomes a previous one now if
+    // this config's differs.
+    let history = control::load_history(&cfg);
+    let (snapshot, history) = compile::compile_with_history(
+        &cfg,
+        &mut registry,
+        1,
+        &options,
+        &history,
+        SystemTime::now(),
+    )?;
+    control::save_history(&cfg, &history);
+    let previous_tables = control::previous_table_count(&snapshot);
     let state = Arc::new(DaemonState::new(
         cfg.name().to_string(),
         config_path.to_path_buf(),
@@ -263,6 +277,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         interface = iface.as_deref().unwrap_or("-"),
         workers = dp.workers(),
         admin = %cfg.admin().listen(),
+        previous_tables,
         "mux started"
     );
 
@@ -290,6 +305,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         tracker: Tracker::default(),
         last_health: None,
         stale_hold_until: None,
+        history,
     };
 
     // Run until told to stop.

@@ -125,7 +125,7 @@ fn outer_destinations(frames: &[Vec<u8>]) -> Vec<std::net::IpAddr> {
         .collect()
 }
 
-/// DESIGN §2 "same answer on every MUX": two MUXes that parsed and compiled the same service
+/// "Same answer on every MUX" (docs/architecture.md): two MUXes that parsed and compiled the same service
 /// from their own files — backends listed in another order, VIPs in another order, registries
 /// of their own that numbered VIPs and backends differently — send every flow to the same
 /// backend address, without sharing any state.

@@ -1,4 +1,4 @@
-//! The data path allocates nothing in steady state (DESIGN §2: "the data path never blocks").
+//! The data path allocates nothing in steady state ("the data path never blocks", docs/architecture.md).
 //!
 //! A counting global allocator wraps the system one; after a warm-up burst (which sizes the
 //! per-id counters for the snapshot), thousands of bursts of established, new, kernel-bound,

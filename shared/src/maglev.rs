@@ -9,7 +9,7 @@
 //!
 //! - **Bit-identical everywhere.** The table depends only on the backends' ids, their weights and
 //!   `M`: not on the order they are listed in, the CPU, the build or the process. Every MUX given
-//!   the same configuration therefore sends a new flow to the same backend (DESIGN.md §2). The
+//!   the same configuration therefore sends a new flow to the same backend (docs/architecture.md). The
 //!   permutation hashes are the specified ones in [`crate::stable_hash`]; the tie-breaking order
 //!   is the ids' byte order; the golden-vector tests pin whole tables.
 //! - **Full.** Every slot names a backend with a positive weight; no slot is empty.

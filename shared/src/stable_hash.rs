@@ -1,8 +1,8 @@
 //! The specified, seeded, portable hash used for backend selection.
 //!
 //! This module owns the one hash function whose output decides which backend a packet goes to.
-//! Every MUX given the same configuration must send the same flow to the same backend (DESIGN.md
-//! §2, "same answer on every MUX"): a router's ECMP may move a flow from one MUX to another at any
+//! Every MUX given the same configuration must send the same flow to the same backend ("same answer
+//! on every MUX", docs/architecture.md): a router's ECMP may move a flow from one MUX to another at any
 //! time, and the new MUX must pick the same backend without any shared state. So the hash is a
 //! *specification*, not an implementation detail, and is written out here completely enough for
 //! another implementation (C, Python, eBPF) to reproduce it bit for bit.

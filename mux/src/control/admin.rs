@@ -1,7 +1,7 @@
 //! The admin endpoint: `/metrics`, `/healthz`, `/readyz`, `/v1/status` over HTTP.
 //!
-//! A blocking `tiny_http` server on its own thread; loopback by default (`[admin] listen`), as
-//! DESIGN asks. It only reads shared state, so a slow client cannot affect forwarding.
+//! A blocking `tiny_http` server on its own thread; loopback by default (`[admin] listen`):
+//! status is for the operator's host, not the world. It only reads shared state, so a slow client cannot affect forwarding.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

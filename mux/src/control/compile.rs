@@ -334,8 +334,8 @@ fn previous_tables(
     clock: &FlowClock,
 ) -> Result<Box<[PreviousTable]>, CompileError> {
     tables
-        .previous
-        .iter()
+        .by_preference()
+        .into_iter()
         .map(|r| {
             let backends = r
                 .generation
@@ -349,6 +349,7 @@ fn previous_tables(
                 maglev: r.generation.maglev.clone(),
                 backends,
                 until: clock.second_at_unix(until),
+                since_unix_ms: r.since_unix_ms,
                 replaced_unix_ms: r.replaced_unix_ms,
                 until_unix_ms: unix_ms(until),
             })

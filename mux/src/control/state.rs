@@ -389,6 +389,7 @@ impl DaemonState {
                     "accepting_new_flows": v.maglev.is_some(),
                     "maglev_fingerprint": v.maglev.as_ref().map(|m| format!("{:016x}", m.fingerprint())),
                     "previous_tables": v.previous.iter().map(|t| json!({
+                        "since_unix_ms": (t.since_unix_ms > 0).then_some(t.since_unix_ms),
                         "replaced_unix_ms": t.replaced_unix_ms,
                         "until_unix_ms": t.until_unix_ms,
                         "in_window": now < t.until,

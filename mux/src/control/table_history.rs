@@ -4,7 +4,7 @@
 //!
 //! For every VIP (by address, port and protocol), the table of the generation now in force
 //! and the tables of the generations before it that differ from it, newest first, each with
-//! the moment it was replaced. `compile` reads it to give each VIP of a new snapshot its
+//! the moments it took over and was replaced. `compile` reads it to give each VIP of a new snapshot its
 //! [`PreviousTable`]s (by backend id, with the flow-clock second their window ends) and returns
 //! the successor, which the caller keeps once the snapshot is published (a refused reload
 //! leaves the history as it was). Optionally it survives restarts in a small JSON file
@@ -27,6 +27,17 @@
 //! - Window: a table names alternatives until `second_chance_window_seconds` after it was
 //!   replaced (0: tables are not kept at all); at most [`MAX_PREVIOUS_TABLES`] per VIP, the
 //!   newest. A VIP that leaves the configuration leaves the history.
+//! - **Order of asking: the table that was in force longest first** ([`VipHistory::by_preference`]),
+//!   then the others, newer before older. The data plane names the first previous pick that
+//!   differs from the current one, and a flow gets one alternative, so the order decides which
+//!   connections a burst of changes can save. A connection lives where the table in force
+//!   *when it started* sent it; connections accumulate over the time a table was in force, so
+//!   the longest-lived table holds most of them. With changes A → B → C a few hundred
+//!   milliseconds apart (a deployment applying three edits, a health flap), asking the newest
+//!   (B) first would name B's pick for a flow whose slot moved at both steps, although nearly
+//!   every such connection started under A, and lose it. A table found in force when the
+//!   history began (the MUX started without a file) has been in force for an unknown, long
+//!   time: it counts as the longest.
 //!
 //! # Restarts
 //!
@@ -139,6 +150,17 @@ pub struct Replaced {
     pub generation: Generation,
     /// When it stopped being current, in Unix milliseconds.
     pub replaced_unix_ms: u64,
+    /// When it became current, in Unix milliseconds; 0 when unknown (it was in force when the
+    /// history began).
+    pub since_unix_ms: u64,
+}
+
+impl Replaced {
+    /// How long it was in force, in milliseconds (from the epoch when that is unknown, so such a
+    /// table counts as the longest).
+    pub fn in_force_ms(&self) -> u64 {
+        self.replaced_unix_ms.saturating_sub(self.since_unix_ms)
+    }
 }
 
 /// One VIP's tables.
@@ -146,8 +168,22 @@ pub struct Replaced {
 pub struct VipHistory {
     /// The table in force; `None` while no backend takes new flows.
     pub current: Option<Generation>,
+    /// When `current` took over, in Unix milliseconds; 0 when unknown (it was in force when
+    /// the history began).
+    pub current_since_unix_ms: u64,
     /// Earlier tables that differ from `current`, newest first.
     pub previous: Vec<Replaced>,
+}
+
+impl VipHistory {
+    /// The previous tables in the order the data plane asks them: longest in force first,
+    /// ties newer first (see the module docs).
+    pub fn by_preference(&self) -> Vec<&Replaced> {
+        let mut order: Vec<&Replaced> = self.previous.iter().collect();
+        // Stable: equal spans keep their newest-first order.
+        order.sort_by_key(|r| std::cmp::Reverse(r.in_force_ms()));
+        order
+    }
 }
 
 /// Every VIP's tables. See the module docs.
@@ -187,6 +223,14 @@ impl TableHistory {
         window: Duration,
     ) -> VipHistory {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let current_since_unix_ms = match self.vips.get(key) {
+            // The history begins here: the table was in force for an unknown time.
+            None => 0,
+            Some(old) => match (&old.current, &current) {
+                (Some(before), Some(now)) if before.same_picks(now) => old.current_since_unix_ms,
+                _ => at_unix_ms,
+            },
+        };
         let mut previous: Vec<Replaced> = Vec::new();
         if window_ms > 0
             && let Some(old) = self.vips.get(key)
@@ -196,6 +240,7 @@ impl TableHistory {
                 (Some(before), _) => Some(Replaced {
                     generation: before.clone(),
                     replaced_unix_ms: at_unix_ms,
+                    since_unix_ms: old.current_since_unix_ms,
                 }),
                 (None, _) => None,
             };
@@ -212,7 +257,11 @@ impl TableHistory {
                 }
             }
         }
-        VipHistory { current, previous }
+        VipHistory {
+            current,
+            current_since_unix_ms,
+            previous,
+        }
     }
 }
 
@@ -243,6 +292,9 @@ struct VipRecord {
     /// IP protocol number (6 or 17).
     protocol: u8,
     current: Option<TableInputs>,
+    /// Absent in files of earlier builds: unknown.
+    #[serde(default)]
+    current_since_unix_ms: u64,
     previous: Vec<ReplacedRecord>,
 }
 
@@ -250,6 +302,9 @@ struct VipRecord {
 #[serde(deny_unknown_fields)]
 struct ReplacedRecord {
     replaced_unix_ms: u64,
+    /// Absent in files of earlier builds: unknown.
+    #[serde(default)]
+    since_unix_ms: u64,
     table: TableInputs,
 }
 
@@ -352,11 +407,19 @@ fn from_json(text: &str) -> Result<Loaded, String> {
                 build(r.table).map(|generation| Replaced {
                     generation,
                     replaced_unix_ms: r.replaced_unix_ms,
+                    since_unix_ms: r.since_unix_ms,
                 })
             })
             .take(MAX_PREVIOUS_TABLES)
             .collect();
-        history.insert(key, VipHistory { current, previous });
+        history.insert(
+            key,
+            VipHistory {
+                current,
+                current_since_unix_ms: v.current_since_unix_ms,
+                previous,
+            },
+        );
     }
     Ok(Loaded { history, skipped })
 }
@@ -374,11 +437,13 @@ fn to_json(history: &TableHistory, now: SystemTime) -> String {
                 port: k.port,
                 protocol: k.protocol,
                 current: v.current.as_ref().map(|g| g.inputs.clone()),
+                current_since_unix_ms: v.current_since_unix_ms,
                 previous: v
                     .previous
                     .iter()
                     .map(|r| ReplacedRecord {
                         replaced_unix_ms: r.replaced_unix_ms,
+                        since_unix_ms: r.since_unix_ms,
                         table: r.generation.inputs.clone(),
                     })
                     .collect(),
@@ -511,6 +576,56 @@ mod tests {
     }
 
     #[test]
+    fn the_table_in_force_longest_is_asked_first() {
+        let a = generation(&[("10.1.0.1", 1), ("10.1.0.2", 1)]);
+        let b = generation(&[("10.1.0.1", 1), ("10.1.0.2", 1), ("10.1.0.3", 1)]);
+        let c = generation(&[("10.1.0.1", 1), ("10.1.0.3", 2)]);
+        let d = generation(&[("10.1.0.1", 2), ("10.1.0.3", 2), ("10.1.0.4", 1)]);
+        // `a` found in force at the start (unknown since: the longest), then three changes
+        // 300 ms apart.
+        let h = through(
+            &[
+                (0, a.clone()),
+                (60_000, b.clone()),
+                (60_300, c.clone()),
+                (60_600, d),
+            ],
+            W,
+        );
+        let v = h.get(&key()).unwrap();
+        assert_eq!(
+            previous_at(&h),
+            [60_600, 60_300, 60_000],
+            "kept newest first"
+        );
+        assert_eq!(v.current_since_unix_ms, 60_600);
+        assert_eq!(v.previous[0].since_unix_ms, 60_300);
+        assert_eq!(
+            v.previous[2].since_unix_ms, 0,
+            "in force when the history began"
+        );
+        let order: Vec<u64> = v
+            .by_preference()
+            .iter()
+            .map(|r| r.replaced_unix_ms)
+            .collect();
+        assert_eq!(
+            order,
+            [60_000, 60_600, 60_300],
+            "a first, then equal spans newer first"
+        );
+
+        // A table that stays in force across republishes keeps its start.
+        let mut h = through(&[(0, a.clone()), (1000, b.clone())], W);
+        let next = h.succeed(&key(), Some(b.clone()), 5000, W);
+        assert_eq!(next.current_since_unix_ms, 1000);
+        h.insert(key(), next);
+        let next = h.succeed(&key(), Some(c), 9000, W);
+        assert_eq!(next.previous[0].since_unix_ms, 1000);
+        assert_eq!(next.previous[0].in_force_ms(), 8000);
+    }
+
+    #[test]
     fn at_most_four_previous_tables() {
         let tables: Vec<(u64, Generation)> = (1..=7u64)
             .map(|i| {
@@ -549,6 +664,8 @@ mod tests {
         assert_eq!(v.current.as_ref().unwrap().maglev, b.maglev);
         assert_eq!(v.previous[0].generation.maglev, a.maglev);
         assert_eq!(v.previous[0].replaced_unix_ms, 1000);
+        assert_eq!(v.previous[0].since_unix_ms, 0);
+        assert_eq!(v.current_since_unix_ms, 1000);
         assert!(text.contains("\"address\": \"fd00:1::2\""));
 
         let dir = std::env::temp_dir().join(format!("mux-history-{}", std::process::id()));

@@ -12,7 +12,7 @@
 //! No I/O, no locks, no allocation, no logging: the pipeline rewrites buffers and returns one
 //! [`Verdict`] per frame; the worker does the I/O. Every outcome moves a counter.
 //!
-//! Flow state (DESIGN §3): TCP entries are SYN-only until a packet with ACK is seen,
+//! Flow state (docs/architecture.md): TCP entries are SYN-only until a packet with ACK is seen,
 //! established afterwards, closing once FIN or RST is seen; UDP entries have their own idle
 //! timeout. An entry whose backend was removed or moved to another VIP is re-hashed with
 //! Maglev. An entry on a draining or failed backend keeps it until the backend's
@@ -37,12 +37,12 @@
 //! that owns the flow: the flow table's entry when there is one, Maglev's pick otherwise
 //! (the same one, by consistent hashing). They never create or refresh flow entries.
 //!
-//! Second chance (docs/second-chance.md, DESIGN §4): a flow-table miss of a packet that is not
+//! Second chance (docs/second-chance.md): a flow-table miss of a packet that is not
 //! a bare TCP SYN (TCP without SYN, a SYN with ACK, any UDP) may belong to a connection that
 //! started before the VIP's Maglev table last changed, on a backend the current table no
 //! longer picks (this MUX restarted, ECMP moved the flow here, its entry expired or was
-//! evicted). [`Snapshot::alternative`] asks the VIP's previous tables, newest first within
-//! their window, for a pick that differs from the current one and still keeps flows; if there
+//! evicted). [`Snapshot::alternative`] asks the VIP's previous tables (the one in force
+//! longest first) within their window, for a pick that differs from the current one and still keeps flows; if there
 //! is one, the packet goes to the current backend with that alternative in its outer header
 //! ([`second_chance`]), and the flow gets a *second-chance entry* naming the alternative
 //! ([`FlowHash::second_chance`]) instead of a normal one: its later packets miss the normal

@@ -17,7 +17,7 @@
 //! same cutoff.
 //!
 //! Second chance (docs/second-chance.md): each VIP also carries the Maglev tables of its
-//! previous generations ([`PreviousTable`], newest first, at most
+//! previous generations ([`PreviousTable`], the one in force longest first, at most
 //! [`MAX_PREVIOUS_TABLES`]), by backend id, each with the flow-clock second its window ends.
 //! The control plane decides which tables to keep (`control::table_history`); the pipeline
 //! asks [`Snapshot::alternative`] for a flow it has no entry for, and the end of a window, like
@@ -175,7 +175,8 @@ impl Backend {
     }
 }
 
-/// Most previous tables a VIP keeps (the newest ones).
+/// Most previous tables a VIP keeps (the newest ones; asked in the order of
+/// [`Vip::previous`]).
 pub const MAX_PREVIOUS_TABLES: usize = 4;
 
 /// The Maglev table of one of a VIP's previous configuration generations, by backend id, and
@@ -189,6 +190,9 @@ pub struct PreviousTable {
     pub backends: Box<[u32]>,
     /// Flow-clock second from which it names no alternative (`now >= until`).
     pub until: u32,
+    /// When it became the VIP's current table, in Unix milliseconds; 0: unknown, in force when
+    /// the history began (reports).
+    pub since_unix_ms: u64,
     /// When it stopped being the VIP's current table, in Unix milliseconds (reports).
     pub replaced_unix_ms: u64,
     /// `until` on the wall clock, in Unix milliseconds (reports).
@@ -218,7 +222,8 @@ pub struct Vip {
     pub maglev: Option<MaglevTable>,
     /// Backend id for each Maglev index.
     pub maglev_backends: Vec<u32>,
-    /// Tables of earlier generations that differ from `maglev`, newest first, at most
+    /// Tables of earlier generations that differ from `maglev`, in the order they are asked
+    /// (the one in force longest first, then newer before older; `control::table_history`), at most
     /// [`MAX_PREVIOUS_TABLES`]; empty when second chance is off or nothing changed lately.
     pub previous: Box<[PreviousTable]>,
 }
@@ -356,7 +361,7 @@ impl Snapshot {
     }
 
     /// The second chance's alternative for a flow of `vip` (stable hash `hash`) that Maglev
-    /// sends to backend `current` now: the previous tables are asked newest first, skipping
+    /// sends to backend `current` now: the previous tables are asked in their order, skipping
     /// those whose window ended, and the first pick that differs from `current` and still
     /// keeps flows at `now` (a backend of this VIP, not removed, not past its drain deadline,
     /// not failed beyond its grace) is it. `None` when every table agrees (or there is none).

@@ -466,6 +466,36 @@ fn fixtures() -> Vec<Fixture> {
         (1, 0, 1),
     );
 
+    // IPv4 outer, IPv6 alternative: the MUX writes 40 bytes, the agent's forward to the IPv6
+    // alternative 64; the reservation is 64. 1436 + 64 = 1500: the option still fits.
+    let v4_v6alt = ip("192.0.2.11");
+    let f = PacketBuilder::tcp(client4(), 40011, v4_v6alt, 80, ACK)
+        .payload_len(1396)
+        .build();
+    let e = expected_v4_with_alternative(&inner_ip(&f, 14), [10, 1, 0, 6], ip("fd00:1::1"));
+    add(
+        "MTU, IPv6 alternative: exactly the forwarded size (64-byte outer headers) carries it",
+        vec![],
+        f,
+        100,
+        e,
+        (1, 0, 1),
+    );
+
+    // 1437 + 40 = 1477 would fit what the MUX writes, but the agent's forward would be 1501.
+    let f = PacketBuilder::tcp(client4(), 40012, v4_v6alt, 80, ACK)
+        .payload_len(1397)
+        .build();
+    let e = plain_v4(&f, [10, 1, 0, 6]);
+    add(
+        "MTU, IPv6 alternative: one byte over the forwarded size goes plainly, counted",
+        vec![],
+        f,
+        100,
+        e,
+        (0, 1, 1),
+    );
+
     let f = PacketBuilder::tcp(client4(), 40010, web, 80, ACK).build();
     let e = plain_v4(&f, [10, 1, 0, 5]);
     add(

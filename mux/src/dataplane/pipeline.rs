@@ -379,8 +379,8 @@ impl Pipeline {
         if parsed.ip_len + outer > snap.parts.mtu {
             return self.too_big(snap, outer, buf, s);
         }
-        let fits = parsed.ip_len + outer + second_chance::extra_len(backend.is_v4, alt.is_v4)
-            <= snap.parts.mtu;
+        let fits =
+            parsed.ip_len + second_chance::reserved_len(backend.is_v4, alt.is_v4) <= snap.parts.mtu;
         let ident = self.outer_ident(parsed);
         let entropy = if backend.is_v4 { 0 } else { stable };
         let written = if fits {

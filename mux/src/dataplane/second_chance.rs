@@ -68,6 +68,19 @@ pub fn extra_len(outer_is_v4: bool, alternative_is_v4: bool) -> usize {
     }
 }
 
+/// Outer bytes a packet with an alternative needs on its way: the larger of what the MUX
+/// writes (`outer_len` of the backend's family plus [`extra_len`]) and what the current
+/// backend's agent writes if it forwards the packet to the alternative (an outer header of the
+/// alternative's family naming it, flagged forwarded: 28 bytes for IPv4, 64 for IPv6). Only an
+/// IPv4 outer header with an IPv6 alternative grows on the second hop (40 → 64 bytes); the
+/// agent cannot answer "too big" for the client, so the MUX reserves it.
+#[inline]
+pub fn reserved_len(outer_is_v4: bool, alternative_is_v4: bool) -> usize {
+    let sent = outer_len(outer_is_v4) + extra_len(outer_is_v4, alternative_is_v4);
+    let forwarded = outer_len(alternative_is_v4) + extra_len(alternative_is_v4, alternative_is_v4);
+    sent.max(forwarded)
+}
+
 /// The alternative's address bytes on the wire: 4 for IPv4, 16 for IPv6.
 #[inline]
 fn address_bytes(b: &Backend) -> &[u8] {
@@ -244,6 +257,16 @@ mod tests {
             assert_eq!(extra_len(outer_v4, alt_v4), extra);
             assert_eq!(extra % if outer_v4 { 4 } else { 8 }, 0);
         }
+    }
+
+    #[test]
+    fn the_reservation_covers_the_agents_forward() {
+        // What the MUX writes vs what the agent writes when it forwards (28 / 64 bytes,
+        // hostagent FORWARD_HEADER_V4_LEN / _V6_LEN): only IPv4 outer + IPv6 alternative grows.
+        assert_eq!(reserved_len(true, true), 28);
+        assert_eq!(reserved_len(true, false), 64);
+        assert_eq!(reserved_len(false, true), 56);
+        assert_eq!(reserved_len(false, false), 64);
     }
 
     #[test]

@@ -20,7 +20,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::{
-    Agent, Lab, StandInMux, encapsulate, in_netns, ip, ip_out, lab_available, sysctl, wait_until,
+    Agent, Lab, StandInMux, echo_backend, encapsulate, in_netns, ip, ip_out, lab_available, sysctl,
+    wait_until,
 };
 use hostagent::io::raw::RawSender;
 use serde_json::Value;
@@ -54,26 +55,6 @@ listen = "127.0.0.1:{admin_port}"
 state_file = "connections.state"
 "#
     )
-}
-
-/// A backend: answers each connection with the peer address it saw, then closes.
-fn backend(lab: &Lab, ns: usize, addr: &str) {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    in_netns(lab.path(ns), move || {
-        let listener = TcpListener::bind(addr).expect("backend bind");
-        tx.send(()).unwrap();
-        for conn in listener.incoming().flatten() {
-            let mut conn = conn;
-            let peer = conn.peer_addr().map(|p| p.to_string()).unwrap_or_default();
-            let mut req = [0u8; 64];
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = conn.read(&mut req);
-            let _ = conn.write_all(format!("{addr} saw {peer}\n").as_bytes());
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5))
-        .expect("backend listening");
 }
 
 /// From the client namespace: connect to VIP:port, send a line, return the answer and the
@@ -112,8 +93,8 @@ fn topology(test: &str) -> Lab {
     // Forwarding on the host, as any host with containers behind it has.
     sysctl(lab.ns(1), "net.ipv4.ip_forward", "1");
     // Nothing answers unwanted tunnel packets with ICMP.
-    backend(&lab, 1, "10.77.0.2:8080");
-    backend(&lab, 2, "10.78.0.2:8080");
+    echo_backend(&lab, 1, "10.77.0.2:8080");
+    echo_backend(&lab, 2, "10.78.0.2:8080");
     lab
 }
 

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use common::{Agent, Lab, in_netns, ip, ip_out, lab_available, sysctl, wait_until};
+use common::{Agent, Lab, echo_backend, in_netns, ip, ip_out, lab_available, sysctl, wait_until};
 use hostagent::io::raw::RawSender;
 use hostagent::io::state_file;
 use hostagent::io::tun::Tun;
@@ -219,26 +219,6 @@ fn v6_with_option(inner: &[u8], src: Ipv6Addr, dst: Ipv6Addr, alt: Ipv4Addr) -> 
     out
 }
 
-/// A backend: answers each connection with the peer address it saw, then closes.
-fn backend(lab: &Lab, ns: usize, addr: &str) {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    in_netns(lab.path(ns), move || {
-        let listener = TcpListener::bind(addr).expect("backend bind");
-        tx.send(()).unwrap();
-        for conn in listener.incoming().flatten() {
-            let mut conn = conn;
-            let peer = conn.peer_addr().map(|p| p.to_string()).unwrap_or_default();
-            let mut req = [0u8; 64];
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = conn.read(&mut req);
-            let _ = conn.write_all(format!("{addr} saw {peer}\n").as_bytes());
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5))
-        .expect("backend listening");
-}
-
 /// From the client: connect to VIP:80, send a line, read the answer to the end.
 fn request(lab: &Lab) -> Result<(String, SocketAddr), String> {
     in_netns(lab.path(0), move || {
@@ -318,8 +298,8 @@ fn topology(test: &str) -> Lab {
     for ns in 0..3 {
         sysctl(lab.ns(ns), "net.ipv4.conf.all.rp_filter", "0");
     }
-    backend(&lab, 1, "10.77.0.2:8080");
-    backend(&lab, 2, "10.79.0.2:8080");
+    echo_backend(&lab, 1, "10.77.0.2:8080");
+    echo_backend(&lab, 2, "10.79.0.2:8080");
     lab
 }
 

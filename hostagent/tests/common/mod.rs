@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -310,4 +311,25 @@ pub fn encapsulate(inner: &[u8], src: Ipv4Addr, dst: Ipv4Addr, out: &mut [u8]) {
     let c = checksum::internet_checksum(h);
     h[10..12].copy_from_slice(&c.to_be_bytes());
     out[20..20 + inner.len()].copy_from_slice(inner);
+}
+
+/// A backend in namespace `ns` of `lab`: answers each connection with the address it listens
+/// on and the peer address it saw (`"{addr} saw {peer}"`), then closes.
+pub fn echo_backend(lab: &Lab, ns: usize, addr: &str) {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    in_netns(lab.path(ns), move || {
+        let listener = std::net::TcpListener::bind(addr).expect("backend bind");
+        tx.send(()).unwrap();
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            let peer = conn.peer_addr().map(|p| p.to_string()).unwrap_or_default();
+            let mut req = [0u8; 64];
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = conn.read(&mut req);
+            let _ = conn.write_all(format!("{addr} saw {peer}\n").as_bytes());
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("backend listening");
 }

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config, log_level } => {
-            init_logging(&log_level);
+            mux_shared::logging::init(&log_level);
             match hostagent::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -81,14 +81,4 @@ fn main() -> ExitCode {
             }
         },
     }
-}
-
-fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
 }

@@ -111,7 +111,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config, log_level } => {
-            init_logging(&log_level);
+            mux_shared::logging::init(&log_level);
             match mux::control::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -128,7 +128,7 @@ fn main() -> ExitCode {
             bird_include,
             timeout_ms,
         } => {
-            init_logging("info");
+            mux_shared::logging::init("info");
             let speaker = mux::control::announce::BirdSpeaker {
                 include: bird_include,
                 socket: bird_socket,
@@ -226,15 +226,4 @@ fn parse_reload(text: &str) -> Result<mux::control::replay::ReplayReload, String
         at,
         config: PathBuf::from(file),
     })
-}
-
-/// Structured logs on stderr; `RUST_LOG` wins over `--log-level`.
-fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
 }

@@ -10,16 +10,23 @@
 //! - [`maglev`]: the weighted Maglev lookup-table builder.
 //! - [`packet_builder`]: whole frames from a description, for fixtures, benchmarks and generators.
 //! - [`config`]: the MUX configuration schema and its validation.
-//! - [`port`]: the packet-port trait the data path is generic over, and the in-memory port.
+//! - [`port`]: the packet-port trait the data path is generic over, the ports, and the
+//!   system-call wrappers shared with the host agent's raw sockets.
+//! - What both daemons share around their data paths: [`admin_server`] (the admin endpoint's
+//!   HTTP loop), [`prometheus_text`] (metric families for `/metrics`), [`logging`],
+//!   [`signals`].
 #![deny(unsafe_code)]
 
+pub mod admin_server;
 pub mod checksum;
 pub mod config;
 pub mod drop_reasons;
 pub mod flow_key;
+pub mod logging;
 pub mod maglev;
 pub mod packet_builder;
 pub mod port;
+pub mod prometheus_text;
 pub mod signals;
 pub mod stable_hash;
 pub mod wire;

@@ -38,10 +38,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::raw::{RECV_BUF_LEN, RawReceiver, RawSender};
 use super::state_file::{Snapshot, StateLink};
-use super::sys::poll_readable;
 use super::tun::Tun;
 use crate::control::state::IoCountersSnapshot as IoCounters;
 use crate::dataplane::{ConnRecord, DataPath, ServiceTable, Verdict};
+use mux_shared::port::sys::poll_readable;
 
 /// Packets drained from one descriptor before the others get a turn.
 pub const BATCH: usize = 64;

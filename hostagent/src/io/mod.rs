@@ -10,6 +10,7 @@
 //!   TUN device — installed at start, reconciled on reload, removed at exit and cleaned up
 //!   at the next start after a crash;
 //! - [`forwarder`]: the loop joining them to the pure [`crate::dataplane::DataPath`];
+//! - system-call wrappers come from `mux_shared::port::sys`, shared with the AF_PACKET port;
 //! - [`state_file`]: the connection table saved every second (and at exit) by its own thread
 //!   and read back at start — second chance's restart rule.
 //!
@@ -21,5 +22,4 @@ pub mod forwarder;
 pub mod host_setup;
 pub mod raw;
 pub mod state_file;
-mod sys;
 pub mod tun;

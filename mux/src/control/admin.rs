@@ -1,15 +1,15 @@
-//! The admin endpoint: `/metrics`, `/healthz`, `/readyz`, `/v1/status` over HTTP.
+//! The MUX's admin routes: `/metrics`, `/healthz`, `/readyz`, `/v1/status`.
 //!
-//! A blocking `tiny_http` server on its own thread; loopback by default (`[admin] listen`):
-//! status is for the operator's host, not the world. It only reads shared state, so a slow client cannot affect forwarding.
+//! Served by the shared admin server (`mux_shared::admin_server`: one blocking thread,
+//! loopback by default, `[admin] listen`): status is for the operator's host, not the world.
+//! Every route only reads published state, so a slow client cannot affect forwarding.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use tiny_http::{Header, Response, Server};
+use mux_shared::admin_server::{self, Reply, text};
 
 use crate::control::metrics;
 use crate::control::state::{DaemonState, Phase};
@@ -20,54 +20,22 @@ pub fn start(
     state: Arc<DaemonState>,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, String> {
-    let server = Server::http(listen).map_err(|e| {
-        format!("cannot listen on {listen} for the admin endpoint: {e}; change [admin] listen")
-    })?;
-    std::thread::Builder::new()
-        .name("mux-admin".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match server.recv_timeout(Duration::from_millis(100)) {
-                    Ok(Some(request)) => {
-                        let response = route(request.url(), &state);
-                        let _ = request.respond(response);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "admin endpoint receive failed");
-                    }
-                }
-            }
-        })
-        .map_err(|e| format!("cannot start the admin thread: {e}"))
+    admin_server::start(listen, "mux-admin", stop, move |url| route(url, &state))
 }
 
-fn route(url: &str, state: &Arc<DaemonState>) -> Response<std::io::Cursor<Vec<u8>>> {
-    let path = url.split('?').next().unwrap_or("");
-    match path {
-        "/metrics" => text(200, metrics::render(state), "text/plain; version=0.0.4"),
+fn route(url: &str, state: &Arc<DaemonState>) -> Reply {
+    match admin_server::path(url) {
+        "/metrics" => admin_server::metrics(metrics::render(state)),
         "/healthz" => text(200, "ok\n".into(), "text/plain"),
         "/readyz" => match state.phase() {
             Phase::Ready => text(200, "ready\n".into(), "text/plain"),
             other => text(503, format!("not ready: {}\n", other.name()), "text/plain"),
         },
-        "/v1/status" => {
-            let body = serde_json::to_string_pretty(&state.status_json())
-                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-            text(200, body + "\n", "application/json")
-        }
+        "/v1/status" => admin_server::json(&state.status_json()),
         _ => text(
             404,
             "not found; try /metrics, /healthz, /readyz or /v1/status\n".into(),
             "text/plain",
         ),
     }
-}
-
-fn text(status: u16, body: String, content_type: &str) -> Response<std::io::Cursor<Vec<u8>>> {
-    let mut r = Response::from_string(body).with_status_code(status);
-    if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes()) {
-        r.add_header(h);
-    }
-    r
 }

@@ -44,71 +44,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::encoding::DescriptorEncoder;
+
+use mux_shared::prometheus_text::{self, counter_family, gauge_family, label};
 
 use mux_shared::flow_key::unmap;
 
 use crate::control::state::{DaemonState, Phase, backend_state_name, census_age_ms};
 use crate::dataplane::verdict::DropReason;
 
-type Labels = Vec<(String, String)>;
-
 #[derive(Debug)]
 struct MuxCollector(Arc<DaemonState>);
 
 /// Renders the current metrics as Prometheus text.
 pub fn render(state: &Arc<DaemonState>) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(MuxCollector(Arc::clone(state))));
-    let mut out = String::new();
-    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
-        out.push_str("# encoding failed\n");
-    }
-    out
-}
-
-fn counter_family(
-    e: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    series: &[(Labels, u64)],
-) -> Result<(), std::fmt::Error> {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-    if let [(labels, v)] = series
-        && labels.is_empty()
-    {
-        return ConstCounter::new(*v).encode(m);
-    }
-    for (labels, v) in series {
-        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-fn gauge_family(
-    e: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    series: &[(Labels, i64)],
-) -> Result<(), std::fmt::Error> {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    if let [(labels, v)] = series
-        && labels.is_empty()
-    {
-        return ConstGauge::new(*v).encode(m);
-    }
-    for (labels, v) in series {
-        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-fn label(k: &str, v: impl ToString) -> (String, String) {
-    (k.to_string(), v.to_string())
+    prometheus_text::render(Box::new(MuxCollector(Arc::clone(state))))
 }
 
 impl Collector for MuxCollector {

@@ -20,6 +20,7 @@ pub mod afxdp;
 pub mod dpdk;
 pub mod heap_buf;
 pub mod mem;
+pub mod sys;
 
 /// Headroom every port guarantees in front of a received frame.
 pub const MIN_HEADROOM: usize = 128;

@@ -12,17 +12,11 @@ use std::path::Path;
 use std::ptr::NonNull;
 use std::time::Duration;
 
+use crate::port::sys::check;
+pub(super) use crate::port::sys::set_opt;
+
 /// `ETH_P_ALL` in network byte order, as `socket(2)` and `bind(2)` want it.
 pub(super) const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();
-
-/// Returns `Err(last OS error)` when `ret` is negative.
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
 
 /// A new `AF_PACKET`/`SOCK_RAW` socket that receives nothing until it is bound (protocol 0), so
 /// no frame from another interface slips in between `socket` and `bind`.
@@ -32,27 +26,6 @@ pub(super) fn packet_socket() -> io::Result<OwnedFd> {
         check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: `fd` was just returned by `socket` and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `setsockopt(fd, level, name, value)`.
-pub(super) fn set_opt<T>(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &T,
-) -> io::Result<()> {
-    // SAFETY: `value` points to `size_of::<T>()` readable bytes for the duration of the call; the
-    // kernel only reads them.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    })?;
-    Ok(())
 }
 
 /// `setsockopt(fd, SOL_PACKET, name, &(value as c_int))`.

@@ -1,13 +1,15 @@
-//! Thin wrappers over the system calls the interception layer makes: each does one call and
-//! turns its C-style return into an [`io::Result`].
+//! The system-call wrappers every raw-socket user in the project needs (the AF_PACKET port and
+//! the host agent's interception layer): each does one call and turns its C-style return into
+//! an [`io::Result`]. One copy, so an `EINTR` or `EAGAIN` rule is decided once.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-/// `Err(last OS error)` when `ret` is negative.
-pub(super) fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+/// `Err(last OS error)` when `ret` is negative, else `ret`.
+pub fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -16,9 +18,9 @@ pub(super) fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// A `read`/`recv` result: `Ok(None)` for "nothing waiting" (`EAGAIN`) and for `EINTR`.
-pub(super) fn would_block_to_none(n: isize) -> io::Result<Option<usize>> {
+pub fn would_block_to_none(n: isize) -> io::Result<Option<usize>> {
     if n >= 0 {
-        return Ok(Some(n as usize));
+        return Ok(Some(n.unsigned_abs()));
     }
     let e = io::Error::last_os_error();
     match e.kind() {
@@ -28,7 +30,7 @@ pub(super) fn would_block_to_none(n: isize) -> io::Result<Option<usize>> {
 }
 
 /// `setsockopt(fd, level, name, &value)`.
-pub(super) fn set_opt<T>(
+pub fn set_opt<T>(
     fd: &OwnedFd,
     level: libc::c_int,
     name: libc::c_int,
@@ -48,12 +50,9 @@ pub(super) fn set_opt<T>(
     Ok(())
 }
 
-/// Waits until one of `fds` is readable or `timeout` passes; returns which are readable.
-pub(super) fn poll_readable(
-    fds: &[RawFd],
-    timeout: Duration,
-    ready: &mut Vec<bool>,
-) -> io::Result<()> {
+/// Waits until one of `fds` is readable (or in error) or `timeout` passes; `ready[i]` says
+/// whether `fds[i]` is. An interrupted wait (`EINTR`) reports none ready.
+pub fn poll_readable(fds: &[RawFd], timeout: Duration, ready: &mut Vec<bool>) -> io::Result<()> {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {

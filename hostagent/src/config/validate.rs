@@ -17,9 +17,7 @@ use std::net::IpAddr;
 use mux_shared::config::{ConfigErrors, Protocol};
 use serde_spanned::Spanned;
 
-use super::schema::{
-    HealthKindName, HostAgentConfig, IpValue, MAX_TIMEOUT_SECS, Service, TimeoutSettings,
-};
+use super::schema::{HealthKindName, HostAgentConfig, MAX_TIMEOUT_SECS, Service, TimeoutSettings};
 use mux_shared::config::Collector;
 
 impl HostAgentConfig {
@@ -35,7 +33,7 @@ impl HostAgentConfig {
     /// Records every violation of a semantic rule in `c`, which knows the placeholders of
     /// refused values (`parse` passes the collector deserialization used).
     pub fn check(&self, c: &mut Collector<'_>) {
-        check_name(c, &self.agent.get_ref().name);
+        c.check_name("[agent]", &self.agent.get_ref().name);
         self.check_tunnel(c);
         self.check_services(c);
         self.check_health(c);
@@ -67,8 +65,7 @@ impl HostAgentConfig {
         let mut seen: HashMap<IpAddr, usize> = HashMap::new();
         for source in sources.get_ref() {
             let addr = source.get_ref().0;
-            check_unicast(
-                c,
+            c.check_unicast(
                 source,
                 &format!("[tunnel]: mux source {addr}"),
                 "use the [tunnel] source_v4/source_v6 address a MUX encapsulates from",
@@ -94,7 +91,7 @@ impl HostAgentConfig {
             let Some(value) = value else { continue };
             let addr = value.get_ref().0;
             let fix = "use this host's address that the other agents list in [[tunnel.peer]]";
-            check_unicast(c, value, &format!("[tunnel]: {key} {addr}"), fix);
+            c.check_unicast(value, &format!("[tunnel]: {key} {addr}"), fix);
             if addr.is_ipv4() != v4 {
                 c.at(
                     value.span(),
@@ -116,8 +113,7 @@ impl HostAgentConfig {
         for peer in &tunnel.peer {
             let address = &peer.address;
             let addr = address.get_ref().0;
-            check_unicast(
-                c,
+            c.check_unicast(
                 address,
                 &format!("[[tunnel.peer]]: address {addr}"),
                 "use the [tunnel] source_v4/source_v6 address of the other host agent",
@@ -185,21 +181,18 @@ impl HostAgentConfig {
                 & s.backend_port
                     .as_ref()
                     .is_none_or(|p| check_port(c, &ctx, "backend_port", p));
-            check_unicast(
-                c,
+            c.check_unicast(
                 &s.vip,
                 &format!("{ctx}: vip"),
                 "use the VIP the MUXes announce",
             );
-            check_unicast(
-                c,
+            c.check_unicast(
                 &s.dip,
                 &format!("{ctx}: dip"),
                 "use the address of this host (or of its backend) that the MUX tunnels to",
             );
             if let Some(b) = &s.backend_address {
-                check_unicast(
-                    c,
+                c.check_unicast(
                     b,
                     &format!("{ctx}: backend_address"),
                     "use the address the backend listens on",
@@ -506,46 +499,4 @@ fn check_port(c: &mut Collector<'_>, ctx: &str, key: &str, v: &Spanned<i64>) -> 
         65_535,
         "write a port number from 1 to 65535",
     )
-}
-
-fn check_name(c: &mut Collector<'_>, name: &Spanned<String>) {
-    let n = name.get_ref();
-    let ok = (1..=64).contains(&n.len())
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok {
-        c.at(
-            name.span(),
-            format!(
-                "[agent]: name {n:?} cannot be used in logs and metrics; use 1 to 64 letters, \
-                 digits, '-', '_' or '.'"
-            ),
-        );
-    }
-}
-
-fn check_unicast(c: &mut Collector<'_>, addr: &Spanned<IpValue>, ctx: &str, fix: &str) {
-    let problem = match addr.get_ref().0 {
-        IpAddr::V4(a) if a.is_unspecified() => "is unspecified",
-        IpAddr::V4(a) if a.is_broadcast() => "is the broadcast address",
-        IpAddr::V4(a) if a.is_multicast() => "is a multicast address",
-        IpAddr::V4(a) if a.is_loopback() => "is a loopback address",
-        IpAddr::V6(a) if a.is_unspecified() => "is unspecified",
-        IpAddr::V6(a) if a.is_multicast() => "is a multicast address",
-        IpAddr::V6(a) if a.is_loopback() => "is a loopback address",
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => {
-                c.at(
-                    addr.span(),
-                    format!(
-                        "{ctx} is an IPv4-mapped IPv6 address; write it as plain IPv4: \"{v4}\""
-                    ),
-                );
-                return;
-            }
-            None => return,
-        },
-        IpAddr::V4(_) => return,
-    };
-    c.at(addr.span(), format!("{ctx} {problem}; {fix}"));
 }

@@ -187,6 +187,60 @@ impl<'a> Collector<'a> {
         ok
     }
 
+    /// Records an error unless `name` can name a daemon or a VIP in logs and metrics: 1 to 64
+    /// letters, digits, `-`, `_` or `.`. `ctx` says whose name it is (`[mux]`, `vip "web"`).
+    pub fn check_name(&mut self, ctx: &str, name: &serde_spanned::Spanned<String>) {
+        let n = name.get_ref();
+        let ok = (1..=64).contains(&n.len())
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !ok {
+            self.at(
+                name.span(),
+                format!(
+                    "{ctx}: name {n:?} cannot be used in logs and metrics; use 1 to 64 letters, \
+                     digits, '-', '_' or '.'"
+                ),
+            );
+        }
+    }
+
+    /// Records an error unless `addr` is a usable unicast address (not unspecified, broadcast,
+    /// multicast or loopback; an IPv4-mapped IPv6 address is to be written as IPv4). `ctx`
+    /// names it (`vip "web": address 10.0.0.1`); `fix` says what to use instead.
+    pub fn check_unicast(
+        &mut self,
+        addr: &serde_spanned::Spanned<super::values::IpValue>,
+        ctx: &str,
+        fix: &str,
+    ) {
+        use std::net::IpAddr;
+        let problem = match addr.get_ref().0 {
+            IpAddr::V4(a) if a.is_unspecified() => "is unspecified",
+            IpAddr::V4(a) if a.is_broadcast() => "is the broadcast address",
+            IpAddr::V4(a) if a.is_multicast() => "is a multicast address",
+            IpAddr::V4(a) if a.is_loopback() => "is a loopback address",
+            IpAddr::V6(a) if a.is_unspecified() => "is unspecified",
+            IpAddr::V6(a) if a.is_multicast() => "is a multicast address",
+            IpAddr::V6(a) if a.is_loopback() => "is a loopback address",
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => {
+                    self.at(
+                        addr.span(),
+                        format!(
+                            "{ctx} is an IPv4-mapped IPv6 address; write it as plain IPv4: \
+                             \"{v4}\""
+                        ),
+                    );
+                    return;
+                }
+                None => return,
+            },
+            IpAddr::V4(_) => return,
+        };
+        self.at(addr.span(), format!("{ctx} {problem}; {fix}"));
+    }
+
     /// The 1-based line of byte `offset`, to refer to another definition in a message.
     pub fn line_of(&self, offset: usize) -> usize {
         self.locator.locate(offset).0

@@ -17,7 +17,7 @@
 //! The rules themselves are listed in the `config` module documentation.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use serde_spanned::Spanned;
 
@@ -29,7 +29,7 @@ use super::schema::{
     MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MIN_IDLE_SLEEP_MAX_US, MuxConfig, Speaker,
     TimeoutSettings, Vip, offset_datetime_unix_ms,
 };
-use super::values::{IpValue, MacValue, SocketValue};
+use super::values::{MacValue, SocketValue};
 
 impl MuxConfig {
     /// Checks every semantic rule (listed in the [module documentation](crate::config)) and
@@ -45,7 +45,7 @@ impl MuxConfig {
     /// Records every violation of a semantic rule in `c`, which knows the placeholders of
     /// refused values (`parse` passes the collector deserialization used).
     pub fn check(&self, c: &mut Collector<'_>) {
-        check_name(c, "[mux]", &self.mux.get_ref().name);
+        c.check_name("[mux]", &self.mux.get_ref().name);
         self.check_dataplane(c);
         self.check_tunnel(c);
         self.check_next_hop(c);
@@ -355,8 +355,7 @@ impl MuxConfig {
                     ),
                 );
             } else {
-                check_unicast(
-                    c,
+                c.check_unicast(
                     source,
                     &format!("[tunnel]: {key} {addr}"),
                     "use a unicast address of this MUX that the host agents accept",
@@ -420,7 +419,7 @@ impl MuxConfig {
         }
         if let Some(addr) = &nh.address {
             let ctx = format!("[next_hop]: address {}", addr.get_ref().0);
-            check_unicast(c, addr, &ctx, "use the gateway's unicast address");
+            c.check_unicast(addr, &ctx, "use the gateway's unicast address");
         }
     }
 
@@ -430,7 +429,7 @@ impl MuxConfig {
         let mut services = HashMap::new();
         for vip in &self.vip {
             let ctx = vip_ctx(c, vip);
-            check_name(c, &ctx, &vip.name);
+            c.check_name(&ctx, &vip.name);
             let name_line = c.line_of(vip.name.span().start);
             // A refused name has no duplicate to look for.
             if !c.is_poisoned(&vip.name.span()) {
@@ -447,8 +446,7 @@ impl MuxConfig {
                 }
             }
 
-            check_unicast(
-                c,
+            c.check_unicast(
                 &vip.address,
                 &format!("{ctx}: address {}", vip.address()),
                 "a VIP must be a unicast address clients can reach",
@@ -555,8 +553,7 @@ fn check_backends(c: &mut Collector<'_>, ctx: &str, vip: &Vip) {
     for b in &vip.backend {
         let bctx = backend_ctx(c, vip, b);
         let addr = b.address();
-        check_unicast(
-            c,
+        c.check_unicast(
             &b.address,
             &format!("{bctx}: the address"),
             "use the routable address of the backend's host agent",
@@ -701,22 +698,6 @@ fn check_drain_deadline(c: &mut Collector<'_>, bctx: &str, b: &Backend) {
     }
 }
 
-fn check_name(c: &mut Collector<'_>, ctx: &str, name: &Spanned<String>) {
-    let n = name.get_ref();
-    let ok = (1..=64).contains(&n.len())
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok {
-        c.at(
-            name.span(),
-            format!(
-                "{ctx}: name {n:?} cannot be used in logs and metrics; use 1 to 64 letters, \
-                 digits, '-', '_' or '.'"
-            ),
-        );
-    }
-}
-
 fn is_interface_name(name: &str) -> bool {
     // Linux IFNAMSIZ is 16 including the NUL.
     (1..=15).contains(&name.len())
@@ -737,33 +718,6 @@ fn check_mac(c: &mut Collector<'_>, key: &str, mac: &Spanned<MacValue>) {
     c.at(
         mac.span(),
         format!("[next_hop]: {key} {m} {problem}; use the unicast MAC of the interface"),
-    );
-}
-
-/// Records an error unless `addr` is a usable unicast address. `ctx` names it (`vip "web":
-/// address 10.0.0.1`); `fix` says what to use instead.
-fn check_unicast(c: &mut Collector<'_>, addr: &Spanned<IpValue>, ctx: &str, fix: &str) {
-    let problem = match addr.get_ref().0 {
-        IpAddr::V4(a) if a.is_unspecified() => "is unspecified",
-        IpAddr::V4(a) if a.is_broadcast() => "is the broadcast address",
-        IpAddr::V4(a) if a.is_multicast() => "is a multicast address",
-        IpAddr::V4(a) if a.is_loopback() => "is a loopback address",
-        IpAddr::V6(a) if a.is_unspecified() => "is unspecified",
-        IpAddr::V6(a) if a.is_multicast() => "is a multicast address",
-        IpAddr::V6(a) if a.is_loopback() => "is a loopback address",
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => return mapped(c, addr, ctx, v4),
-            None => return,
-        },
-        IpAddr::V4(_) => return,
-    };
-    c.at(addr.span(), format!("{ctx} {problem}; {fix}"));
-}
-
-fn mapped(c: &mut Collector<'_>, addr: &Spanned<IpValue>, ctx: &str, v4: Ipv4Addr) {
-    c.at(
-        addr.span(),
-        format!("{ctx} is an IPv4-mapped IPv6 address; write it as plain IPv4: \"{v4}\""),
     );
 }
 

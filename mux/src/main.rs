@@ -6,6 +6,8 @@
 //!   capture offline and print the counters as JSON; `--reload SECONDS=FILE` changes the
 //!   configuration mid-capture, `--history` / `--save-history` carry second-chance history.
 //!
+//! - `trace FLOW… (--config FILE | --admin ADDR)` / `trace --config FILE --pcap IN.pcap` —
+//!   what the MUX does with a flow and why (`mux::control::trace`).
 //! - `run --config FILE` — the forwarding daemon.
 //! - `announce-guard …` — the announcement guard `mux run` starts (hidden from `--help`; see
 //!   `mux::control::announce`).
@@ -90,6 +92,43 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         save_history: Option<PathBuf>,
     },
+    /// Explain what the MUX does with a flow, and why.
+    ///
+    /// For each FLOW (`tcp 198.51.100.7:40000 192.0.2.10:80`: protocol, client, VIP): the VIP
+    /// it matches, the flow's stable hash and Maglev slot, the backend the current table picks
+    /// (where a new connection goes), what each previous table picks and the alternative a
+    /// packet of an established connection without a flow entry would carry (second chance),
+    /// and the outer header. Offline with --config (compiled as a MUX starting now would; add
+    /// --history for its second-chance state file), or live with --admin against a running
+    /// MUX's published snapshot (its per-core flow tables are not read). With --pcap, every
+    /// packet of a capture goes through the real pipeline and its flow-table entry before and
+    /// its verdict (forward where, with which alternative; reply; kernel; drop and why) are
+    /// printed.
+    Trace {
+        /// Flows to explain: "PROTO SRC:PORT DST:PORT" (IPv6 as [2001:db8::7]:40000).
+        #[arg(value_name = "FLOW", value_parser = mux::control::trace::FlowQuery::parse)]
+        flows: Vec<mux::control::trace::FlowQuery>,
+        /// Offline: the TOML configuration to compile.
+        #[arg(long, conflicts_with = "admin", required_unless_present = "admin")]
+        config: Option<PathBuf>,
+        /// Offline: a second-chance history file (what [dataplane] second_chance_state holds).
+        #[arg(long, value_name = "FILE", requires = "config")]
+        history: Option<PathBuf>,
+        /// Offline: trace every packet of this capture (pcap, Ethernet) instead of FLOWs.
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "config",
+            conflicts_with = "flows"
+        )]
+        pcap: Option<PathBuf>,
+        /// Live: the admin endpoint of a running MUX ([admin] listen, e.g. 127.0.0.1:9100).
+        #[arg(long, value_name = "ADDR:PORT")]
+        admin: Option<std::net::SocketAddr>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// The announcement guard: started by `mux run` with `[bgp] speaker = "bird"`, never by
     /// hand. Announces the VIPs the MUX sends on stdin while its heartbeats arrive; withdraws
     /// them when they stop for --timeout-ms, or when stdin closes.
@@ -138,6 +177,41 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("announcement guard: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Trace {
+            flows,
+            config,
+            history,
+            pcap,
+            admin,
+            json,
+        } => {
+            use mux::control::trace::{self, Source};
+            let result = match (pcap, config, admin) {
+                (Some(pcap), Some(config), _) => {
+                    trace::trace_pcap(&config, history.as_deref(), &pcap, json)
+                }
+                (None, _, _) if flows.is_empty() => Err(
+                    "give at least one FLOW (e.g. \"tcp 198.51.100.7:40000 192.0.2.10:80\") \
+                         or --pcap FILE"
+                        .to_string(),
+                ),
+                (None, Some(config), _) => {
+                    trace::trace_flows(&Source::Offline { config, history }, &flows, json)
+                }
+                (None, None, Some(admin)) => trace::trace_flows(&Source::Live(admin), &flows, json),
+                _ => Err("give --config FILE (offline) or --admin ADDR:PORT (live)".to_string()),
+            };
+            match result {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mux trace: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -74,6 +74,28 @@ fn daemon_lifecycle_reloads_and_endpoints() {
     });
     assert_eq!(get(port, "/healthz").unwrap().0, 200);
     assert_eq!(get(port, "/nope").unwrap().0, 404);
+    // `mux trace --admin`: the published snapshot explains a flow; a bad flow is a 400.
+    let (code, body) = get(port, "/v1/trace?flow=tcp+198.51.100.7:40000+192.0.2.10:80").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["vip"], "web");
+    assert_eq!(e["current"]["address"], "10.1.0.1");
+    assert_eq!(get(port, "/v1/trace?flow=tcp+nope").unwrap().0, 400);
+    let out = Command::new(env!("CARGO_BIN_EXE_mux"))
+        .args(["trace", "--admin", &format!("127.0.0.1:{port}")])
+        .arg("tcp 198.51.100.7:40000 192.0.2.10:80")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("vip         \"web\"") && text.contains("10.1.0.1"),
+        "{text}"
+    );
     let s = status(port);
     assert_eq!(s["phase"], "ready");
     assert_eq!(s["generation"], 1);

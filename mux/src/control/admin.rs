@@ -1,4 +1,6 @@
-//! The MUX's admin routes: `/metrics`, `/healthz`, `/readyz`, `/v1/status`.
+//! The MUX's admin routes: `/metrics`, `/healthz`, `/readyz`, `/v1/status`, and
+//! `/v1/trace?flow=tcp+SRC:PORT+DST:PORT` (what the published snapshot does with a flow:
+//! `mux trace --admin`).
 //!
 //! Served by the shared admin server (`mux_shared::admin_server`: one blocking thread,
 //! loopback by default, `[admin] listen`): status is for the operator's host, not the world.
@@ -11,8 +13,8 @@ use std::thread::JoinHandle;
 
 use mux_shared::admin_server::{self, Reply, text};
 
-use crate::control::metrics;
 use crate::control::state::{DaemonState, Phase};
+use crate::control::{metrics, trace};
 
 /// Starts the endpoint on `listen`; it stops when `stop` is set.
 pub fn start(
@@ -32,9 +34,17 @@ fn route(url: &str, state: &Arc<DaemonState>) -> Reply {
             other => text(503, format!("not ready: {}\n", other.name()), "text/plain"),
         },
         "/v1/status" => admin_server::json(&state.status_json()),
+        "/v1/trace" => match trace::query_from_url(url) {
+            Ok(q) => admin_server::json(&trace::explain(
+                &state.snapshot.load(),
+                &q,
+                state.flow_now(),
+            )),
+            Err(e) => text(400, format!("{e}\n"), "text/plain"),
+        },
         _ => text(
             404,
-            "not found; try /metrics, /healthz, /readyz or /v1/status\n".into(),
+            "not found; try /metrics, /healthz, /readyz, /v1/status or /v1/trace?flow=…\n".into(),
             "text/plain",
         ),
     }

@@ -32,3 +32,4 @@ pub mod replay;
 pub mod report;
 pub mod state;
 pub mod table_history;
+pub mod trace;

@@ -345,6 +345,30 @@ fn first_timestamp(path: &Path) -> Result<Duration, ReplayError> {
     }
 }
 
+/// Every frame of a pcap capture (Ethernet link type) with its timestamp, in order; for the
+/// offline tools that look at frames one by one (`mux trace --pcap`).
+pub fn read_frames(path: &Path) -> Result<Vec<(Duration, Vec<u8>)>, ReplayError> {
+    let mut reader = open_reader(path)?;
+    let datalink = reader.header().datalink;
+    if datalink != DataLink::ETHERNET {
+        return Err(ReplayError::Pcap {
+            path: path.to_path_buf(),
+            message: format!(
+                "link type {datalink:?} is not Ethernet; capture with an Ethernet interface"
+            ),
+        });
+    }
+    let mut frames = Vec::new();
+    while let Some(packet) = reader.next_packet() {
+        let p = packet.map_err(|e| ReplayError::Pcap {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        frames.push((p.timestamp, p.data.into_owned()));
+    }
+    Ok(frames)
+}
+
 fn open_reader(path: &Path) -> Result<PcapReader<BufReader<File>>, ReplayError> {
     let file = File::open(path).map_err(|source| ReplayError::Io {
         path: path.to_path_buf(),

@@ -152,6 +152,7 @@ fn every_route_answers_and_backends_follow_the_contract() {
         "consecutive_failures",
         "detect_ms",
         "last_error",
+        "load",
     ];
     want.sort_unstable();
     let mut got = keys.clone();
@@ -168,6 +169,9 @@ fn every_route_answers_and_backends_follow_the_contract() {
     assert!(tcp["failing_since_unix_ms"].is_null());
     assert!(tcp["last_error"].is_null());
     assert!(tcp["since_unix_ms"].as_u64().is_some());
+    // Load: published once, so active connections and no rates yet.
+    assert_eq!(tcp["load"]["active_connections"], 0);
+    assert_eq!(tcp["load"]["interval_s"], 0.0);
     assert_eq!(list[1]["protocol"], "udp");
     assert_eq!(list[1]["state"], "up");
     assert_eq!(list[1]["checked"], false);
@@ -212,6 +216,9 @@ fn every_route_answers_and_backends_follow_the_contract() {
         "hostagent_service_packets_total{vip=\"192.0.2.10\",port=\"53\",protocol=\"udp\",dip=\"10.0.21.2\",outcome=\"delivered\"} 0".to_string(),
         format!("hostagent_backend_health_state{{{labels},checked=\"true\"}} 1"),
         format!("hostagent_backend_health_transitions_total{{{labels}}} 1"),
+        "hostagent_service_bytes_total{vip=\"192.0.2.10\",port=\"80\",protocol=\"tcp\",dip=\"10.0.21.2\",direction=\"in\"} 0".to_string(),
+        "hostagent_service_new_connections_total{vip=\"192.0.2.10\",port=\"80\",protocol=\"tcp\",dip=\"10.0.21.2\"} 0".to_string(),
+        "hostagent_service_active_connections{vip=\"192.0.2.10\",port=\"80\",protocol=\"tcp\",dip=\"10.0.21.2\"} 0".to_string(),
         "hostagent_reloads_total{result=\"failed\"} 1".to_string(),
         "hostagent_config_generation 1".to_string(),
         "hostagent_ready 0".to_string(),

@@ -205,7 +205,28 @@ fn tcp_through_the_vip_reaches_unmodified_backends_and_replies_come_from_the_vip
     for svc in st["services"].as_array().expect("services") {
         assert!(svc["delivered"].as_u64() >= Some(3), "{svc}");
         assert!(svc["replies_rewritten"].as_u64() >= Some(3), "{svc}");
+        // Load: one connection each, bytes both ways (at least the 40-byte SYN and SYN-ACK
+        // plus the request and the answer).
+        assert_eq!(svc["new_connections"], 1, "{svc}");
+        assert!(svc["delivered_bytes"].as_u64() > Some(3 * 40), "{svc}");
+        assert!(
+            svc["replies_rewritten_bytes"].as_u64() > Some(3 * 40),
+            "{svc}"
+        );
     }
+    // The connection table's sweep (about every second) counts each backend's connection
+    // (closing, still remembered); the rates cover an interval of at least a second.
+    wait_until(10, "the load census", || {
+        let b: Value =
+            serde_json::from_str(&admin_get(&lab, admin, "/v1/backends").unwrap_or_default())
+                .unwrap_or_default();
+        b["backends"].as_array().is_some_and(|list| {
+            list.iter().all(|e| {
+                e["load"]["active_connections"] == 1
+                    && e["load"]["interval_s"].as_f64() >= Some(1.0)
+            })
+        })
+    });
     assert_eq!(st["counters"]["dropped"], 0, "{st}");
 
     // Bad input: dropped and counted, never delivered.

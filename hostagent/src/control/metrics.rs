@@ -26,6 +26,10 @@
 //!   are also in `hostagent_io_packets_total{device="network",direction="tx"}`);
 //! - `hostagent_service_packets_total{SVC,outcome}` — `outcome` is `delivered`, `forwarded`,
 //!   `icmp_errors_delivered`, `replies_rewritten` or `icmp_errors_rewritten`;
+//! - load per service (its one backend): `hostagent_service_bytes_total{SVC,direction}`
+//!   (`in` delivered, `out` replies), `hostagent_service_new_connections_total{SVC}`, gauge
+//!   `hostagent_service_active_connections{SVC}` (rates: Prometheus's `rate()`; the agent's own
+//!   per-second figures are in `/v1/backends` `load`);
 //! - `hostagent_io_packets_total{device,direction}` — `device` `network` or `tun`, `direction`
 //!   `rx` or `tx`; `hostagent_io_errors_total{direction}` — failed network receives / sends;
 //! - `hostagent_backend_health_state{SVC,backend,checked}` — 1 up, 0 down, -1 unknown;
@@ -220,6 +224,38 @@ impl Collector for AgentCollector {
             "hostagent_service_packets",
             "Packets per service by outcome.",
             &per_service,
+        )?;
+        let (mut bytes, mut new_conns, mut active) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, s) in report.services.iter().enumerate() {
+            let sc = c.services.get(i).copied().unwrap_or_default();
+            for (direction, v) in [
+                ("in", sc.delivered_bytes),
+                ("out", sc.replies_rewritten_bytes),
+            ] {
+                let mut labels = service_labels(s);
+                labels.push(label("direction", direction));
+                bytes.push((labels, v));
+            }
+            new_conns.push((service_labels(s), sc.new_connections));
+            active.push((service_labels(s), gauge(sc.active_connections)));
+        }
+        counter_family(
+            &mut e,
+            "hostagent_service_bytes",
+            "Bytes per service: in = delivered to the backend, out = its replies rewritten.",
+            &bytes,
+        )?;
+        counter_family(
+            &mut e,
+            "hostagent_service_new_connections",
+            "Connections the agent started to carry per service.",
+            &new_conns,
+        )?;
+        gauge_family(
+            &mut e,
+            "hostagent_service_active_connections",
+            "Connections the service's backend carries (last sweep of the connection table).",
+            &active,
         )?;
 
         let io = state.io.snapshot();

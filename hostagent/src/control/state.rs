@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::control::health::{BackendHealth, HealthView};
+use crate::control::load::{BackendLoad, LoadMeter};
 use crate::dataplane::{Counters, DataPath, DropReason, ServiceSpec};
 
 /// Outcome counts of configuration reloads (SIGHUP), like the MUX's.
@@ -211,14 +212,24 @@ pub struct DataPathReport {
 
 /// The `/v1/backends` document (the contract the MUXes poll; see `docs/hostagent.md`). A
 /// struct rather than a `serde_json::Value` so the keys keep the documented order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BackendsReport {
     /// `[agent] name`.
     pub agent: String,
     /// The configuration generation the states belong to.
     pub generation: u64,
     /// One entry per `[[service]]`, in configuration order.
-    pub backends: Vec<BackendHealth>,
+    pub backends: Vec<BackendEntry>,
+}
+
+/// One backend of `/v1/backends`: its health, and the load the agent measured on it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BackendEntry {
+    /// Health (the fields the MUXes act on).
+    #[serde(flatten)]
+    pub health: BackendHealth,
+    /// Measured load; `null` until the data path has published once.
+    pub load: Option<BackendLoad>,
 }
 
 /// State shared by the host agent daemon's threads.
@@ -241,6 +252,7 @@ pub struct AgentState {
     /// The connection state file (second chance's restart rule).
     pub state_file: Arc<StateFileStats>,
     data_path: Mutex<DataPathReport>,
+    load: Mutex<LoadMeter>,
     ready: AtomicBool,
 }
 
@@ -257,6 +269,7 @@ impl AgentState {
             health,
             state_file: Arc::new(StateFileStats::default()),
             data_path: Mutex::new(DataPathReport::default()),
+            load: Mutex::new(LoadMeter::default()),
             ready: AtomicBool::new(false),
         }
     }
@@ -290,6 +303,20 @@ impl AgentState {
         report.counters.clone_from(counters);
         report.services.clear();
         report.services.extend_from_slice(services);
+        drop(report);
+        self.load
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(Instant::now(), counters, services);
+    }
+
+    /// The measured load of every service's backend (see [`crate::control::load`]).
+    pub fn loads(&self) -> Vec<(ServiceSpec, BackendLoad)> {
+        self.load
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .loads()
+            .to_vec()
     }
 
     /// A copy of the last published counters.
@@ -311,10 +338,29 @@ impl AgentState {
 
     /// The `/v1/backends` document.
     pub fn backends_report(&self) -> BackendsReport {
+        let loads = self.loads();
+        let backends = self
+            .backends()
+            .into_iter()
+            .map(|health| {
+                let load = loads
+                    .iter()
+                    .find(|(s, _)| {
+                        s.vip == health.vip
+                            && s.port == health.port
+                            && s.protocol == health.protocol
+                            && s.dip == health.dip
+                            && s.backend_address == health.backend_address
+                            && s.backend_port == health.backend_port
+                    })
+                    .map(|(_, l)| *l);
+                BackendEntry { health, load }
+            })
+            .collect();
         BackendsReport {
             agent: self.name.clone(),
             generation: self.generation(),
-            backends: self.backends(),
+            backends,
         }
     }
 
@@ -330,6 +376,7 @@ impl AgentState {
     /// backends' health.
     pub fn status_json(&self) -> Value {
         let report = self.data_path();
+        let loads = self.loads();
         let c = &report.counters;
         let drops: Map<String, Value> = DropReason::ALL
             .iter()
@@ -341,6 +388,7 @@ impl AgentState {
             .enumerate()
             .map(|(i, s)| {
                 let sc = c.services.get(i).copied().unwrap_or_default();
+                let load = loads.iter().find(|(l, _)| l == s).map(|(_, l)| *l);
                 json!({
                     "vip": s.vip,
                     "port": s.port,
@@ -353,6 +401,11 @@ impl AgentState {
                     "icmp_errors_delivered": sc.icmp_errors_delivered,
                     "replies_rewritten": sc.replies_rewritten,
                     "icmp_errors_rewritten": sc.icmp_errors_rewritten,
+                    "delivered_bytes": sc.delivered_bytes,
+                    "replies_rewritten_bytes": sc.replies_rewritten_bytes,
+                    "new_connections": sc.new_connections,
+                    "active_connections": sc.active_connections,
+                    "load": load,
                 })
             })
             .collect();

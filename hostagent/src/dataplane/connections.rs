@@ -455,7 +455,20 @@ impl ConnTable {
         cursor: &mut usize,
         max_buckets: usize,
         now: u32,
+        out: Option<&mut Vec<ConnRecord>>,
+    ) -> (usize, bool) {
+        self.sweep_step_visiting(cursor, max_buckets, now, out, |_| {})
+    }
+
+    /// [`ConnTable::sweep_step`], also calling `visit` with the key of every live entry (the
+    /// per-backend census of active connections).
+    pub fn sweep_step_visiting(
+        &mut self,
+        cursor: &mut usize,
+        max_buckets: usize,
+        now: u32,
         mut out: Option<&mut Vec<ConnRecord>>,
+        mut visit: impl FnMut(&ConnKey),
     ) -> (usize, bool) {
         let mut expired = 0;
         let end = cursor.saturating_add(max_buckets).min(self.buckets.len());
@@ -470,8 +483,9 @@ impl ConnTable {
                     expired += 1;
                     continue;
                 }
+                let e = &self.entries[bucket * SLOTS_PER_BUCKET + slot];
+                visit(&e.key);
                 if let Some(out) = out.as_deref_mut() {
-                    let e = &self.entries[bucket * SLOTS_PER_BUCKET + slot];
                     out.push(ConnRecord {
                         key: e.key,
                         state: e.state,

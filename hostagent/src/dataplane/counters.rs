@@ -133,6 +133,16 @@ pub struct ServiceCounters {
     pub replies_rewritten: u64,
     /// ICMP errors from this service's backend rewritten to come from the VIP.
     pub icmp_errors_rewritten: u64,
+    /// Bytes of the inner packets delivered to its backend (IP header included).
+    pub delivered_bytes: u64,
+    /// Bytes of its backend's replies rewritten (IP header included).
+    pub replies_rewritten_bytes: u64,
+    /// Connections this agent started to carry for it (learned from a delivered packet or a
+    /// rewritten reply; a restarted agent re-learns ongoing ones).
+    pub new_connections: u64,
+    /// Connections its backend carries, as of the last complete sweep of the connection table
+    /// (about every second; a gauge, not a counter).
+    pub active_connections: u64,
 }
 
 impl Counters {

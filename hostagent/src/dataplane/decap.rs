@@ -179,7 +179,11 @@ impl DataPath {
             Delivery::CannotForward => sc.delivered_cannot_forward += 1,
         }
         self.counters.delivered += 1;
-        self.counters.service(index, |s| s.delivered += 1);
+        let bytes = inner.end as u64;
+        self.counters.service(index, |s| {
+            s.delivered += 1;
+            s.delivered_bytes += bytes;
+        });
         Ok(Verdict::Deliver {
             offset,
             len: inner.end,

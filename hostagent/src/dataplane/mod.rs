@@ -68,6 +68,9 @@ pub struct DataPath {
     table: ServiceTable,
     counters: Counters,
     connections: ConnTable,
+    /// Live connections per service counted by the sweep pass in progress; published to
+    /// `ServiceCounters::active_connections` when the pass completes.
+    census: Box<[u64]>,
     /// Seconds of the caller's clock ([`DataPath::set_clock`]).
     now: u32,
 }
@@ -86,6 +89,7 @@ impl DataPath {
         counters.connections.capacity = connections.capacity() as u64;
         counters.connections.occupied = connections.occupied() as u64;
         DataPath {
+            census: vec![0; table.services().len()].into_boxed_slice(),
             table,
             counters,
             connections,
@@ -124,11 +128,29 @@ impl DataPath {
         max_buckets: usize,
         out: Option<&mut Vec<ConnRecord>>,
     ) -> bool {
-        let (expired, done) = self
-            .connections
-            .sweep_step(cursor, max_buckets, self.now, out);
+        let (table, census) = (&self.table, &mut self.census);
+        let (expired, done) =
+            self.connections
+                .sweep_step_visiting(cursor, max_buckets, self.now, out, |key| {
+                    let backend = key.backend_ip();
+                    if let Some((i, _)) = table.outbound(backend, key.backend_port, key.protocol)
+                        && let Some(n) = census.get_mut(i)
+                    {
+                        *n += 1;
+                    }
+                });
         self.counters.connections.expiries += expired as u64;
         self.counters.connections.occupied = self.connections.occupied() as u64;
+        if done {
+            for (s, n) in self
+                .counters
+                .services
+                .iter_mut()
+                .zip(self.census.iter_mut())
+            {
+                s.active_connections = std::mem::take(n);
+            }
+        }
         done
     }
 
@@ -173,9 +195,13 @@ impl DataPath {
                 c.inserts += 1;
                 c.displaced += 1;
             }
-            Learned::Full => c.table_full += 1,
+            Learned::Full => {
+                c.table_full += 1;
+                return;
+            }
         }
         c.occupied = self.connections.occupied() as u64;
+        self.counters.service(index, |s| s.new_connections += 1);
     }
 
     /// Adopts a new service table (a reload) and keeps every counter: the global ones as they
@@ -196,6 +222,9 @@ impl DataPath {
             }
         }
         self.counters.services = services.into_boxed_slice();
+        // A pass in progress counts against the old indices: start its census afresh (the
+        // next complete pass is exact again).
+        self.census = vec![0; table.services().len()].into_boxed_slice();
         self.table = table;
     }
 

@@ -59,7 +59,11 @@ impl DataPath {
         // The backend's reply: its connection is carried here (a restarted agent re-learns it).
         self.learn(&key, tcp_flags, index);
         self.counters.replies_rewritten += 1;
-        self.counters.service(index, |s| s.replies_rewritten += 1);
+        let bytes = ip.end as u64;
+        self.counters.service(index, |s| {
+            s.replies_rewritten += 1;
+            s.replies_rewritten_bytes += bytes;
+        });
         Ok(Verdict::Send { len: ip.end })
     }
 

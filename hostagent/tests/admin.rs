@@ -204,6 +204,7 @@ fn every_route_answers_and_backends_follow_the_contract() {
 
     let (status, content_type, metrics) = get(addr, "/metrics");
     assert_eq!(status, 200);
+    monitoring_names_exist(&metrics, "hostagent_");
     assert!(content_type.starts_with("text/plain"));
     let labels = format!(
         "vip=\"192.0.2.10\",port=\"80\",protocol=\"tcp\",dip=\"10.0.21.2\",backend=\"127.0.0.1:{tcp_port}\""
@@ -274,4 +275,28 @@ fn a_listen_address_in_use_is_an_error_that_names_the_setting() {
         admin::start(addr, state, Arc::new(AtomicBool::new(false))).expect_err("address in use");
     assert!(err.contains("[admin] listen"), "{err}");
     checker.stop();
+}
+
+/// Every `prefix…` metric name the shipped Prometheus rules and Grafana dashboard use
+/// (deploy/) is a family of this `/metrics` text.
+fn monitoring_names_exist(metrics: &str, prefix: &str) {
+    use mux_shared::prometheus_text::{families, names_used};
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+    let families = families(metrics);
+    let mut checked = 0;
+    for file in [
+        "prometheus/rules.yml",
+        "prometheus/rules_test.yml",
+        "grafana/mux.json",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        for name in names_used(&text, prefix) {
+            assert!(
+                families.contains(&name.as_str()),
+                "{file} uses {name}, which /metrics does not have"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 3, "only {checked} names found");
 }

@@ -103,6 +103,7 @@ fn daemon_lifecycle_reloads_and_endpoints() {
     assert_eq!(s["vips"].as_array().unwrap().len(), 6);
     let metrics = get(port, "/metrics").unwrap().1;
     assert!(metrics.contains("mux_config_generation 1"), "{metrics}");
+    monitoring_names_exist(&metrics, "mux_");
     assert!(metrics.contains("mux_dropped_packets_total{reason=\"no_backend\"} 0"));
     assert!(
         metrics
@@ -490,4 +491,28 @@ fn second_chance_history_survives_reloads_and_restarts() {
         log.contains("starting without second-chance history"),
         "{log}"
     );
+}
+
+/// Every `prefix…` metric name the shipped Prometheus rules and Grafana dashboard use
+/// (deploy/) is a family of this `/metrics` text.
+fn monitoring_names_exist(metrics: &str, prefix: &str) {
+    use mux_shared::prometheus_text::{families, names_used};
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+    let families = families(metrics);
+    let mut checked = 0;
+    for file in [
+        "prometheus/rules.yml",
+        "prometheus/rules_test.yml",
+        "grafana/mux.json",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        for name in names_used(&text, prefix) {
+            assert!(
+                families.contains(&name.as_str()),
+                "{file} uses {name}, which /metrics does not have"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "only {checked} names found");
 }

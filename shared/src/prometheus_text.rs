@@ -72,6 +72,39 @@ pub fn gauge_family(
     Ok(())
 }
 
+/// The metric families of a Prometheus text exposition (the names of its `# TYPE` lines:
+/// counters without `_total`).
+pub fn families(exposition: &str) -> Vec<&str> {
+    exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect()
+}
+
+/// The metric names starting with `prefix` that a rules file, dashboard or query text uses
+/// (recording-rule names, which contain `:`, excluded), each as a family name (`_total`
+/// removed), in order of appearance. Used to check that shipped monitoring files name
+/// metrics that exist.
+pub fn names_used(text: &str, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices(prefix) {
+        let before = text[..i].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if text[i + name.len()..].starts_with(':') {
+            continue;
+        }
+        out.push(name.strip_suffix("_total").unwrap_or(&name).to_string());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +122,16 @@ mod tests {
                 &[(vec![label("k", "a")], -1), (vec![label("k", "b")], 2)],
             )
         }
+    }
+
+    #[test]
+    fn names_used_skip_recording_rules_and_total() {
+        let rules = "expr: sum(rate(mux_x_total[1m])) / mux:y:rate1m + mux_z\nrecord: mux:w_q";
+        assert_eq!(names_used(rules, "mux_"), ["mux_x", "mux_z"]);
+        assert_eq!(
+            families("# TYPE a counter\na_total 1\n# TYPE b gauge\n"),
+            ["a", "b"]
+        );
     }
 
     #[test]

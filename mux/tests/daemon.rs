@@ -516,3 +516,89 @@ fn monitoring_names_exist(metrics: &str, prefix: &str) {
     }
     assert!(checked > 10, "only {checked} names found");
 }
+
+#[test]
+fn load_aware_weights_follow_the_agents_load() {
+    let report = |heavy: u64, light: u64| {
+        serde_json::json!({
+            "agent": "host1",
+            "generation": 1,
+            "backends": [
+                {"vip": "192.0.2.40", "port": 80, "protocol": "tcp", "dip": "10.1.0.21",
+                 "state": "up", "load": {"active_connections": heavy}},
+                {"vip": "192.0.2.40", "port": 80, "protocol": "tcp", "dip": "10.1.0.22",
+                 "state": "up", "load": {"active_connections": light}},
+            ],
+        })
+        .to_string()
+    };
+    let body = Arc::new(Mutex::new(report(300, 100)));
+    let stop_agent = Arc::new(AtomicBool::new(false));
+    let agent = fake_agent(Arc::clone(&body), Arc::clone(&stop_agent));
+    let d = start_with(&format!(
+        "\n[[vip]]\nname = \"heavy\"\naddress = \"192.0.2.40\"\nport = 80\nprotocol = \"tcp\"\n\
+         maglev_table_size = 1009\n\
+         [vip.load_aware]\ninterval_seconds = 1\n\
+         [[vip.backend]]\naddress = \"10.1.0.21\"\n[[vip.backend]]\naddress = \"10.1.0.22\"\n\
+         [health]\npoll_interval_ms = 100\ntimeout_ms = 100\n\
+         [[health.agent]]\naddress = \"127.0.0.1:{agent}\"\n"
+    ));
+    let port = d.port;
+    wait_for("readiness", || {
+        get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    let heavy = |s: &serde_json::Value| {
+        s["vips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "heavy")
+            .unwrap()
+            .clone()
+    };
+    let s0 = status(port);
+    let (before, changes0) = (
+        heavy(&s0)["maglev_fingerprint"].clone(),
+        s0["health"]["load_aware_changes"].as_u64().unwrap(),
+    );
+    // 300 vs 100 connections on equal weights: per weight 1.5× and 0.5× the average, so the
+    // heavy backend's factor steps down by 25 % and the light one's up, once per second,
+    // within 25 %..400 %.
+    wait_for("a weight change", || {
+        status(port)["health"]["load_aware_changes"].as_u64() > Some(changes0)
+    });
+    let s = status(port);
+    let w = s["health"]["load_aware_weights"].as_array().unwrap();
+    let factor = |b: &str| {
+        w.iter().find(|x| x["backend"] == b).unwrap()["factor"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        factor("10.1.0.21") < 1.0 && factor("10.1.0.22") > 1.0,
+        "{w:?}"
+    );
+    assert!(
+        w[0]["last_change"]
+            .as_str()
+            .unwrap()
+            .contains("× the VIP's average"),
+        "{w:?}"
+    );
+    assert_ne!(heavy(&s)["maglev_fingerprint"], before, "a new table");
+    let metrics = get(port, "/metrics").unwrap().1;
+    assert!(
+        metrics.contains("mux_backend_weight_factor_percent{vip=\"heavy\",backend=\"10.1.0.21\"}"),
+        "{metrics}"
+    );
+    // Even load per effective weight: the factors stop moving (within the hysteresis).
+    let (f21, f22) = (factor("10.1.0.21"), factor("10.1.0.22"));
+    *body.lock().unwrap() = report((f21 * 100.0) as u64, (f22 * 100.0) as u64);
+    std::thread::sleep(Duration::from_millis(300));
+    let settled = status(port)["health"]["load_aware_changes"].clone();
+    wait_for("two more revisions", || {
+        status(port)["health"]["agents"][0]["polls_ok"].as_u64() >= Some(30)
+    });
+    assert_eq!(status(port)["health"]["load_aware_changes"], settled);
+    stop_agent.store(true, Ordering::Relaxed);
+}

@@ -25,6 +25,7 @@ use mux_shared::config::{self, MuxConfig};
 use mux_shared::flow_key::canonical_addr;
 use mux_shared::maglev::{self, MaglevBackend};
 
+use crate::control::load_weights;
 use crate::control::registry::{IdsExhausted, Registry};
 use crate::control::table_history::{
     Generation, TableHistory, TableInputs, TableMember, VipHistory,
@@ -111,6 +112,10 @@ pub struct CompileOptions {
     pub failed: Vec<FailedBackend>,
     /// The workers' flow clock, to turn failure times and drain deadlines into its seconds.
     pub clock: FlowClock,
+    /// Load-aware factors of backends, by VIP name and backend address (only those that are
+    /// not 1; `control::load_weights`): such a VIP's Maglev weights become
+    /// `round(weight × factor × 100)`.
+    pub weight_factors: std::collections::BTreeMap<(String, std::net::IpAddr), f64>,
 }
 
 /// Why a valid configuration could not be compiled.
@@ -243,7 +248,18 @@ pub fn compile_with_history(
             ));
         }
 
-        // Maglev over the backends that take new flows.
+        // Maglev over the backends that take new flows, at their effective weights.
+        let factor = |ip: &std::net::IpAddr| {
+            options
+                .weight_factors
+                .get(&(v.name().to_string(), *ip))
+                .copied()
+                .unwrap_or(1.0)
+        };
+        let scaled = v.load_aware().is_some()
+            && addrs
+                .iter()
+                .any(|(_, ip, active, _)| *active && (factor(ip) - 1.0).abs() > 1e-9);
         let mut maglev_backends = Vec::new();
         let mut members = Vec::new();
         let mut inputs = TableInputs {
@@ -251,6 +267,7 @@ pub fn compile_with_history(
             backends: Vec::new(),
         };
         for (i, (addr, ip, active, weight)) in addrs.iter().enumerate() {
+            let weight = &load_weights::effective_weight(*weight, factor(ip), scaled);
             if *active && *weight > 0 {
                 maglev_backends.push(ids[i]);
                 members.push(MaglevBackend {

@@ -385,6 +385,7 @@ protocol = "udp"
             failing_since_unix_ms: None,
             transitions: None,
             last_error: None,
+            load: None,
         }
     }
 

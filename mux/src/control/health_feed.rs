@@ -66,8 +66,21 @@ impl ReportedState {
     }
 }
 
+/// The load an agent measured on a backend (`load` of a `/v1/backends` entry); fields this
+/// MUX does not know are ignored, missing ones are 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ReportedLoad {
+    /// Connections the backend carries.
+    pub active_connections: u64,
+    /// Bytes per second delivered to it.
+    pub bytes_in_per_s: f64,
+    /// Bytes per second of its replies.
+    pub bytes_out_per_s: f64,
+}
+
 /// One entry of an agent's `backends`, with the fields the MUX uses.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct ReportedBackend {
     /// The VIP address.
     pub vip: IpAddr,
@@ -88,10 +101,13 @@ pub struct ReportedBackend {
     /// The agent's last check error.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// What the agent measured on the backend (load-aware weights); absent from older agents.
+    #[serde(default)]
+    pub load: Option<ReportedLoad>,
 }
 
 /// A parsed `GET /v1/backends` answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AgentReport {
     /// The agent's name.
     pub agent: Option<String>,
@@ -133,7 +149,7 @@ pub fn parse_report(body: &str) -> Result<AgentReport, String> {
 }
 
 /// What the MUX knows of one agent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AgentStatus {
     /// The configured admin endpoint.
     pub address: SocketAddr,
@@ -195,6 +211,10 @@ pub struct HealthShared {
     pub agents: Mutex<Vec<AgentStatus>>,
     /// The backends some agent reports, as last judged; written by the control thread.
     pub backends: Mutex<Vec<BackendHealth>>,
+    /// Load-aware weights of the VIPs that have them; written by the control thread.
+    pub weights: Mutex<Vec<crate::control::load_weights::WeightView>>,
+    /// Load-aware weight changes applied since start.
+    pub weight_changes: std::sync::atomic::AtomicU64,
 }
 
 /// Milliseconds since the Unix epoch by the wall clock (0 if it is before 1970).
@@ -442,6 +462,7 @@ mod tests {
                 failing_since_unix_ms: None,
                 transitions: Some(1),
                 last_error: None,
+                load: None,
             }]
         );
     }

@@ -490,5 +490,30 @@ fn encode_health(
         "mux_backend_health_detect_ms",
         "Milliseconds from the backend's first failed check (or its agent's last answer) to the MUX applying the failure, for its last failure.",
         &detect,
+    )?;
+    let factors: Vec<_> = state
+        .health
+        .weights
+        .lock()
+        .map(|w| {
+            w.iter()
+                .map(|v| {
+                    let labels = vec![label("vip", &v.vip), label("backend", v.backend)];
+                    (labels, (v.factor * 100.0).round() as i64)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    gauge_family(
+        e,
+        "mux_backend_weight_factor_percent",
+        "Load-aware weights: the backend's effective Maglev weight in percent of its configured one (VIPs with [vip.load_aware]).",
+        &factors,
+    )?;
+    counter_family(
+        e,
+        "mux_load_weight_changes",
+        "Load-aware weight changes applied.",
+        &[(vec![], state.health.weight_changes.load(Ordering::Relaxed))],
     )
 }

@@ -25,6 +25,7 @@ pub mod dpdk_io;
 pub mod health_decision;
 pub mod health_feed;
 pub mod liveness;
+pub mod load_weights;
 pub mod metrics;
 pub mod neighbour;
 pub mod registry;

@@ -510,7 +510,18 @@ impl DaemonState {
                     .collect()
             })
             .unwrap_or_default();
-        json!({ "agents": agents, "backends": backends })
+        let weights = self
+            .health
+            .weights
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default();
+        json!({
+            "agents": agents,
+            "backends": backends,
+            "load_aware_weights": weights,
+            "load_aware_changes": self.health.weight_changes.load(Ordering::Relaxed),
+        })
     }
 }
 

@@ -686,8 +686,99 @@ pub struct Vip {
     pub(crate) protocol: Spanned<Protocol>,
     pub(crate) maglev_table_size: Option<Spanned<i64>>,
     pub(crate) timeouts: Option<Spanned<TimeoutSettings>>,
+    pub(crate) load_aware: Option<Spanned<LoadAwareSettings>>,
     #[serde(default)]
     pub(crate) backend: Vec<Backend>,
+}
+
+/// What load-aware weights even out (`[vip.load_aware] signal`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadSignal {
+    /// Connections each backend carries, as its host agent counts them; the default.
+    #[default]
+    Connections,
+    /// Bytes per second through each backend, both directions.
+    Bytes,
+}
+
+impl fmt::Display for LoadSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LoadSignal::Connections => "connections",
+            LoadSignal::Bytes => "bytes",
+        })
+    }
+}
+
+/// `[vip.load_aware]` as written; [`Vip::load_aware`] resolves it.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadAwareSettings {
+    pub(crate) signal: Option<Spanned<LoadSignal>>,
+    pub(crate) min_percent: Option<Spanned<i64>>,
+    pub(crate) max_percent: Option<Spanned<i64>>,
+    pub(crate) max_step_percent: Option<Spanned<i64>>,
+    pub(crate) hysteresis_percent: Option<Spanned<i64>>,
+    pub(crate) interval_seconds: Option<Spanned<i64>>,
+}
+
+/// Load-aware weights of one VIP (opt-in): each active backend's effective Maglev weight is
+/// its configured weight times a factor the MUX moves from the load the host agents report,
+/// within bounds (`docs/operations.md`, "Load-aware weights").
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoadAware {
+    /// What is evened out.
+    pub signal: LoadSignal,
+    /// Smallest factor (default 0.25).
+    pub min_factor: f64,
+    /// Largest factor (default 4).
+    pub max_factor: f64,
+    /// Largest relative change of a factor per interval (default 0.25: ±25 %).
+    pub max_step: f64,
+    /// A backend within this relative distance of the average load per weight is left alone
+    /// (default 0.1).
+    pub hysteresis: f64,
+    /// How often factors are revised (default 10 s).
+    pub interval: std::time::Duration,
+}
+
+/// `[vip.load_aware]` ranges: (key, default, min, max).
+pub(crate) const LOAD_AWARE_RANGES: [(&str, i64, i64, i64); 5] = [
+    ("min_percent", 25, 1, 100),
+    ("max_percent", 400, 100, 1000),
+    ("max_step_percent", 25, 1, 100),
+    ("hysteresis_percent", 10, 0, 100),
+    ("interval_seconds", 10, 1, 3600),
+];
+
+impl LoadAwareSettings {
+    /// The integer fields with their keys, in [`LOAD_AWARE_RANGES`] order.
+    pub(crate) fn fields(&self) -> [(&'static str, &Option<Spanned<i64>>); 5] {
+        [
+            ("min_percent", &self.min_percent),
+            ("max_percent", &self.max_percent),
+            ("max_step_percent", &self.max_step_percent),
+            ("hysteresis_percent", &self.hysteresis_percent),
+            ("interval_seconds", &self.interval_seconds),
+        ]
+    }
+
+    fn resolve(&self) -> LoadAware {
+        let v = |i: usize| int_or(self.fields()[i].1, LOAD_AWARE_RANGES[i].1) as f64;
+        LoadAware {
+            signal: self
+                .signal
+                .as_ref()
+                .map(|s| *s.get_ref())
+                .unwrap_or_default(),
+            min_factor: v(0) / 100.0,
+            max_factor: v(1) / 100.0,
+            max_step: v(2) / 100.0,
+            hysteresis: v(3) / 100.0,
+            interval: std::time::Duration::from_secs(v(4) as u64),
+        }
+    }
 }
 
 impl Vip {
@@ -728,6 +819,11 @@ impl Vip {
     /// The backends, in file order (never empty after validation).
     pub fn backends(&self) -> &[Backend] {
         &self.backend
+    }
+
+    /// Load-aware weights, when `[vip.load_aware]` is present.
+    pub fn load_aware(&self) -> Option<LoadAware> {
+        self.load_aware.as_ref().map(|s| s.get_ref().resolve())
     }
 }
 

@@ -1647,3 +1647,37 @@ fn dpdk_mistakes_are_refused_with_their_line() {
          address = \"10.0.0.1\"\n[dpdk]\ndevice = \"eth1\"\n",
     );
 }
+
+// ---- load-aware weights -----------------------------------------------------------------
+
+#[test]
+fn load_aware_is_off_by_default_and_resolves_its_defaults() {
+    let cfg = valid(&web("", &backend("10.1.0.1")));
+    assert_eq!(cfg.vips()[0].load_aware(), None);
+    let cfg = valid(&web(
+        "[vip.load_aware]\nsignal = \"bytes\"\nmax_percent = 200\n",
+        &backend("10.1.0.1"),
+    ));
+    let l = cfg.vips()[0].load_aware().unwrap();
+    assert_eq!(l.signal, super::LoadSignal::Bytes);
+    assert_eq!((l.min_factor, l.max_factor), (0.25, 2.0));
+    assert_eq!((l.max_step, l.hysteresis), (0.25, 0.1));
+    assert_eq!(l.interval, std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn load_aware_ranges_are_checked_with_a_fix() {
+    refused_at(
+        &web("[vip.load_aware]\nmin_percent = 0\n", &backend("10.1.0.1")),
+        "0\n[[vip.backend",
+        "min_percent must be between 1 and 100 (got 0); the smallest effective weight",
+    );
+    refused_at(
+        &web(
+            "[vip.load_aware]\nsignal = \"latency\"\n",
+            &backend("10.1.0.1"),
+        ),
+        "\"latency\"",
+        "connections",
+    );
+}

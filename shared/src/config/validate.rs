@@ -23,11 +23,11 @@ use serde_spanned::Spanned;
 
 use super::error::{Collector, ConfigErrors};
 use super::schema::{
-    Backend, BackendState, IoKind, LIVENESS_TIMEOUT_RANGE_MS, MAX_BACKENDS_PER_VIP,
-    MAX_DRAIN_SECONDS, MAX_FAILED_BACKEND_GRACE, MAX_IDLE_POLL_US, MAX_IDLE_SLEEP_MAX_US,
-    MAX_POLL_INTERVAL_MS, MAX_REPLY_RATE, MAX_SECOND_CHANCE_WINDOW, MAX_STALE_AFTER_MS,
-    MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MIN_IDLE_SLEEP_MAX_US, MuxConfig, Speaker,
-    TimeoutSettings, Vip, offset_datetime_unix_ms,
+    Backend, BackendState, IoKind, LIVENESS_TIMEOUT_RANGE_MS, LOAD_AWARE_RANGES, LoadAwareSettings,
+    MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS, MAX_FAILED_BACKEND_GRACE, MAX_IDLE_POLL_US,
+    MAX_IDLE_SLEEP_MAX_US, MAX_POLL_INTERVAL_MS, MAX_REPLY_RATE, MAX_SECOND_CHANCE_WINDOW,
+    MAX_STALE_AFTER_MS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MIN_IDLE_SLEEP_MAX_US,
+    MuxConfig, Speaker, TimeoutSettings, Vip, offset_datetime_unix_ms,
 };
 use super::values::{MacValue, SocketValue};
 
@@ -485,8 +485,30 @@ impl MuxConfig {
             if let Some(t) = &vip.timeouts {
                 check_timeouts(c, &format!("{ctx} timeouts"), t.get_ref());
             }
+            if let Some(l) = &vip.load_aware {
+                check_load_aware(c, &format!("{ctx} load_aware"), l.get_ref());
+            }
             check_table_size(c, &ctx, vip);
             check_backends(c, &ctx, vip);
+        }
+    }
+}
+
+fn check_load_aware(c: &mut Collector<'_>, ctx: &str, l: &LoadAwareSettings) {
+    let fixes = [
+        "the smallest effective weight, in percent of the configured one (default 25)",
+        "the largest effective weight, in percent of the configured one (default 400)",
+        "how far one revision may move a weight, in percent (default 25)",
+        "how far from the average a backend's load may be before its weight moves, in \
+         percent (default 10)",
+        "how often weights are revised, in seconds (default 10; the agents measure rates \
+         over about a second)",
+    ];
+    for (((key, field), (_, _, lo, hi)), fix) in
+        l.fields().into_iter().zip(LOAD_AWARE_RANGES).zip(fixes)
+    {
+        if let Some(v) = field {
+            c.check_range(ctx, key, v, lo, hi, fix);
         }
     }
 }

@@ -38,6 +38,7 @@ use mux_shared::port::afxdp::XdpProgram;
 use crate::control::compile::{self, CompileOptions};
 use crate::control::health_decision::{self, Tracker};
 use crate::control::health_feed::{self, HealthFeed};
+use crate::control::load_weights::{self, LoadWeights};
 use crate::control::neighbour;
 use crate::control::registry::Registry;
 use crate::control::state::{DaemonState, Phase};
@@ -65,6 +66,8 @@ pub struct Control {
     pub(super) stale_hold_until: Option<Instant>,
     /// The previous tables of the published snapshot's VIPs.
     pub(super) history: TableHistory,
+    /// Load-aware weights (`[vip.load_aware]`).
+    pub(super) load_weights: LoadWeights,
 }
 
 /// A gap between two health judgements this long means the process was not running (the
@@ -255,11 +258,58 @@ impl Control {
             }
         }
         let failed = self.tracker.failed_backends();
+        let mut republish = false;
         if failed != self.options.failed {
             self.options.failed = failed;
+            republish = true;
+        }
+        if self.revise_load_weights(now) {
+            republish = true;
+        }
+        if republish {
             self.republish();
             self.reconcile_announcement();
         }
+    }
+
+    /// Load-aware weights: revises the factors of the VIPs whose interval has passed from
+    /// the agents' last reports (`control::load_weights`); true when one changed.
+    fn revise_load_weights(&mut self, now: Instant) -> bool {
+        if !self.cfg.vips().iter().any(|v| v.load_aware().is_some()) {
+            return false;
+        }
+        let failed: Vec<(String, IpAddr)> = self
+            .options
+            .failed
+            .iter()
+            .map(|f| (f.vip.clone(), f.backend))
+            .collect();
+        let changes = {
+            let Ok(agents) = self.state.health.agents.lock() else {
+                return false;
+            };
+            self.load_weights.revise(
+                self.cfg.vips(),
+                |vip, signal| load_weights::reported_loads(vip, &agents, signal),
+                |vip, backend| failed.iter().any(|(v, b)| v == vip && *b == backend),
+                now,
+            )
+        };
+        for c in &changes {
+            tracing::info!(vip = %c.vip, backend = %c.backend, from = c.from, to = c.to, reason = %c.reason, "load-aware weight changed");
+        }
+        if let Ok(mut w) = self.state.health.weights.lock() {
+            *w = self.load_weights.views(self.cfg.vips());
+        }
+        if changes.is_empty() {
+            return false;
+        }
+        self.state
+            .health
+            .weight_changes
+            .fetch_add(changes.len() as u64, Ordering::Relaxed);
+        self.options.weight_factors = self.load_weights.factors();
+        true
     }
 
     /// Recompiles the current config with new options (e.g. a new next-hop MAC, a new failed

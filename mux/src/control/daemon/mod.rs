@@ -167,6 +167,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         next_hop_mac: None,
         failed: Vec::new(),
         clock: flow_clock(started),
+        weight_factors: Default::default(),
     };
     options.next_hop_mac = next_hop_mac(&cfg, iface.as_deref(), NEXT_HOP_WAIT);
     if options.next_hop_mac.is_none() && io != IoKind::Mem {
@@ -306,6 +307,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         last_health: None,
         stale_hold_until: None,
         history,
+        load_weights: Default::default(),
     };
 
     // Run until told to stop.

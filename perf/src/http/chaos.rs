@@ -780,6 +780,18 @@ pub fn evaluate(results: &Path, vip: &str) -> Result<ChaosOutcome, String> {
             soak.as_ref().map_err(String::as_str),
             routes.as_deref(),
         );
+        // The picture next to the figures (issue 17): best effort, a round without a soak
+        // report has nothing to draw.
+        if let Ok(s) = &soak {
+            let svg =
+                super::timeline::render(&spec.title, s, spec.fault_unix_ms, routes.as_deref());
+            if let Err(e) = std::fs::write(dir.join("timeline.svg"), svg) {
+                eprintln!(
+                    "chaos-summary: cannot write {}: {e}",
+                    dir.join("timeline.svg").display()
+                );
+            }
+        }
         out.total += round.checks.len();
         out.passed += round.checks.iter().filter(|c| c.ok).count();
         out.rounds.push(round);

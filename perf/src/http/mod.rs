@@ -25,6 +25,7 @@ pub mod chaos;
 pub mod load;
 pub mod soak;
 pub mod summary;
+pub mod timeline;
 pub mod udp;
 
 use std::io::{self, BufRead};

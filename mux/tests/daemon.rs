@@ -585,7 +585,10 @@ fn load_aware_weights_follow_the_agents_load() {
             .contains("× the VIP's average"),
         "{w:?}"
     );
-    assert_ne!(heavy(&s)["maglev_fingerprint"], before, "a new table");
+    // The change is counted just before its snapshot is published: wait for the new table.
+    wait_for("a new table", || {
+        heavy(&status(port))["maglev_fingerprint"] != before
+    });
     let metrics = get(port, "/metrics").unwrap().1;
     assert!(
         metrics.contains("mux_backend_weight_factor_percent{vip=\"heavy\",backend=\"10.1.0.21\"}"),

@@ -82,6 +82,8 @@ fn daemon_lifecycle_reloads_and_endpoints() {
     let metrics = get(port, "/metrics").unwrap().1;
     assert!(metrics.contains("mux_config_generation 1"), "{metrics}");
     assert!(metrics.contains("mux_dropped_packets_total{reason=\"no_backend\"} 0"));
+    assert!(metrics.contains("mux_rx_packets_total 0"), "{metrics}");
+    assert!(metrics.contains("mux_packets_total{outcome=\"dropped\"} 0"));
     assert!(
         metrics
             .contains("mux_backend_up{vip=\"drained\",backend=\"10.1.0.9\",state=\"draining\"} 1")

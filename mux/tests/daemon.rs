@@ -105,6 +105,8 @@ fn daemon_lifecycle_reloads_and_endpoints() {
     assert!(metrics.contains("mux_config_generation 1"), "{metrics}");
     monitoring_names_exist(&metrics, "mux_");
     assert!(metrics.contains("mux_dropped_packets_total{reason=\"no_backend\"} 0"));
+    assert!(metrics.contains("mux_rx_packets_total 0"), "{metrics}");
+    assert!(metrics.contains("mux_packets_total{outcome=\"dropped\"} 0"));
     assert!(
         metrics
             .contains("mux_backend_up{vip=\"drained\",backend=\"10.1.0.9\",state=\"draining\"} 1")

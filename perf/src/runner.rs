@@ -123,71 +123,66 @@ impl Machine {
     }
 }
 
-/// The pipeline counters that show what work was done, over the timed runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    /// Frames received.
-    pub rx: u64,
-    /// Frames transmitted (encapsulated, or MAC-swapped for the baseline).
-    pub forwarded: u64,
-    /// Packets whose flow was found in the table.
-    pub flow_hits: u64,
-    /// Packets that created a flow entry.
-    pub new_flows: u64,
-    /// New flows that evicted a live entry.
-    pub flows_evicted: u64,
-    /// New flows that found their bucket full.
-    pub flow_table_full: u64,
-    /// Frames handed to the kernel.
-    pub to_kernel: u64,
-    /// Frames dropped, all reasons.
-    pub dropped: u64,
-    /// Frames sent with an alternative backend in the outer header (second chance).
-    pub second_chance_sent: u64,
+/// Declares [`Counts`] from one list of the pipeline's counters (each a field of
+/// [`WorkerCounters`], which the compiler checks), plus `dropped`, the sum of the drops: its
+/// copy from the pipeline, sum and difference cannot leave one out.
+macro_rules! counts {
+    ($( $(#[doc = $doc:literal])* $field:ident, )*) => {
+        /// The pipeline counters that show what work was done, over the timed runs.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+        pub struct Counts {
+            $( $(#[doc = $doc])* pub $field: u64, )*
+            /// Frames dropped, all reasons.
+            pub dropped: u64,
+        }
+
+        impl Counts {
+            fn of(c: &WorkerCounters) -> Counts {
+                Counts { $( $field: c.$field, )* dropped: c.dropped_total() }
+            }
+
+            fn plus(self, o: Counts) -> Counts {
+                Counts { $( $field: self.$field + o.$field, )* dropped: self.dropped + o.dropped }
+            }
+
+            fn minus(self, o: Counts) -> Counts {
+                Counts { $( $field: self.$field - o.$field, )* dropped: self.dropped - o.dropped }
+            }
+
+            /// The frames with an outcome: equals `rx` (the pipeline's counters partition
+            /// the traffic, docs/offline-tools.md).
+            fn outcomes(&self) -> u64 {
+                self.forwarded
+                    + self.icmp_too_big_sent
+                    + self.drain_resets_sent
+                    + self.to_kernel
+                    + self.dropped
+            }
+        }
+    };
 }
 
-impl Counts {
-    fn of(c: &WorkerCounters) -> Counts {
-        Counts {
-            rx: c.rx,
-            forwarded: c.forwarded,
-            flow_hits: c.flow_hits,
-            new_flows: c.new_flows,
-            flows_evicted: c.flows_evicted,
-            flow_table_full: c.flow_table_full,
-            to_kernel: c.to_kernel,
-            dropped: c.dropped_total(),
-            second_chance_sent: c.second_chance_sent,
-        }
-    }
-
-    fn plus(self, o: Counts) -> Counts {
-        Counts {
-            rx: self.rx + o.rx,
-            forwarded: self.forwarded + o.forwarded,
-            flow_hits: self.flow_hits + o.flow_hits,
-            new_flows: self.new_flows + o.new_flows,
-            flows_evicted: self.flows_evicted + o.flows_evicted,
-            flow_table_full: self.flow_table_full + o.flow_table_full,
-            to_kernel: self.to_kernel + o.to_kernel,
-            dropped: self.dropped + o.dropped,
-            second_chance_sent: self.second_chance_sent + o.second_chance_sent,
-        }
-    }
-
-    fn minus(self, o: Counts) -> Counts {
-        Counts {
-            rx: self.rx - o.rx,
-            forwarded: self.forwarded - o.forwarded,
-            flow_hits: self.flow_hits - o.flow_hits,
-            new_flows: self.new_flows - o.new_flows,
-            flows_evicted: self.flows_evicted - o.flows_evicted,
-            flow_table_full: self.flow_table_full - o.flow_table_full,
-            to_kernel: self.to_kernel - o.to_kernel,
-            dropped: self.dropped - o.dropped,
-            second_chance_sent: self.second_chance_sent - o.second_chance_sent,
-        }
-    }
+counts! {
+    /// Frames received.
+    rx,
+    /// Frames transmitted (encapsulated, or MAC-swapped for the baseline).
+    forwarded,
+    /// Packets whose flow was found in the table.
+    flow_hits,
+    /// Packets that created a flow entry.
+    new_flows,
+    /// New flows that evicted a live entry.
+    flows_evicted,
+    /// New flows that found their bucket full.
+    flow_table_full,
+    /// Frames handed to the kernel.
+    to_kernel,
+    /// Frames answered with an ICMP too-big error instead of being forwarded.
+    icmp_too_big_sent,
+    /// Frames answered with a drain reset instead of being forwarded.
+    drain_resets_sent,
+    /// Frames sent with an alternative backend in the outer header (second chance).
+    second_chance_sent,
 }
 
 /// One scenario's figures.
@@ -745,6 +740,13 @@ pub fn check(scenario: Scenario, c: &Counts, total: u64) -> Vec<String> {
     if c.forwarded != total {
         w.push(format!("forwarded {} of {total} packets", c.forwarded));
     }
+    if c.rx != total || c.outcomes() != c.rx {
+        w.push(format!(
+            "received {} of {total} packets, of which {} have an outcome",
+            c.rx,
+            c.outcomes()
+        ));
+    }
     if c.dropped != 0 || c.to_kernel != 0 {
         w.push(format!(
             "{} dropped and {} to the kernel",
@@ -1064,6 +1066,15 @@ mod tests {
         assert!(check(Scenario::NewFlows, &c, 100)[0].contains("expected all misses"));
         let short = Counts { forwarded: 99, ..c };
         assert!(check(Scenario::Ipv6, &short, 100)[0].contains("forwarded 99 of 100"));
+        assert!(check(Scenario::Ipv6, &short, 100)[1].contains("of which 99 have an outcome"));
+        let counted = Counts::of(&WorkerCounters {
+            rx: 3,
+            forwarded: 1,
+            icmp_too_big_sent: 1,
+            drain_resets_sent: 1,
+            ..WorkerCounters::default()
+        });
+        assert_eq!(counted.outcomes(), 3);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! Checked for every input:
 //! - every frame gets one verdict, counted once: `rx` is the number of frames; forwarded and
 //!   replies are what the port transmitted, kernel-bound frames what it handed over, drops the
-//!   sum of the drop counters;
+//!   sum of the drop counters; each outcome counter is the number of its verdicts, the outcomes
+//!   sum to `rx`, and each sub-count family (fragments and ICMP errors forwarded, second-chance
+//!   packets) is at most the outcome it is part of;
 //! - a kernel-bound frame is the input, byte for byte;
 //! - a forwarded frame is a valid IPv4 (checksum verified) or IPv6 outer header, protocol 4 or
 //!   41 matching the inner version, whose payload is exactly the input's IP packet (padding
@@ -24,6 +26,7 @@ use std::sync::OnceLock;
 use arbitrary::{Arbitrary, Unstructured};
 use mux::control::compile::{self, CompileOptions};
 use mux::control::registry::Registry;
+use mux::dataplane::counters::{Family, WorkerCounters};
 use mux::dataplane::pipeline::Pipeline;
 use mux::dataplane::snapshot::Snapshot;
 use mux::dataplane::verdict::{Reply, Verdict};
@@ -429,6 +432,52 @@ fn check_bursts(frames: &[Vec<u8>], again: bool) {
         counters.dropped_total(),
         "every drop is counted once"
     );
+    let outcomes = [
+        (
+            counters.forwarded,
+            count(|v| *v == Verdict::Forward),
+            "forwarded",
+        ),
+        (
+            counters.icmp_too_big_sent,
+            count(|v| *v == Verdict::Reply(Reply::TooBig)),
+            "icmp_too_big_sent",
+        ),
+        (
+            counters.drain_resets_sent,
+            count(|v| *v == Verdict::Reply(Reply::Reset)),
+            "drain_resets_sent",
+        ),
+        (
+            counters.to_kernel,
+            count(|v| *v == Verdict::ToKernel),
+            "to_kernel",
+        ),
+    ];
+    for (counted, verdicts, name) in outcomes {
+        assert_eq!(counted, verdicts as u64, "{name} counts its verdicts");
+    }
+    assert_eq!(
+        counters.outcomes_total(),
+        counters.rx,
+        "the outcomes partition rx"
+    );
+    let values = counters.scalars();
+    let value = |name: &str| {
+        let i = WorkerCounters::SCALAR_NAMES.iter().position(|n| *n == name);
+        values[i.expect("a counter")]
+    };
+    for family in Family::ALL {
+        if let Some(parent) = family.part_of() {
+            let sum: u64 = WorkerCounters::METRICS
+                .iter()
+                .zip(&values)
+                .filter(|((f, _), _)| f == family)
+                .map(|(_, v)| v)
+                .sum();
+            assert!(sum <= value(parent), "{family:?} counts more than {parent}");
+        }
+    }
     let mut sent = transmitted.iter();
     let mut handed = kernel.iter();
     for (input, verdict) in inputs.iter().zip(&verdicts) {

@@ -2,19 +2,26 @@
 //!
 //! A `prometheus-client` collector builds every metric on demand from [`DaemonState`] (the
 //! workers' published counters, the snapshot, reload and announcement state), so nothing on
-//! the data path knows about Prometheus and a scrape costs the workers nothing.
+//! the data path knows about Prometheus and a scrape costs the workers nothing. The workers'
+//! scalar counters are rendered from their declaration (`dataplane::counters`: each counter
+//! names its family and label), so this module lists none of them by hand.
 //!
 //! Metric reference (all counters end in `_total`):
-//! - `mux_packets_total{outcome}` — frames by outcome: `rx`, `forwarded`, `to_kernel`,
-//!   `icmp_too_big_sent`, `drain_reset_sent`, `fragments_forwarded`, `icmp_errors_forwarded`;
-//! - `mux_rx_bytes_total`;
-//! - `mux_dropped_packets_total{reason}` — one series per drop reason;
+//! - `mux_packets_total{outcome}` — the one outcome of each received frame: `forwarded`,
+//!   `icmp_too_big_sent`, `drain_reset_sent`, `to_kernel`, `dropped`; the series sum to
+//!   `mux_rx_packets_total`;
+//! - `mux_rx_packets_total`, `mux_rx_bytes_total`;
+//! - `mux_dropped_packets_total{reason}` — one series per drop reason, summing to
+//!   `mux_packets_total{outcome="dropped"}`;
+//! - `mux_forwarded_packets_by_kind_total{kind}` — `fragment`, `icmp_error`: forwarded frames
+//!   of that kind (of `outcome="forwarded"`; other forwarded frames are not listed);
+//! - `mux_second_chance_packets_total{outcome}` — `sent` (encapsulated with an alternative in
+//!   the outer header), `skipped_mtu` (had one, sent plain: the option did not fit the MTU);
+//!   both of `outcome="forwarded"`;
 //! - `mux_flow_events_total{event}` — `hit`, `failed_backend_grace_hit` (a hit on a failed
 //!   backend within its grace, also counted in `hit`), `new`, `rehashed` (backend removed),
 //!   `rehashed_after_grace`, `rehashed_after_drain`, `evicted`, `table_full`, `second_chance`
 //!   (a new flow that got a second-chance entry naming an alternative backend, also in `new`);
-//! - `mux_second_chance_packets_total{outcome}` — `sent` (encapsulated with an alternative in
-//!   the outer header), `skipped_mtu` (had one, sent plain: the option did not fit the MTU);
 //! - `mux_vip_previous_tables{vip}` — previous Maglev tables of the VIP still within
 //!   `second_chance_window_seconds` (0 to 4);
 //! - `mux_vip_forwarded_packets_total{vip}`, `mux_backend_forwarded_packets_total{vip,backend}`;
@@ -51,6 +58,7 @@ use mux_shared::prometheus_text::{self, counter_family, gauge_family, label};
 use mux_shared::flow_key::unmap;
 
 use crate::control::state::{DaemonState, Phase, backend_state_name, census_age_ms};
+use crate::dataplane::counters::{Family, WorkerCounters};
 use crate::dataplane::verdict::DropReason;
 
 #[derive(Debug)]
@@ -67,31 +75,23 @@ impl Collector for MuxCollector {
         let c = state.counters();
         let snap = state.snapshot.load();
 
-        let outcomes = [
-            ("rx", c.rx),
-            ("forwarded", c.forwarded),
-            ("to_kernel", c.to_kernel),
-            ("icmp_too_big_sent", c.icmp_too_big_sent),
-            ("drain_reset_sent", c.drain_resets_sent),
-            ("fragments_forwarded", c.fragments_forwarded),
-            ("icmp_errors_forwarded", c.icmp_errors_forwarded),
-        ];
-        let series: Vec<_> = outcomes
-            .iter()
-            .map(|(o, v)| (vec![label("outcome", o)], *v))
-            .collect();
-        counter_family(
-            &mut e,
-            "mux_packets",
-            "Frames by outcome, summed over workers.",
-            &series,
-        )?;
-        counter_family(
-            &mut e,
-            "mux_rx_bytes",
-            "Bytes received.",
-            &[(vec![], c.rx_bytes)],
-        )?;
+        // The scalar counters, family by family, as declared in `dataplane::counters`.
+        let values = c.scalars();
+        for family in Family::ALL {
+            let mut series: Vec<(Labels, u64)> = WorkerCounters::METRICS
+                .iter()
+                .zip(&values)
+                .filter(|((f, _), _)| f == family)
+                .map(|((_, l), v)| {
+                    let labels = family.label().map(|k| label(k, l)).into_iter().collect();
+                    (labels, *v)
+                })
+                .collect();
+            if *family == Family::Outcome {
+                series.push((vec![label("outcome", "dropped")], c.dropped_total()));
+            }
+            counter_family(&mut e, family.metric(), family.help(), &series)?;
+        }
         let series: Vec<_> = DropReason::ALL
             .iter()
             .map(|r| (vec![label("reason", r.name())], c.dropped(*r)))
@@ -99,36 +99,8 @@ impl Collector for MuxCollector {
         counter_family(
             &mut e,
             "mux_dropped_packets",
-            "Dropped frames by reason.",
+            "Dropped frames by reason: the outcome=\"dropped\" series of mux_packets_total, broken down.",
             &series,
-        )?;
-        let events = [
-            ("hit", c.flow_hits),
-            ("failed_backend_grace_hit", c.failed_backend_grace_hits),
-            ("new", c.new_flows),
-            ("rehashed", c.flows_rehashed),
-            ("rehashed_after_grace", c.flows_rehashed_after_grace),
-            ("rehashed_after_drain", c.flows_rehashed_after_drain),
-            ("evicted", c.flows_evicted),
-            ("table_full", c.flow_table_full),
-            ("second_chance", c.second_chance_flows),
-        ];
-        let series: Vec<_> = events
-            .iter()
-            .map(|(ev, v)| (vec![label("event", ev)], *v))
-            .collect();
-        counter_family(&mut e, "mux_flow_events", "Flow-table outcomes.", &series)?;
-        counter_family(
-            &mut e,
-            "mux_second_chance_packets",
-            "Frames that had an alternative backend: sent with it, or sent plain because it did not fit the MTU.",
-            &[
-                (vec![label("outcome", "sent")], c.second_chance_sent),
-                (
-                    vec![label("outcome", "skipped_mtu")],
-                    c.second_chance_skipped_mtu,
-                ),
-            ],
         )?;
         let now = state.flow_now();
         let series: Vec<_> = snap
@@ -516,4 +488,111 @@ fn encode_health(
         "Load-aware weight changes applied.",
         &[(vec![], state.health.weight_changes.load(Ordering::Relaxed))],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::control::compile::{self, CompileOptions};
+    use crate::control::registry::Registry;
+
+    const CONFIG: &str = r#"
+[mux]
+name = "t"
+[dataplane]
+io = "mem"
+workers = 2
+[tunnel]
+source_v4 = "10.0.0.11"
+[[vip]]
+name = "web"
+address = "192.0.2.10"
+port = 80
+protocol = "tcp"
+  [[vip.backend]]
+  address = "10.1.0.1"
+"#;
+
+    /// The value of the series `series` (name and labels, as printed) in `text`.
+    fn value(text: &str, series: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    #[test]
+    fn packets_by_outcome_sum_to_rx_and_sub_counts_have_their_own_families() {
+        let cfg = mux_shared::config::parse(CONFIG, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let snap = compile::compile(
+            &cfg,
+            &mut Registry::default(),
+            1,
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        let state = Arc::new(DaemonState::new(
+            "t".into(),
+            "t.toml".into(),
+            snap,
+            2,
+            Instant::now(),
+        ));
+        for (w, k) in [(0, 1), (1, 10)] {
+            let mut guard = state.workers[w].counters.lock().unwrap();
+            let c = &mut *guard;
+            c.rx = 31 * k;
+            c.forwarded = 20 * k;
+            c.fragments_forwarded = 2 * k;
+            c.icmp_errors_forwarded = k;
+            c.second_chance_sent = 3 * k;
+            c.icmp_too_big_sent = k;
+            c.drain_resets_sent = 2 * k;
+            c.to_kernel = 4 * k;
+            c.flow_hits = 15 * k;
+            for _ in 0..k {
+                c.drop(DropReason::NoBackend);
+                c.drop(DropReason::NoBackend);
+                c.drop(DropReason::MalformedIpv4);
+                c.drop(DropReason::TooBigWithoutDf);
+            }
+        }
+        let text = render(&state);
+        let outcome = |o: &str| value(&text, &format!("mux_packets_total{{outcome=\"{o}\"}}"));
+        assert_eq!(value(&text, "mux_rx_packets_total"), 341);
+        assert_eq!(outcome("forwarded"), 220);
+        assert_eq!(outcome("icmp_too_big_sent"), 11);
+        assert_eq!(outcome("drain_reset_sent"), 22);
+        assert_eq!(outcome("to_kernel"), 44);
+        assert_eq!(outcome("dropped"), 44);
+        let outcomes: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("mux_packets_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(outcomes, 341, "the outcomes partition rx:\n{text}");
+        assert_eq!(text.matches("mux_packets_total{").count(), 5, "{text}");
+        let drops: u64 = DropReason::ALL
+            .iter()
+            .map(|r| {
+                let series = format!("mux_dropped_packets_total{{reason=\"{}\"}}", r.name());
+                value(&text, &series)
+            })
+            .sum();
+        assert_eq!(drops, outcome("dropped"));
+        let kind = |k: &str| {
+            value(
+                &text,
+                &format!("mux_forwarded_packets_by_kind_total{{kind=\"{k}\"}}"),
+            )
+        };
+        assert_eq!((kind("fragment"), kind("icmp_error")), (22, 11));
+        assert_eq!(
+            value(&text, "mux_second_chance_packets_total{outcome=\"sent\"}"),
+            33
+        );
+        assert_eq!(value(&text, "mux_flow_events_total{event=\"hit\"}"), 165);
+        assert!(!text.contains("outcome=\"rx\""), "{text}");
+    }
 }

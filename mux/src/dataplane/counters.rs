@@ -1,4 +1,17 @@
-//! Per-worker counters, named by outcome.
+//! Per-worker counters, named by outcome, declared once.
+//!
+//! This module owns the list of scalar counters: [`worker_counters!`] declares each one with
+//! its doc and its Prometheus family and label ([`Family`]), and generates the struct, its
+//! copy and sum, the named list (`mux replay` output and `--json`) and the metric table
+//! ([`WorkerCounters::METRICS`]) that `control::metrics` renders. A counter is added here and
+//! nowhere else.
+//!
+//! The outcome counters partition the traffic: every received frame ends in exactly one of
+//! `forwarded`, `icmp_too_big_sent`, `drain_resets_sent`, `to_kernel` or a drop, so
+//! `rx = forwarded + icmp_too_big_sent + drain_resets_sent + to_kernel + Σ drops`
+//! ([`WorkerCounters::outcomes_total`]). Sub-counters ([`Family::ForwardedKind`],
+//! [`Family::SecondChance`]) move only on the outcome they name (`forwarded`), once the frame is
+//! encapsulated.
 //!
 //! Each worker owns its counters outright (plain `u64`, no atomics, no sharing): the hot path
 //! pays one add per event. The control plane reads them between bursts and sums across workers
@@ -10,10 +23,11 @@ use serde::Serialize;
 
 use super::verdict::DropReason;
 
-/// Declares [`WorkerCounters`] from one list of scalar counters (each with the `///` that says
-/// when it moves), so the struct, copying, summing and the named list cannot disagree.
+/// Declares [`WorkerCounters`] from one list of scalar counters, each with the `///` that says
+/// when it moves and its metric `Family(label)`, so the struct, copying, summing, the named
+/// list and the metrics cannot disagree.
 macro_rules! worker_counters {
-    ($( $(#[doc = $doc:literal])* $field:ident, )*) => {
+    ($( $(#[doc = $doc:literal])* $field:ident => $family:ident($label:literal), )*) => {
         /// Counters of one worker (or the sum over workers).
         ///
         /// `Clone::clone_from` is implemented by hand so that publishing counters to the
@@ -33,6 +47,10 @@ macro_rules! worker_counters {
             /// The scalar counters' names, in declaration order.
             pub const SCALAR_NAMES: &'static [&'static str] = &[$(stringify!($field),)*];
 
+            /// Each scalar counter's metric family and label value, in the order of
+            /// [`WorkerCounters::SCALAR_NAMES`].
+            pub const METRICS: &'static [(Family, &'static str)] = &[$((Family::$family, $label),)*];
+
             /// The scalar counters, in the order of [`WorkerCounters::SCALAR_NAMES`].
             pub fn scalars(&self) -> Vec<u64> {
                 vec![$(self.$field,)*]
@@ -45,72 +63,162 @@ macro_rules! worker_counters {
             fn add_scalars(&mut self, other: &Self) {
                 $( self.$field += other.$field; )*
             }
+
+            /// Sum of the outcome counters ([`Family::Outcome`]) and the drops: equals `rx`.
+            pub fn outcomes_total(&self) -> u64 {
+                let mut n = self.dropped_total();
+                $( if matches!(Family::$family, Family::Outcome) { n += self.$field; } )*
+                n
+            }
         }
     };
 }
 
 worker_counters! {
     /// Frames received from the port.
-    rx,
+    rx => Rx(""),
     /// Bytes received from the port.
-    rx_bytes,
+    rx_bytes => RxBytes(""),
     /// Frames encapsulated and handed to the port for transmission.
-    forwarded,
+    forwarded => Outcome("forwarded"),
     /// Packets whose flow was found in the flow table with a backend that still keeps it (active,
     /// draining before its deadline, or failed within its grace).
-    flow_hits,
+    flow_hits => FlowEvent("hit"),
     /// Of `flow_hits`: packets forwarded to a backend the health feed has failed, because its
     /// `failed_backend_grace` has not run out (a restarting host agent loses nothing).
-    failed_backend_grace_hits,
+    failed_backend_grace_hits => FlowEvent("failed_backend_grace_hit"),
     /// Packets that created a flow-table entry (first packet of a flow, or a packet whose entry
     /// had expired or had been evicted).
-    new_flows,
+    new_flows => FlowEvent("new"),
     /// Packets whose flow entry pointed at a backend that was removed from the configuration or
     /// moved to another VIP: the flow was re-hashed with Maglev and its entry updated.
-    flows_rehashed,
+    flows_rehashed => FlowEvent("rehashed"),
     /// Packets whose flow entry pointed at a backend the health feed failed more than
     /// `failed_backend_grace` seconds ago: the flow was re-hashed with Maglev and its entry
     /// updated.
-    flows_rehashed_after_grace,
+    flows_rehashed_after_grace => FlowEvent("rehashed_after_grace"),
     /// Packets of non-TCP flows (and bare SYNs starting a new connection on the same 4-tuple)
     /// whose entry pointed at a backend past its drain deadline: the flow was re-hashed with
     /// Maglev and its entry updated.
-    flows_rehashed_after_drain,
+    flows_rehashed_after_drain => FlowEvent("rehashed_after_drain"),
     /// New flows that replaced a live entry because both their buckets were full and no room
     /// could be made by moving entries (a table beyond about 95 % full).
-    flows_evicted,
+    flows_evicted => FlowEvent("evicted"),
     /// New flows that could not be stored because both their buckets were full of entries they
     /// may not displace (e.g. a SYN against established flows) and no room could be made by
     /// moving entries. The packet was still forwarded, by Maglev alone.
-    flow_table_full,
-    /// IPv4 fragments and IPv6 packets with a fragment header, steered by their 3-tuple.
-    fragments_forwarded,
-    /// ICMP errors addressed to a VIP, routed to the backend owning the embedded flow.
-    icmp_errors_forwarded,
+    flow_table_full => FlowEvent("table_full"),
+    /// IPv4 fragments and IPv6 packets with a fragment header, steered by their 3-tuple and
+    /// encapsulated. Of `forwarded`.
+    fragments_forwarded => ForwardedKind("fragment"),
+    /// ICMP errors addressed to a VIP, routed to the backend owning the embedded flow and
+    /// encapsulated. Of `forwarded`.
+    icmp_errors_forwarded => ForwardedKind("icmp_error"),
     /// ICMP "fragmentation needed" / "packet too big" errors generated for clients whose
     /// packet (DF set, or IPv6) would exceed the MTU once encapsulated.
-    icmp_too_big_sent,
+    icmp_too_big_sent => Outcome("icmp_too_big_sent"),
     /// TCP resets sent from the VIP to clients whose flow was pinned to a backend past its
     /// drain deadline, in place of their segment (which was not forwarded); the flow's entry
     /// is removed.
-    drain_resets_sent,
+    drain_resets_sent => Outcome("drain_reset_sent"),
     /// Of `new_flows`: flow-table misses of packets other than a bare TCP SYN (TCP without
     /// SYN, SYN with ACK, or UDP) whose VIP's previous Maglev tables pick, within their window,
     /// another backend that still keeps flows: the flow got a second-chance entry naming that
     /// alternative, which its packets carry from then on (docs/second-chance.md). A flow
     /// whose entry could not be stored (`flow_table_full`) is not counted here; its packets
     /// are decided afresh each time.
-    second_chance_flows,
+    second_chance_flows => FlowEvent("second_chance"),
     /// Frames encapsulated with an alternative backend in the outer header (an IPv4 option or
     /// an IPv6 Destination Options header), so the current backend's host agent can pass on a
     /// connection it does not carry. Of `forwarded`.
-    second_chance_sent,
+    second_chance_sent => SecondChance("sent"),
     /// Frames that had an alternative but were encapsulated without it because the option
     /// would have taken them past the MTU while plain IP-in-IP fits (never dropped and never
     /// answered with an ICMP error for the option's sake). Of `forwarded`.
-    second_chance_skipped_mtu,
+    second_chance_skipped_mtu => SecondChance("skipped_mtu"),
     /// Frames not addressed to a VIP (ARP, ND, BGP, other ports...) handed to the kernel.
-    to_kernel,
+    to_kernel => Outcome("to_kernel"),
+}
+
+/// The Prometheus family a scalar counter is exported in (`control::metrics`), with the label
+/// that tells its counters apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `mux_rx_packets_total`: frames received (no label).
+    Rx,
+    /// `mux_rx_bytes_total`: bytes received (no label).
+    RxBytes,
+    /// `mux_packets_total{outcome}`: the one outcome of each received frame. With the drops,
+    /// exported as `outcome="dropped"`, its series sum to `mux_rx_packets_total`.
+    Outcome,
+    /// `mux_forwarded_packets_by_kind_total{kind}`: forwarded frames that were fragments or
+    /// ICMP errors. Of `outcome="forwarded"`.
+    ForwardedKind,
+    /// `mux_second_chance_packets_total{outcome}`: forwarded frames that had an alternative
+    /// backend. Of `outcome="forwarded"`.
+    SecondChance,
+    /// `mux_flow_events_total{event}`: flow-table events (per packet, not an outcome).
+    FlowEvent,
+}
+
+impl Family {
+    /// Every family, in the order `/metrics` lists them.
+    pub const ALL: &'static [Family] = &[
+        Family::Outcome,
+        Family::Rx,
+        Family::RxBytes,
+        Family::ForwardedKind,
+        Family::SecondChance,
+        Family::FlowEvent,
+    ];
+
+    /// The metric's name without `_total`.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Family::Rx => "mux_rx_packets",
+            Family::RxBytes => "mux_rx_bytes",
+            Family::Outcome => "mux_packets",
+            Family::ForwardedKind => "mux_forwarded_packets_by_kind",
+            Family::SecondChance => "mux_second_chance_packets",
+            Family::FlowEvent => "mux_flow_events",
+        }
+    }
+
+    /// The label key, or `None` for a single unlabelled series.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Family::Rx | Family::RxBytes => None,
+            Family::Outcome | Family::SecondChance => Some("outcome"),
+            Family::ForwardedKind => Some("kind"),
+            Family::FlowEvent => Some("event"),
+        }
+    }
+
+    /// The metric's help text.
+    pub fn help(self) -> &'static str {
+        match self {
+            Family::Rx => "Frames received, summed over workers.",
+            Family::RxBytes => "Bytes received.",
+            Family::Outcome => {
+                "Received frames by their one outcome (forwarded, ICMP too-big reply, drain reset, to the kernel, dropped): the series sum to mux_rx_packets_total."
+            }
+            Family::ForwardedKind => {
+                "Forwarded frames that were fragments or ICMP errors (of outcome=\"forwarded\")."
+            }
+            Family::SecondChance => {
+                "Forwarded frames that had an alternative backend: sent with it, or sent plain because it did not fit the MTU (of outcome=\"forwarded\")."
+            }
+            Family::FlowEvent => "Flow-table outcomes.",
+        }
+    }
+
+    /// For a family of sub-counts, the outcome counter each of its counters is part of.
+    pub fn part_of(self) -> Option<&'static str> {
+        match self {
+            Family::ForwardedKind | Family::SecondChance => Some("forwarded"),
+            _ => None,
+        }
+    }
 }
 
 impl Clone for WorkerCounters {
@@ -273,6 +381,58 @@ mod tests {
         let names: Vec<_> = a.named().into_iter().take(n).collect();
         assert_eq!(names[0], ("rx".to_string(), 2));
         assert_eq!(names[n - 1], ("to_kernel".to_string(), 2));
+    }
+
+    #[test]
+    fn every_counter_has_a_distinct_series_in_a_family_that_is_rendered() {
+        let mut seen = std::collections::HashSet::new();
+        for (name, (family, label)) in WorkerCounters::SCALAR_NAMES
+            .iter()
+            .zip(WorkerCounters::METRICS)
+        {
+            assert!(Family::ALL.contains(family), "{name}: family not rendered");
+            assert_eq!(family.label().is_none(), label.is_empty(), "{name}");
+            assert!(
+                seen.insert((family.metric(), *label)),
+                "{name}: series taken"
+            );
+            if let Some(parent) = family.part_of() {
+                assert!(WorkerCounters::SCALAR_NAMES.contains(&parent), "{name}");
+            }
+        }
+        for family in Family::ALL {
+            assert!(
+                WorkerCounters::METRICS.iter().any(|(f, _)| f == family),
+                "{family:?} has no counter"
+            );
+        }
+        // The unlabelled families hold exactly one counter each.
+        for family in [Family::Rx, Family::RxBytes] {
+            let n = WorkerCounters::METRICS
+                .iter()
+                .filter(|(f, _)| *f == family)
+                .count();
+            assert_eq!(n, 1, "{family:?}");
+        }
+    }
+
+    #[test]
+    fn outcomes_total_is_the_outcome_counters_and_the_drops() {
+        let mut c = WorkerCounters {
+            rx: 100,
+            forwarded: 1,
+            icmp_too_big_sent: 10,
+            drain_resets_sent: 100,
+            to_kernel: 1000,
+            // Neither an outcome nor part of the sum.
+            fragments_forwarded: 1,
+            flow_hits: 7,
+            second_chance_sent: 1,
+            ..Default::default()
+        };
+        c.drop(DropReason::NoBackend);
+        c.drop(DropReason::MalformedIpv6);
+        assert_eq!(c.outcomes_total(), 1113);
     }
 
     #[test]

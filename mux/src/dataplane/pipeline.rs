@@ -99,6 +99,13 @@ enum Rehash {
     AfterDrain,
 }
 
+/// Which sub-count of `forwarded` a fragment or an ICMP error goes to once encapsulated.
+#[derive(Clone, Copy, Debug)]
+enum ForwardKind {
+    Fragment,
+    IcmpError,
+}
+
 /// What pass 1 left for pass 2.
 #[derive(Clone, Copy, Debug)]
 enum Pending {
@@ -257,25 +264,62 @@ impl Pipeline {
                 let vip = &snap.parts.vips[vip as usize];
                 let k = &s.parsed.key;
                 let h = stable_hash::fragment_hash(&k.src, &k.dst, k.protocol);
-                match vip.pick(h) {
-                    Some(id) => {
-                        self.counters.fragments_forwarded += 1;
-                        (vip, id, Some(h))
-                    }
-                    None => return Verdict::Drop(DropReason::NoBackend),
-                }
+                let Some(id) = vip.pick(h) else {
+                    return Verdict::Drop(DropReason::NoBackend);
+                };
+                return self.send_kind(snap, vip, id, Some(h), buf, s, ForwardKind::Fragment);
             }
             Pending::IcmpError { vip, hash } => {
                 let vip = &snap.parts.vips[vip as usize];
-                match self.icmp_error_backend(snap, vip, now, &hash, &s.parsed) {
-                    Some(id) => {
-                        self.counters.icmp_errors_forwarded += 1;
-                        (vip, id, None)
-                    }
-                    None => return Verdict::Drop(DropReason::NoBackend),
-                }
+                let Some(id) = self.icmp_error_backend(snap, vip, now, &hash, &s.parsed) else {
+                    return Verdict::Drop(DropReason::NoBackend);
+                };
+                return self.send_kind(snap, vip, id, None, buf, s, ForwardKind::IcmpError);
             }
         };
+        self.send(snap, vip, backend_id, stable, buf, s)
+    }
+
+    /// Forwards a fragment or an ICMP error with [`Pipeline::send`] and, only if it was
+    /// actually encapsulated, counts it under its kind (`fragments_forwarded`,
+    /// `icmp_errors_forwarded`): a sub-count of `forwarded`, never of a drop or a reply.
+    ///
+    /// Out of line so that the flow path (every hit) runs no test of the kind.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn send_kind<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        vip: &Vip,
+        backend_id: u32,
+        stable: Option<u64>,
+        buf: &mut B,
+        s: &Slot,
+        kind: ForwardKind,
+    ) -> Verdict {
+        let verdict = self.send(snap, vip, backend_id, stable, buf, s);
+        if matches!(verdict, Verdict::Forward) {
+            match kind {
+                ForwardKind::Fragment => self.counters.fragments_forwarded += 1,
+                ForwardKind::IcmpError => self.counters.icmp_errors_forwarded += 1,
+            }
+        }
+        verdict
+    }
+
+    /// Encapsulates toward backend `backend_id` in plain IP-in-IP: an ICMP too-big reply when
+    /// the packet would exceed the MTU, a drop when the backend is gone or encapsulation fails,
+    /// else `Forward`, counted per VIP and backend.
+    #[inline(always)]
+    fn send<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        vip: &Vip,
+        backend_id: u32,
+        stable: Option<u64>,
+        buf: &mut B,
+        s: &Slot,
+    ) -> Verdict {
         let Some(backend) = snap.backend(backend_id) else {
             return Verdict::Drop(DropReason::NoBackend);
         };

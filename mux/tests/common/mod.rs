@@ -10,10 +10,10 @@ use std::net::IpAddr;
 
 use mux::control::compile::{self, CompileOptions};
 use mux::control::registry::Registry;
-use mux::dataplane::counters::WorkerCounters;
+use mux::dataplane::counters::{Family, WorkerCounters};
 use mux::dataplane::pipeline::Pipeline;
 use mux::dataplane::snapshot::Snapshot;
-use mux::dataplane::verdict::Verdict;
+use mux::dataplane::verdict::{DropReason, Reply, Verdict};
 use mux::dataplane::worker::Worker;
 use mux_shared::checksum;
 use mux_shared::port::mem::{Capture, MemPort};
@@ -122,7 +122,12 @@ pub fn worker(capacity: usize) -> Worker<MemPort> {
 }
 
 /// Pushes `frames` through `worker` at time `now`, one burst at a time.
+///
+/// Every run checks the counters: they still partition the traffic ([`assert_partition`]) and
+/// moved exactly as the verdicts the port acted on ([`assert_counters_follow_verdicts`]), so
+/// every fixture of every test built on this helper is also a counter test.
 pub fn run_on(worker: &mut Worker<MemPort>, snap: &Snapshot, now: u32, frames: &[Vec<u8>]) -> Run {
+    let before = worker.pipeline.counters.clone();
     let mut verdicts = Vec::new();
     for chunk in frames.chunks(32) {
         for f in chunk {
@@ -132,11 +137,93 @@ pub fn run_on(worker: &mut Worker<MemPort>, snap: &Snapshot, now: u32, frames: &
         assert_eq!(n, chunk.len());
         verdicts.extend_from_slice(worker.last_verdicts(n));
     }
+    let counters = &worker.pipeline.counters;
+    assert_partition(counters);
+    assert_counters_follow_verdicts(&before, counters, &verdicts);
     Run {
         verdicts,
         transmitted: worker.port.take_transmitted(),
         to_kernel: worker.port.take_to_kernel(),
         counters: worker.pipeline.counters.clone(),
+    }
+}
+
+/// Asserts the counter partition (docs/offline-tools.md): every received frame has exactly one
+/// outcome, `rx = forwarded + icmp_too_big_sent + drain_resets_sent + to_kernel + Σ drops`,
+/// and each family of sub-counts (fragments and ICMP errors forwarded, second-chance packets)
+/// sums to at most the outcome it is part of.
+pub fn assert_partition(c: &WorkerCounters) {
+    let outcomes = c.forwarded + c.icmp_too_big_sent + c.drain_resets_sent + c.to_kernel;
+    assert_eq!(
+        c.rx,
+        outcomes + c.dropped_total(),
+        "rx is not the sum of the outcomes: {c:?}"
+    );
+    assert_eq!(c.rx, c.outcomes_total(), "outcomes_total disagrees: {c:?}");
+    let named = c.named();
+    let value = |n: &str| named.iter().find(|(k, _)| k == n).expect("a counter").1;
+    for family in Family::ALL {
+        let Some(parent) = family.part_of() else {
+            continue;
+        };
+        let sum: u64 = WorkerCounters::SCALAR_NAMES
+            .iter()
+            .zip(WorkerCounters::METRICS)
+            .filter(|(_, (f, _))| f == family)
+            .map(|(name, _)| value(name))
+            .sum();
+        assert!(
+            sum <= value(parent),
+            "{family:?} counts {sum}, more than {parent} ({}): {c:?}",
+            value(parent)
+        );
+    }
+}
+
+/// Asserts that the outcome counters moved from `before` to `after` by exactly the number of
+/// each verdict in `verdicts` (drops per reason), and `rx` by the number of frames.
+pub fn assert_counters_follow_verdicts(
+    before: &WorkerCounters,
+    after: &WorkerCounters,
+    verdicts: &[Verdict],
+) {
+    let count = |want: fn(&Verdict) -> bool| verdicts.iter().filter(|v| want(v)).count() as u64;
+    let moved = [
+        ("rx", after.rx - before.rx, verdicts.len() as u64),
+        (
+            "forwarded",
+            after.forwarded - before.forwarded,
+            count(|v| *v == Verdict::Forward),
+        ),
+        (
+            "icmp_too_big_sent",
+            after.icmp_too_big_sent - before.icmp_too_big_sent,
+            count(|v| *v == Verdict::Reply(Reply::TooBig)),
+        ),
+        (
+            "drain_resets_sent",
+            after.drain_resets_sent - before.drain_resets_sent,
+            count(|v| *v == Verdict::Reply(Reply::Reset)),
+        ),
+        (
+            "to_kernel",
+            after.to_kernel - before.to_kernel,
+            count(|v| *v == Verdict::ToKernel),
+        ),
+    ];
+    for (name, delta, expected) in moved {
+        assert_eq!(
+            delta, expected,
+            "{name} moved by {delta}, verdicts say {expected}"
+        );
+    }
+    for r in DropReason::ALL {
+        let delta = after.dropped(*r) - before.dropped(*r);
+        let expected = verdicts.iter().filter(|v| **v == Verdict::Drop(*r)).count() as u64;
+        assert_eq!(
+            delta, expected,
+            "drop {r:?} moved by {delta}, verdicts say {expected}"
+        );
     }
 }
 

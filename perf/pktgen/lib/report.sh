@@ -9,7 +9,8 @@
 #
 # Metric names are the daemons' own (mux/src/control/metrics.rs,
 # hostagent/src/control/metrics.rs):
-#   mux_packets_total{outcome="rx"|"forwarded"|"to_kernel"}, mux_dropped_packets_total{reason},
+#   mux_rx_packets_total, mux_packets_total{outcome="forwarded"|"to_kernel"|...} (one outcome
+#   per received frame), mux_dropped_packets_total{reason},
 #   mux_port_dropped_packets_total{worker,direction="rx"|"tx"}, mux_ready, and with io = "dpdk"
 #   mux_nic_dropped_packets_total{reason="imissed"|"ierrors"|"rx_nombuf"|"oerrors"};
 #   hostagent_inbound_packets_total, hostagent_delivered_packets_total,
@@ -19,7 +20,7 @@ REPORT_MUXES=(mux1 mux2)
 REPORT_HOSTS=(host1 host2)
 
 # metric FILE NAME [LABEL...]: the sum of NAME's series whose labels contain every LABEL
-# (e.g. 'outcome="rx"'); nothing when the file or the metric is missing.
+# (e.g. 'outcome="forwarded"'); nothing when the file or the metric is missing.
 metric() {
     local file=$1 name=$2
     shift 2
@@ -94,7 +95,7 @@ report() {
     declare -A rx fwd kern drops port_rx port_tx nic_drops nic_missed
     declare -A inbound delivered agent_drops unknown_svc
     for m in "${REPORT_MUXES[@]}"; do
-        rx[$m]=$(delta "$m" mux_packets_total 'outcome="rx"')
+        rx[$m]=$(delta "$m" mux_rx_packets_total)
         fwd[$m]=$(delta "$m" mux_packets_total 'outcome="forwarded"')
         kern[$m]=$(delta "$m" mux_packets_total 'outcome="to_kernel"')
         drops[$m]=$(delta "$m" mux_dropped_packets_total)

@@ -12,6 +12,8 @@
 //!   that prove the work was done.
 //! - [`table_fill`]: the flow table alone, filled with random flows to 50–99 % of its
 //!   capacity: what it loses, what inserts and lookups cost at each level (`perf table-fill`).
+//! - [`idle`]: `mux run` on a veth in a throw-away namespace, idle: its CPU over a quiet spell,
+//!   and the latency the first packet after it pays (`perf idle`).
 //! - [`rss`]: the Toeplitz RSS hash a NIC spreads flows over its RX queues with, so that
 //!   `perf pipeline --workers N` splits flows as a NIC would.
 //! - [`baseline`]: the floor of the I/O path — a trivial MAC-swapping forwarder over the same
@@ -46,6 +48,7 @@ pub mod demo;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod http;
+pub mod idle;
 pub mod rss;
 pub mod runner;
 pub mod scenario;

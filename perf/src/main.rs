@@ -2,6 +2,7 @@
 //!
 //! Subcommands:
 //! - `pipeline` — the in-process benchmark of the real worker loop (see [`perf::runner`]).
+//! - `idle` — an idle `mux run`'s CPU and first-packet latency (see [`perf::idle`]).
 //! - `table-fill` — the flow table filled to 50–99 % of its capacity (see [`perf::table_fill`]).
 //! - `demo-capture` — writes the deterministic demo pcap (see [`perf::demo`]).
 //! - `gen`, `sink`, `lab-summary` — the namespace lab's traffic generator, its validating sink
@@ -76,6 +77,19 @@ enum Command {
     ///   taskset -c 1 target/release/perf table-fill --capacity 4194304
     #[command(verbatim_doc_comment)]
     TableFill(TableFillArgs),
+    /// Measure an idle MUX: its CPU use, and the latency the first packet after idling pays.
+    ///
+    /// For each --io and --idle: builds a throw-away namespace with a veth pair, runs `mux run`
+    /// on one end (one worker, one VIP), waits until a probe comes back encapsulated, measures
+    /// the daemon's CPU over --seconds of silence (/proc/PID/stat utime+stime, and the worker
+    /// thread's schedstat), then times --probes single SYNs sent after --gap-ms of silence
+    /// each and as many sent back to back (RX -> MUX -> TX, seen from the peer end). Deletes
+    /// the namespace. Needs root and `ip`.
+    ///
+    ///   cargo build --release -p mux -p perf
+    ///   target/release/perf idle
+    #[command(verbatim_doc_comment)]
+    Idle(IdleArgs),
     /// Measure the worker loop on DPDK virtual devices against the I/O floor (feature `dpdk`).
     ///
     /// On one core, over net_null (RX allocates, TX frees) and net_ring (mbufs circulate in a
@@ -468,6 +482,76 @@ struct PipelineArgs {
 }
 
 #[derive(Debug, Args)]
+struct IdleArgs {
+    /// The mux binary [default: `mux` next to this perf].
+    #[arg(long)]
+    mux: Option<PathBuf>,
+    /// I/O backends to measure (repeatable) [default: afxdp, afpacket].
+    #[arg(long = "io", value_parser = ["afxdp", "afpacket"])]
+    ios: Vec<String>,
+    /// Idle modes to measure (repeatable) [default: adaptive, busy-poll].
+    #[arg(long = "idle", value_parser = ["adaptive", "busy-poll"])]
+    modes: Vec<String>,
+    /// Seconds of silence over which the idle CPU is measured.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Probes per latency figure.
+    #[arg(long, default_value_t = 20)]
+    probes: usize,
+    /// Milliseconds of silence before each idle probe.
+    #[arg(long, default_value_t = 200)]
+    gap_ms: u64,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn idle(args: IdleArgs) -> ExitCode {
+    let mux = match args.mux {
+        Some(p) => p,
+        None => match std::env::current_exe() {
+            Ok(exe) => exe.with_file_name("mux"),
+            Err(e) => {
+                eprintln!("perf idle: cannot find the mux binary ({e}): give --mux");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let or = |v: Vec<String>, d: &[&str]| {
+        if v.is_empty() {
+            d.iter().map(|s| s.to_string()).collect()
+        } else {
+            v
+        }
+    };
+    let settings = perf::idle::Settings {
+        mux,
+        ios: or(args.ios, &["afxdp", "afpacket"]),
+        modes: or(args.modes, &["adaptive", "busy-poll"]),
+        seconds: args.seconds.max(0.1),
+        probes: args.probes.max(1),
+        gap: std::time::Duration::from_millis(args.gap_ms),
+    };
+    match perf::idle::run(&settings, |line| eprintln!("{line}")) {
+        Ok(runs) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&runs).unwrap_or_default()
+                );
+            } else {
+                print!("{}", perf::idle::render(&settings, &runs));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("perf idle: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 struct TableFillArgs {
     /// Table capacity in entries, as `[dataplane] flow_table_capacity`.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..=1 << 28))]
@@ -534,6 +618,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Pipeline(args) => pipeline(args),
         Command::TableFill(args) => table_fill(args),
+        Command::Idle(args) => idle(args),
         #[cfg(feature = "dpdk")]
         Command::Dpdk(args) => dpdk(args),
         Command::DemoCapture { output } => match perf::demo::write(&output) {

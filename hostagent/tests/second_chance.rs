@@ -511,13 +511,21 @@ fn a_local_alternative_is_delivered_to_the_backend_that_carries_the_connection()
         &[10, 0, 21, 3],
         "to the backend that carries it"
     );
-    // A connection neither local backend knows: delivered as addressed, never forwarded.
+    // A connection neither local backend knows: delivered to the alternative, never
+    // forwarded (the MUX's second-chance entry names the alternative and sends the flow there
+    // plainly once a later table picks it: a flow left on the addressed backend would move).
     let other = tcp(CLIENT, 40041, VIP, ACK);
     let (verdict, buf) = decap(
         &mut a,
         &v4_outer(MUX, "10.0.21.2", "10.0.21.3", 0, 0, &other),
     );
-    assert_eq!(&delivered(verdict, &buf)[16..20], &[10, 0, 21, 2]);
+    assert_eq!(&delivered(verdict, &buf)[16..20], &[10, 0, 21, 3]);
+    // ...and from then on it is carried there: a plain packet to 10.0.21.3 finds it.
+    let (verdict, buf) = decap(
+        &mut a,
+        &v4_outer(MUX, "10.0.21.3", "10.0.21.2", 0, 0, &other),
+    );
+    assert_eq!(&delivered(verdict, &buf)[16..20], &[10, 0, 21, 3]);
     // The alternative equal to the packet's own DIP: delivered.
     let third = tcp(CLIENT, 40042, VIP, ACK);
     let (verdict, _) = decap(
@@ -527,6 +535,7 @@ fn a_local_alternative_is_delivered_to_the_backend_that_carries_the_connection()
     assert!(matches!(verdict, Verdict::Deliver { .. }));
     let sc = a.counters().second_chance;
     assert_eq!((sc.delivered_local_alternative, sc.forwarded), (3, 0));
+    assert_eq!(sc.delivered_known, 1);
     assert_eq!(sc.delivered_syn, 1);
 }
 

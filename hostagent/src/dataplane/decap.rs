@@ -138,17 +138,18 @@ impl DataPath {
             }
             Some(_) if self.carries(&key) => Delivery::Known,
             Some(alt) if self.table.is_dip(alt.address) => {
-                // Two backends of the service on this host: the alternative's may be the one
-                // that carries the connection.
+                // Two backends of the service on this host: the alternative gets the packet,
+                // as a remote alternative would get it forwarded. Whether or not it carries
+                // the connection yet: the MUX's second-chance entry keeps naming it, and sends
+                // the flow to it plainly once a table picks it again, so a flow delivered here
+                // as addressed (a new UDP flow has no SYN) would change backend then.
                 if let Some((alt_index, alt_service)) =
                     self.table
                         .inbound(alt.address, inner.dst, dst_port, inner.protocol)
                 {
                     let (a, p) = (alt_service.backend_address, alt_service.backend_port);
                     let alt_key = ConnKey::new(inner.src, src_port, a, p, inner.protocol);
-                    if self.carries(&alt_key) {
-                        (index, addr, port, key) = (alt_index, a, p, alt_key);
-                    }
+                    (index, addr, port, key) = (alt_index, a, p, alt_key);
                 }
                 Delivery::LocalAlternative
             }

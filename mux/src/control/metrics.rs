@@ -53,7 +53,7 @@ use std::sync::atomic::Ordering;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
-use mux_shared::prometheus_text::{self, counter_family, gauge_family, label};
+use mux_shared::prometheus_text::{self, Labels, counter_family, gauge_family, label};
 
 use mux_shared::flow_key::unmap;
 

@@ -668,6 +668,12 @@ mod tests {
         let a: Answer = serde_json::from_slice(&buf[..n]).unwrap();
         assert_eq!((a.backend.as_str(), a.seq), ("u1", 7));
         assert_eq!(a.client, c.local_addr().unwrap().to_string());
+        // The backend counts its answer after sending it: wait for the count, not the reply.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while b.stats.answered.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert_eq!(b.stats.received.load(Ordering::Relaxed), 2);
         assert_eq!(b.stats.malformed.load(Ordering::Relaxed), 1);
         assert_eq!(b.stats.answered.load(Ordering::Relaxed), 1);

@@ -6,7 +6,7 @@
 //!   the code under test, or a broken invariant the harness checks (every frame accounted for,
 //!   forwarded packets unchanged inside their tunnel, dropped packets untouched, checksums that
 //!   still verify after a rewrite, config errors located inside the file);
-//! - seeds: the frames of `configs/demo.pcap`, the byte fixtures of `shared/src/wire/`, frames
+//! - seeds: the frames of `configs/demo.pcap`, the byte fixtures of `packet/src/wire/`, frames
 //!   built like the packet fixtures' ([`seeds`]), the shipped configuration files;
 //! - [`driver`]: mutation of the corpus ([`mutate`]), coverage feedback when the build is
 //!   instrumented ([`coverage`]), panics caught and their inputs saved, execs/s reported;

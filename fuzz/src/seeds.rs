@@ -2,15 +2,15 @@
 //! fixtures, frames built like the packet fixtures', and the shipped configuration files.
 //!
 //! Seeds are read or built at start-up rather than committed as a binary corpus, so they follow
-//! the code: a new byte fixture in `shared/src/wire/` or a new frame in `configs/demo.pcap`
+//! the code: a new byte fixture in `packet/src/wire/` or a new frame in `configs/demo.pcap`
 //! seeds the fuzzers without anyone copying it. Paths are relative to this crate's manifest;
 //! `tests/replay.rs` checks that every source still yields seeds, so a moved file is noticed.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
-use mux_shared::wire::{ethernet, ipv4, ipv6};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_packet::wire::{ethernet, ipv4, ipv6};
 
 use crate::mutate::Rng;
 
@@ -35,10 +35,10 @@ pub fn demo_frames() -> Vec<Vec<u8>> {
     frames
 }
 
-/// The byte fixtures of `shared/src/wire/*.rs`: every `const NAME: [u8; N] = [ … ];` array of
+/// The byte fixtures of `packet/src/wire/*.rs`: every `const NAME: [u8; N] = [ … ];` array of
 /// more than 16 bytes (shorter ones are addresses), read from the source text.
 pub fn wire_fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir = repo().join("shared/src/wire");
+    let dir = repo().join("packet/src/wire");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };

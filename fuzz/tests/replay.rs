@@ -14,7 +14,7 @@ fn every_seed_source_still_yields_seeds() {
     assert!(seeds::demo_frames().len() >= 10, "configs/demo.pcap");
     assert!(
         seeds::wire_fixtures().len() >= 10,
-        "shared/src/wire byte fixtures"
+        "packet/src/wire byte fixtures"
     );
     assert!(
         seeds::mux_configs().len() >= 4,

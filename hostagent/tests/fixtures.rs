@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use hostagent::config;
 use hostagent::dataplane::{DataPath, DropReason, ServiceTable, Verdict};
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
 
 const CONFIG: &str = r#"
 [agent]

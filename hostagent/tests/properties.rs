@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hostagent::config::Protocol;
 use hostagent::dataplane::{DataPath, ServiceSpec, ServiceTable, Verdict};
-use mux_shared::checksum;
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags};
-use mux_shared::wire::{ipv4, tcp, udp};
+use mux_packet::checksum;
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags};
+use mux_packet::wire::{ipv4, tcp, udp};
 use proptest::prelude::*;
 
 fn addr(v4: bool) -> impl Strategy<Value = IpAddr> {

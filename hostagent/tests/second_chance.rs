@@ -15,10 +15,10 @@ use std::time::{Duration, SystemTime};
 use hostagent::config;
 use hostagent::dataplane::{ConnKey, DataPath, DropReason, ServiceTable, Verdict};
 use hostagent::io::state_file;
-use mux_shared::checksum;
-use mux_shared::flow_key::{FlowKey, canonical_addr};
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
-use mux_shared::stable_hash;
+use mux_packet::checksum;
+use mux_packet::flow_key::{FlowKey, canonical_addr};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_packet::stable_hash;
 
 const SERVICES_A: &str = r#"
 [[service]]   # 0

@@ -35,7 +35,7 @@ use common::{Agent, Lab, echo_backend, in_netns, ip, ip_out, lab_available, sysc
 use hostagent::io::raw::RawSender;
 use hostagent::io::state_file;
 use hostagent::io::tun::Tun;
-use mux_shared::checksum;
+use mux_packet::checksum;
 use serde_json::Value;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 
 fn mux() -> Command {

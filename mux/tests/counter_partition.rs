@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use mux::dataplane::verdict::{DropReason, Reply, Verdict};
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
 use proptest::prelude::*;
 
 fn client4() -> std::net::IpAddr {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::netns::{Netns, lab_available};
 use common::process::{free_port, signal, status, wait_for};
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::SYN};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::SYN};
 use mux_shared::port::afpacket::RawSocket;
 
 /// A scratch directory, removed on drop.

@@ -11,7 +11,7 @@ use mux::control::compile::{self, CompileOptions, FailedBackend, FlowClock};
 use mux::control::registry::Registry;
 use mux::dataplane::snapshot::Snapshot;
 use mux::dataplane::verdict::{Reply, Verdict};
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
 
 fn config(backends: &[(&str, &str, u32)], extra: &str) -> String {
     let mut s = String::from(
@@ -843,7 +843,7 @@ fn drain_resets_are_rate_limited_and_retried() {
 
 /// The id of backend `addr`.
 fn backend_id(snap: &Snapshot, addr: &str) -> usize {
-    let addr = mux_shared::flow_key::canonical_addr(ip(addr));
+    let addr = mux_packet::flow_key::canonical_addr(ip(addr));
     snap.parts
         .backends
         .iter()

@@ -8,9 +8,9 @@ mod common;
 
 use common::*;
 use mux::dataplane::verdict::{DropReason, Reply, Verdict};
-use mux_shared::flow_key::{FlowKey, canonical_addr};
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
-use mux_shared::stable_hash;
+use mux_packet::flow_key::{FlowKey, canonical_addr};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_packet::stable_hash;
 
 /// What a fixture expects.
 enum Expect {
@@ -349,7 +349,7 @@ fn fixtures() -> Vec<Fixture> {
     bad.truncate(14 + 20 + 10);
     bad[16..18].copy_from_slice(&30u16.to_be_bytes());
     bad[24..26].copy_from_slice(&[0, 0]);
-    let c = mux_shared::checksum::internet_checksum(&bad[14..34]);
+    let c = mux_packet::checksum::internet_checksum(&bad[14..34]);
     bad[24..26].copy_from_slice(&c.to_be_bytes());
     add(
         "TCP header cut short",
@@ -434,7 +434,7 @@ fn packet_fixtures() {
 
 /// Checks an ICMP "too big" reply against the frame that caused it.
 fn check_icmp_too_big(input: &[u8], reply: &[u8], mtu: u32) -> Result<(), String> {
-    use mux_shared::checksum;
+    use mux_packet::checksum;
     let ensure = |ok: bool, what: &str| {
         if ok {
             Ok(())
@@ -549,10 +549,10 @@ fn expected_reset(
     ack: u32,
     flags: u8,
 ) -> Vec<u8> {
-    use mux_shared::checksum::internet_checksum;
+    use mux_packet::checksum::internet_checksum;
     let (vip, client) = (ip(vip), ip(client));
     let mut out = Vec::new();
-    out.extend_from_slice(&mux_shared::packet_builder::DEFAULT_SRC_MAC);
+    out.extend_from_slice(&mux_packet::packet_builder::DEFAULT_SRC_MAC);
     out.extend_from_slice(&MUX_MAC);
     if let Some(v) = vlan {
         out.extend_from_slice(&[0x81, 0x00]);
@@ -642,7 +642,7 @@ fn with_ipv4_options(frame: &[u8], n: usize) -> Vec<u8> {
     let total = u16::from_be_bytes([out[16], out[17]]) + n as u16;
     out[16..18].copy_from_slice(&total.to_be_bytes());
     out[24..26].copy_from_slice(&[0, 0]);
-    let check = mux_shared::checksum::internet_checksum(&out[14..34 + n]);
+    let check = mux_packet::checksum::internet_checksum(&out[14..34 + n]);
     out[24..26].copy_from_slice(&check.to_be_bytes());
     out
 }
@@ -659,7 +659,7 @@ fn with_tcp_options(frame: &[u8], tcp: usize, n: usize) -> Vec<u8> {
     let total = u16::from_be_bytes([out[16], out[17]]) + n as u16;
     out[16..18].copy_from_slice(&total.to_be_bytes());
     out[24..26].copy_from_slice(&[0, 0]);
-    let check = mux_shared::checksum::internet_checksum(&out[14..14 + ihl]);
+    let check = mux_packet::checksum::internet_checksum(&out[14..14 + ihl]);
     out[24..26].copy_from_slice(&check.to_be_bytes());
     out
 }

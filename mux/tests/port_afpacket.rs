@@ -16,11 +16,11 @@ use common::*;
 use mux::dataplane::pipeline::Pipeline;
 use mux::dataplane::verdict::{Reply, Verdict};
 use mux::dataplane::worker::Worker;
-use mux_shared::flow_key::{FlowKey, canonical_addr};
-use mux_shared::packet_builder::{DEFAULT_SRC_MAC, PacketBuilder, tcp_flags::*};
+use mux_packet::flow_key::{FlowKey, canonical_addr};
+use mux_packet::packet_builder::{DEFAULT_SRC_MAC, PacketBuilder, tcp_flags::*};
+use mux_packet::stable_hash;
 use mux_shared::port::afpacket::{AfPacketConfig, AfPacketPort, RawSocket};
 use mux_shared::port::{MIN_HEADROOM, PacketBuf, Port};
-use mux_shared::stable_hash;
 
 /// Every receive in these tests gives up after this long.
 const TIMEOUT: Duration = Duration::from_secs(3);

@@ -15,7 +15,7 @@ use common::netns::{Netns, lab_available};
 use common::*;
 use mux::dataplane::pipeline::Pipeline;
 use mux::dataplane::worker::Worker;
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
 use mux_shared::port::afpacket::RawSocket;
 use mux_shared::port::afxdp::{AfXdpConfig, AfXdpError, AfXdpPort, XdpFrame, XdpMode, XdpProgram};
 use mux_shared::port::{MIN_HEADROOM, PacketBuf, Port};

@@ -20,10 +20,10 @@ use mux::control::registry::Registry;
 use mux::control::table_history::{Generation, TableHistory, TableInputs, TableMember};
 use mux::dataplane::snapshot::Snapshot;
 use mux::dataplane::verdict::Verdict;
-use mux_shared::checksum;
-use mux_shared::flow_key::{FlowKey, canonical_addr};
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
-use mux_shared::stable_hash;
+use mux_packet::checksum;
+use mux_packet::flow_key::{FlowKey, canonical_addr};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_packet::stable_hash;
 use proptest::prelude::*;
 
 const HEAD: &str = r#"
@@ -767,7 +767,7 @@ fn standalone_pick(snap: &Snapshot, key: &FlowKey) -> IpAddr {
     let id = vip
         .pick(stable_hash::flow_hash(key))
         .expect("an active backend");
-    mux_shared::flow_key::unmap(snap.backend(id).unwrap().address)
+    mux_packet::flow_key::unmap(snap.backend(id).unwrap().address)
 }
 
 proptest! {

@@ -32,7 +32,7 @@ use mux::control::compile::{self, CompileOptions, FlowClock};
 use mux::control::registry::Registry;
 use mux::control::table_history::{self, TableHistory};
 use mux::dataplane::snapshot::Snapshot;
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 
 const FLOWS: u32 = 200;

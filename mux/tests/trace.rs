@@ -18,7 +18,7 @@ use mux::control::compile::{self, CompileOptions, FlowClock};
 use mux::control::registry::Registry;
 use mux::control::table_history::{self, TableHistory};
 use mux::control::trace::{self, FlowQuery};
-use mux_shared::packet_builder::{PacketBuilder, tcp_flags::*};
+use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
 const GEN1: &str = r#"

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mux::dataplane::flow_table::{FlowHash, FlowState, FlowTable, InsertOutcome};
-use mux_shared::flow_key::FlowKey;
+use mux_packet::flow_key::FlowKey;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 const SEED: u64 = 0x5eed;

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use mux_shared::maglev::{self, MaglevBackend};
+use mux_packet::maglev::{self, MaglevBackend};
 
 const TABLE_SIZE: u32 = 65_537;
 

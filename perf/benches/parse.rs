@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mux::dataplane::parse::{self, Parse};
 use mux::dataplane::snapshot::VipKey;
-use mux_shared::packet_builder::PacketBuilder;
-use mux_shared::packet_builder::tcp_flags::ACK;
+use mux_packet::packet_builder::PacketBuilder;
+use mux_packet::packet_builder::tcp_flags::ACK;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

@@ -35,8 +35,8 @@ use std::time::Duration;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
 
-use mux_shared::packet_builder::PacketBuilder;
-use mux_shared::packet_builder::tcp_flags::{ACK, FIN, PSH, SYN};
+use mux_packet::packet_builder::PacketBuilder;
+use mux_packet::packet_builder::tcp_flags::{ACK, FIN, PSH, SYN};
 
 /// Timestamp of the capture's first frame (seconds since the Unix epoch).
 pub const START_SECS: u64 = 1_700_000_000;

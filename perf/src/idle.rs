@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use mux_shared::packet_builder::PacketBuilder;
-use mux_shared::packet_builder::tcp_flags::SYN;
+use mux_packet::packet_builder::PacketBuilder;
+use mux_packet::packet_builder::tcp_flags::SYN;
 use mux_shared::port::afpacket::{RawSocket, enter_netns};
 
 use crate::traffic::sink::{Class, classify};

@@ -14,7 +14,7 @@
 //! by the MUX's own flow hash (its seed is per worker, and a NIC knows nothing of it).
 
 use mux::dataplane::parse::{self, Parse};
-use mux_shared::flow_key::FlowKey;
+use mux_packet::flow_key::FlowKey;
 
 /// Microsoft's default RSS key (also the default of many drivers).
 pub const DEFAULT_KEY: [u8; 40] = [
@@ -162,12 +162,12 @@ mod tests {
     fn split_keeps_flows_whole_and_spreads_them() {
         let frames: Vec<Vec<u8>> = (0..4000u32)
             .map(|i| {
-                mux_shared::packet_builder::PacketBuilder::tcp(
+                mux_packet::packet_builder::PacketBuilder::tcp(
                     std::net::Ipv4Addr::from(0x0a00_0000 | i).into(),
                     1024 + (i % 7) as u16,
                     "192.0.2.1".parse().unwrap(),
                     80,
-                    mux_shared::packet_builder::tcp_flags::ACK,
+                    mux_packet::packet_builder::tcp_flags::ACK,
                 )
                 .build()
             })

@@ -40,8 +40,8 @@ use mux::control::compile::{self, CompileOptions};
 use mux::control::registry::Registry;
 use mux::control::table_history::TableHistory;
 use mux::dataplane::snapshot::Snapshot;
-use mux_shared::packet_builder::PacketBuilder;
-use mux_shared::packet_builder::tcp_flags::{ACK, SYN};
+use mux_packet::packet_builder::PacketBuilder;
+use mux_packet::packet_builder::tcp_flags::{ACK, SYN};
 
 /// VIPs in every pipeline scenario.
 pub const VIPS: usize = 16;

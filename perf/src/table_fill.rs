@@ -27,7 +27,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use mux::dataplane::flow_table::{FlowHash, FlowState, FlowTable, InsertOutcome, TableStats};
-use mux_shared::flow_key::FlowKey;
+use mux_packet::flow_key::FlowKey;
 
 /// Flows hashed and prefetched together, as the worker's burst.
 const BURST: usize = 32;

@@ -18,15 +18,8 @@
 #![deny(unsafe_code)]
 
 pub mod admin_server;
-pub mod checksum;
 pub mod config;
-pub mod drop_reasons;
-pub mod flow_key;
 pub mod logging;
-pub mod maglev;
-pub mod packet_builder;
 pub mod port;
 pub mod prometheus_text;
 pub mod signals;
-pub mod stable_hash;
-pub mod wire;

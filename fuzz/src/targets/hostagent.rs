@@ -29,8 +29,8 @@ use std::sync::OnceLock;
 use arbitrary::{Arbitrary, Unstructured};
 use hostagent::config::Protocol;
 use hostagent::dataplane::{ConnTable, DataPath, ServiceSpec, ServiceTable, Verdict};
-use mux_shared::packet_builder::PacketBuilder;
-use mux_shared::wire::{icmpv4, icmpv6, ipv4, ipv6, tcp, udp};
+use mux_packet::packet_builder::PacketBuilder;
+use mux_packet::wire::{icmpv4, icmpv6, ipv4, ipv6, tcp, udp};
 
 use super::{PACKET_DICTIONARY, Target};
 
@@ -629,7 +629,7 @@ fn with_option(packet: &[u8], alt: IpAddr, flags: u8, hops: u8) -> Vec<u8> {
         out[2..4].copy_from_slice(&total.to_be_bytes());
         out[10..12].copy_from_slice(&[0, 0]);
         out.extend_from_slice(&option);
-        let c = mux_shared::checksum::internet_checksum(&out);
+        let c = mux_packet::checksum::internet_checksum(&out);
         out[10..12].copy_from_slice(&c.to_be_bytes());
         out.extend_from_slice(&packet[20..]);
         out

@@ -31,10 +31,10 @@ use mux::dataplane::pipeline::Pipeline;
 use mux::dataplane::snapshot::Snapshot;
 use mux::dataplane::verdict::{Reply, Verdict};
 use mux::dataplane::worker::Worker;
-use mux_shared::packet_builder::PacketBuilder;
+use mux_packet::packet_builder::PacketBuilder;
+use mux_packet::wire::{EtherType, IpProtocol, ethernet, icmpv4, icmpv6, ipv4, ipv6};
 use mux_shared::port::MIN_HEADROOM;
 use mux_shared::port::mem::{BUF_SIZE, Capture, MemPort};
-use mux_shared::wire::{EtherType, IpProtocol, ethernet, icmpv4, icmpv6, ipv4, ipv6};
 
 use super::{PACKET_DICTIONARY, Target};
 use crate::seeds;

@@ -1,4 +1,4 @@
-//! Every wire view of `mux_shared::wire`: the module's contract, "after `check_len()` succeeds
+//! Every wire view of `mux_packet::wire`: the module's contract, "after `check_len()` succeeds
 //! no accessor panics, whatever the bytes are", checked by calling every accessor on whatever
 //! `new_checked` accepts; setters read back what they wrote; `Repr::parse` → `emit` →
 //! `parse` gives the same `Repr` where a format has one (Ethernet, ARP, IPv4, IPv6), and an
@@ -8,8 +8,8 @@
 
 use std::hint::black_box;
 
-use mux_shared::wire::tcp::TcpFlags;
-use mux_shared::wire::{
+use mux_packet::wire::tcp::TcpFlags;
+use mux_packet::wire::{
     EtherType, IpProtocol, MacAddr, arp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp,
 };
 

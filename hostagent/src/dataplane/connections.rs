@@ -67,7 +67,7 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use hashbrown::DefaultHashBuilder;
-use mux_shared::flow_key::{canonical_addr, unmap};
+use mux_packet::flow_key::{canonical_addr, unmap};
 
 use crate::config::Timeouts;
 
@@ -84,7 +84,7 @@ const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 
 /// A connection as its backend sees it. Addresses are stored in 16-byte form (IPv4-mapped for
-/// IPv4), like `mux_shared::flow_key`.
+/// IPv4), like `mux_packet::flow_key`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ConnKey {
     /// The client's address (the inner source of a delivered packet).

@@ -42,9 +42,9 @@ use super::rewrite::{
 };
 use super::second_chance::{self, Alternative, OptionError};
 use super::{DataPath, DropReason, Verdict};
-use mux_shared::flow_key::{FlowKey, canonical_addr};
-use mux_shared::stable_hash;
-use mux_shared::wire::{WireError, ipv4, tcp, udp};
+use mux_packet::flow_key::{FlowKey, canonical_addr};
+use mux_packet::stable_hash;
+use mux_packet::wire::{WireError, ipv4, tcp, udp};
 
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;

@@ -21,7 +21,7 @@
 //! - **Every drop has a reason and a counter** ([`DropReason`], [`Counters::drops`]); every
 //!   verdict is counted.
 //! - **Never blocks, never allocates, never panics** per packet: lookups hash fixed-size keys
-//!   in tables built beforehand; every read is through a checked `mux_shared::wire` view or
+//!   in tables built beforehand; every read is through a checked `mux_packet::wire` view or
 //!   `get`; checksums are updated incrementally (RFC 1624), never re-summed, except the ICMP
 //!   checksum of the rare ICMP error (see `rewrite`).
 //! - The buffer is rewritten in place, and only after every check has passed: `Drop`, `Pass`

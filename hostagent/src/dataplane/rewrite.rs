@@ -1,8 +1,8 @@
 //! Header parsing and checksum-preserving rewrites shared by the inbound and outbound paths.
 //!
 //! What this module owns: finding the fields the data path reads (addresses, protocol, ports,
-//! where the transport header starts) through the `mux_shared::wire` views, and rewriting an
-//! address and a port with RFC 1624 incremental checksum updates (`mux_shared::checksum`):
+//! where the transport header starts) through the `mux_packet::wire` views, and rewriting an
+//! address and a port with RFC 1624 incremental checksum updates (`mux_packet::checksum`):
 //! the IPv4 header checksum for the address, and the TCP/UDP checksum for the pseudo-header
 //! address and the port. Never a full re-sum of a segment.
 //!
@@ -20,8 +20,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use mux_shared::checksum;
-use mux_shared::wire::{WireError, ipv4, ipv6};
+use mux_packet::checksum;
+use mux_packet::wire::{WireError, ipv4, ipv6};
 
 /// IP protocol numbers the data path acts on.
 pub(crate) const PROTO_ICMP: u8 = 1;

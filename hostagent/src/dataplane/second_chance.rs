@@ -39,7 +39,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use mux_shared::checksum;
+use mux_packet::checksum;
 
 /// The option type of the alternative, in IPv4 options and IPv6 Destination Options alike.
 pub const OPTION_TYPE: u8 = 0x1E;

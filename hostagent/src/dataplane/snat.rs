@@ -20,7 +20,7 @@
 use super::connections::ConnKey;
 use super::rewrite::{self, ICMP_HEADER_LEN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Side};
 use super::{DataPath, DropReason, Verdict};
-use mux_shared::wire::{tcp, udp};
+use mux_packet::wire::{tcp, udp};
 
 impl DataPath {
     pub(super) fn try_snat(&mut self, buf: &mut [u8]) -> Result<Verdict, DropReason> {

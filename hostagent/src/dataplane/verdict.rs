@@ -43,7 +43,7 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-mux_shared::drop_reasons! {
+mux_packet::drop_reasons! {
     /// Inbound: the buffer ends before the outer IP header does, or before the length it
     /// states (empty buffers included).
     TruncatedOuter => "truncated_outer",

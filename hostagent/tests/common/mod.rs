@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use hostagent::io::raw::RawSender;
 use hostagent::io::tun::Tun;
-use mux_shared::checksum;
+use mux_packet::checksum;
 use mux_shared::port::afpacket::enter_netns;
 
 /// Whether this process can build namespace labs (root and the `ip` tool); otherwise the test

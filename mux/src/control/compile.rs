@@ -20,10 +20,10 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use mux_shared::checksum;
+use mux_packet::checksum;
+use mux_packet::flow_key::canonical_addr;
+use mux_packet::maglev::{self, MaglevBackend};
 use mux_shared::config::{self, MuxConfig};
-use mux_shared::flow_key::canonical_addr;
-use mux_shared::maglev::{self, MaglevBackend};
 
 use crate::control::load_weights;
 use crate::control::registry::{IdsExhausted, Registry};

@@ -55,7 +55,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use mux_shared::prometheus_text::{self, Labels, counter_family, gauge_family, label};
 
-use mux_shared::flow_key::unmap;
+use mux_packet::flow_key::unmap;
 
 use crate::control::state::{DaemonState, Phase, backend_state_name, census_age_ms};
 use crate::dataplane::counters::{Family, WorkerCounters};

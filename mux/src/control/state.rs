@@ -21,7 +21,7 @@ use crate::dataplane::counters::WorkerCounters;
 use crate::dataplane::flow_table::CENSUS_BACKEND_IDS;
 use crate::dataplane::snapshot::{BackendState, FlowCutoff, Snapshot};
 use crate::dataplane::worker::WorkerStats;
-use mux_shared::flow_key::unmap;
+use mux_packet::flow_key::unmap;
 
 /// Where the daemon is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

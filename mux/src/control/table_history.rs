@@ -66,8 +66,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use mux_shared::flow_key::canonical_addr;
-use mux_shared::maglev::{self, MaglevBackend, MaglevTable};
+use mux_packet::flow_key::canonical_addr;
+use mux_packet::maglev::{self, MaglevBackend, MaglevTable};
 
 use crate::dataplane::snapshot::{MAX_PREVIOUS_TABLES, VipKey};
 
@@ -433,7 +433,7 @@ fn to_json(history: &TableHistory, now: SystemTime) -> String {
         .map(|k| {
             let v = &history.vips[k];
             VipRecord {
-                address: mux_shared::flow_key::unmap(k.addr),
+                address: mux_packet::flow_key::unmap(k.addr),
                 port: k.port,
                 protocol: k.protocol,
                 current: v.current.as_ref().map(|g| g.inputs.clone()),

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use mux_shared::flow_key::{FlowKey, canonical_addr, unmap};
+use mux_packet::flow_key::{FlowKey, canonical_addr, unmap};
+use mux_packet::stable_hash;
 use mux_shared::port::PacketBuf;
 use mux_shared::port::heap_buf::HeapBuf;
-use mux_shared::stable_hash;
 
 use crate::control::compile::{self, CompileOptions, FlowClock};
 use crate::control::registry::Registry;

@@ -15,9 +15,9 @@
 //! The frame leaves toward the configured next hop, with the same VLAN tag it arrived with
 //! (one-armed deployment: the MUX sends back out of the interface and VLAN it listens on).
 
-use mux_shared::checksum;
+use mux_packet::checksum;
+use mux_packet::wire::{EtherType, IpProtocol, MacAddr, ethernet, ipv4, ipv6};
 use mux_shared::port::PacketBuf;
-use mux_shared::wire::{EtherType, IpProtocol, MacAddr, ethernet, ipv4, ipv6};
 
 use super::parse::Parsed;
 use super::snapshot::{Backend, SnapshotParts};
@@ -155,7 +155,7 @@ fn write_outer_v4(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mux_shared::flow_key::{FlowKey, map_v4};
+    use mux_packet::flow_key::{FlowKey, map_v4};
 
     use crate::dataplane::parse::Kind;
     use crate::dataplane::snapshot::BackendState;

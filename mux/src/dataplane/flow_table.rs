@@ -177,7 +177,7 @@
 //!   expiry or of which entry to sacrifice under pressure.
 //! - *Exact expiry timers*: a timer wheel costs work per flow; lazy expiry costs one compare.
 
-use mux_shared::flow_key::FlowKey;
+use mux_packet::flow_key::FlowKey;
 
 use super::prefetch::prefetch;
 

@@ -13,9 +13,9 @@
 //! addresses reversed (the reply goes back to the router that handed us the packet, on the same
 //! VLAN).
 
-use mux_shared::flow_key::v4_of;
+use mux_packet::flow_key::v4_of;
+use mux_packet::wire::{EtherType, IpProtocol, MacAddr, ethernet, icmpv4, icmpv6, ipv4, ipv6};
 use mux_shared::port::PacketBuf;
-use mux_shared::wire::{EtherType, IpProtocol, MacAddr, ethernet, icmpv4, icmpv6, ipv4, ipv6};
 
 use super::parse::Parsed;
 use super::verdict::DropReason;

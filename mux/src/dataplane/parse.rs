@@ -1,6 +1,6 @@
 //! Parsing a received frame into what the pipeline decides on.
 //!
-//! One pass over the headers with the zero-copy views of `mux_shared::wire`, producing a small
+//! One pass over the headers with the zero-copy views of `mux_packet::wire`, producing a small
 //! `Copy` summary ([`Parsed`]): where the IP packet starts and ends, its 5-tuple, the TCP flags,
 //! and what kind of packet it is (a transport segment, a fragment, or an ICMP error that
 //! embeds a flow). Parsing never allocates and never panics: every length is checked by the
@@ -12,8 +12,8 @@
 //! - malformed IP or transport headers: dropped, each with its own reason;
 //! - everything else is summarised for the VIP match.
 
-use mux_shared::flow_key::{FlowKey, map_v4};
-use mux_shared::wire::{EtherType, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp};
+use mux_packet::flow_key::{FlowKey, map_v4};
+use mux_packet::wire::{EtherType, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp};
 
 use super::verdict::DropReason;
 

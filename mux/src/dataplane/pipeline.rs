@@ -54,8 +54,8 @@
 //! carry no ports after the first, and an ICMP error's owner is the flow it quotes, which the
 //! host agent's connection table is not asked about (see docs/architecture.md).
 
+use mux_packet::stable_hash;
 use mux_shared::port::PacketBuf;
-use mux_shared::stable_hash;
 
 use super::clock::BurstTime;
 use super::counters::WorkerCounters;
@@ -772,7 +772,7 @@ const EMPTY_PARSED: Parsed = Parsed {
     is_v4: true,
     dscp_ecn: 0,
     dont_frag: false,
-    key: mux_shared::flow_key::FlowKey {
+    key: mux_packet::flow_key::FlowKey {
         src: [0; 16],
         dst: [0; 16],
         src_port: 0,

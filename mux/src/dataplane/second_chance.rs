@@ -33,9 +33,9 @@
 //! their entry just after a backend change), so this path favours plainness over speed: it
 //! writes the header field by field and sums it from memory.
 
-use mux_shared::checksum;
+use mux_packet::checksum;
+use mux_packet::wire::{EtherType, IpProtocol, MacAddr, ethernet, ipv4, ipv6};
 use mux_shared::port::PacketBuf;
-use mux_shared::wire::{EtherType, IpProtocol, MacAddr, ethernet, ipv4, ipv6};
 
 use super::encap::{OUTER_TTL, outer_len};
 use super::parse::Parsed;
@@ -214,7 +214,7 @@ fn write_destination_options(out: &mut [u8], alternative: &Backend, inner: IpPro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mux_shared::flow_key::{FlowKey, canonical_addr};
+    use mux_packet::flow_key::{FlowKey, canonical_addr};
 
     use crate::dataplane::parse::Kind;
     use crate::dataplane::snapshot::BackendState;

@@ -23,7 +23,7 @@
 //! asks [`Snapshot::alternative`] for a flow it has no entry for, and the end of a window, like
 //! a cutoff, needs no republish.
 
-use mux_shared::maglev::MaglevTable;
+use mux_packet::maglev::MaglevTable;
 
 use super::rate_limit::RateLimit;
 use super::vip_index::{IndexKey, VipIndex};

@@ -24,10 +24,10 @@
 //! without options, window 0; the frame shrinks to fit. Everything is read before anything is
 //! written, since the new headers overlap the old ones.
 
-use mux_shared::flow_key::v4_of;
+use mux_packet::flow_key::v4_of;
+use mux_packet::wire::tcp::{self, TcpFlags};
+use mux_packet::wire::{IpProtocol, MacAddr, ethernet, ipv4, ipv6};
 use mux_shared::port::PacketBuf;
-use mux_shared::wire::tcp::{self, TcpFlags};
-use mux_shared::wire::{IpProtocol, MacAddr, ethernet, ipv4, ipv6};
 
 use super::parse::Parsed;
 use super::verdict::DropReason;

@@ -27,7 +27,7 @@ pub enum Reply {
     Reset,
 }
 
-mux_shared::drop_reasons! {
+mux_packet::drop_reasons! {
     /// Frame shorter than an Ethernet header (or its 802.1Q tag).
     TruncatedEthernet => "truncated_ethernet",
     /// IPv4 packet whose header is cut short, whose version field is not 4, whose IHL is below

@@ -15,7 +15,7 @@ use mux::dataplane::pipeline::Pipeline;
 use mux::dataplane::snapshot::Snapshot;
 use mux::dataplane::verdict::{DropReason, Reply, Verdict};
 use mux::dataplane::worker::Worker;
-use mux_shared::checksum;
+use mux_packet::checksum;
 use mux_shared::port::mem::{Capture, MemPort};
 
 /// Next-hop MAC pinned in the fixture config.

@@ -1,7 +1,7 @@
 //! `perf gen`: N flows toward one destination, at a fixed rate or flat out, for a duration.
 //!
 //! Frames are built once before the clock starts ([`frames`]), with
-//! [`mux_shared::packet_builder::PacketBuilder`], so the send loop only picks the next frame and
+//! [`mux_packet::packet_builder::PacketBuilder`], so the send loop only picks the next frame and
 //! hands it to an AF_PACKET socket ([`mux_shared::port::afpacket::RawSocket`], one `send(2)`
 //! per frame). Flows are sent round-robin: packet `k` belongs to flow `k mod N`, so every flow
 //! gets the same share and a lossless run delivers every flow.
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use mux_shared::packet_builder::PacketBuilder;
-use mux_shared::packet_builder::tcp_flags::{ACK, PSH, SYN};
+use mux_packet::packet_builder::PacketBuilder;
+use mux_packet::packet_builder::tcp_flags::{ACK, PSH, SYN};
 use mux_shared::port::afpacket::{RawSocket, enter_netns};
 
 use super::{FlowSource, PROTO_TCP, Prefix, Service, flow_sources, format_mac};

@@ -414,7 +414,7 @@ mod tests {
         ];
         assert_eq!(
             !fold(ones_sum(&data)),
-            mux_shared::checksum::internet_checksum(&data)
+            mux_packet::checksum::internet_checksum(&data)
         );
     }
 }

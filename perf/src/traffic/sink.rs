@@ -455,8 +455,8 @@ pub fn run(settings: &SinkSettings, progress: impl Fn(&str)) -> Result<SinkRepor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mux_shared::packet_builder::PacketBuilder;
-    use mux_shared::packet_builder::tcp_flags::SYN;
+    use mux_packet::packet_builder::PacketBuilder;
+    use mux_packet::packet_builder::tcp_flags::SYN;
 
     fn vips() -> Vec<Service> {
         vec!["192.0.2.10:80/tcp".parse().unwrap()]

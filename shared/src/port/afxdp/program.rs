@@ -365,7 +365,7 @@ impl XdpProgram {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet_builder::PacketBuilder;
+    use mux_packet::packet_builder::PacketBuilder;
 
     #[test]
     fn program_assembles_with_all_labels_bound() {
@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn vip_key_layout() {
-        let k = vip_key(&crate::flow_key::map_v4([192, 0, 2, 10]), 80, 6);
+        let k = vip_key(&mux_packet::flow_key::map_v4([192, 0, 2, 10]), 80, 6);
         assert_eq!(
             k,
             [
@@ -414,7 +414,7 @@ mod tests {
             }
             Err(e) => panic!("{e}"),
         };
-        let v4 = crate::flow_key::map_v4([192, 0, 2, 10]);
+        let v4 = mux_packet::flow_key::map_v4([192, 0, 2, 10]);
         let v6: [u8; 16] = "2001:db8::10"
             .parse::<std::net::Ipv6Addr>()
             .unwrap()

@@ -3,7 +3,7 @@
 //! functions (`rte_eth_rx_burst`, `rte_eth_tx_burst`, mbuf allocation and freeing, the lcore
 //! id and `rte_errno`, which are thread-local) callable from Rust: one call per burst.
 //!
-//! Nothing here is safe to call on its own; `mux_shared::port::dpdk` wraps it.
+//! Nothing here is safe to call on its own; `mux_ports::dpdk` wraps it.
 
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
 #![allow(missing_debug_implementations, unsafe_code, unsafe_op_in_unsafe_fn)]

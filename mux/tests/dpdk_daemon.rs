@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::netns::{Netns, lab_available};
 use common::process::{free_port, signal, status, wait_for};
 use mux_packet::packet_builder::{PacketBuilder, tcp_flags::SYN};
-use mux_shared::port::afpacket::RawSocket;
+use mux_ports::afpacket::RawSocket;
 
 /// A scratch directory, removed on drop.
 struct Scratch(PathBuf);

@@ -182,7 +182,7 @@ fn same_flow_same_backend_on_every_mux() {
     // Two workers whose flow tables use different in-process seeds.
     let mut mux_a = worker(1 << 14);
     let mut mux_b = mux::dataplane::worker::Worker::new(
-        mux_shared::port::mem::MemPort::new(64, mux_shared::port::mem::Capture::Keep),
+        mux_ports::mem::MemPort::new(64, mux_ports::mem::Capture::Keep),
         mux::dataplane::pipeline::Pipeline::new(1 << 14, 0xdead_beef),
         32,
     );

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use common::*;
 use mux::dataplane::clock::BurstTime;
 use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
-use mux_shared::port::mem::{Capture, MemPort};
+use mux_ports::mem::{Capture, MemPort};
 
 struct Counting;
 

@@ -19,8 +19,8 @@ use mux::dataplane::worker::Worker;
 use mux_packet::flow_key::{FlowKey, canonical_addr};
 use mux_packet::packet_builder::{DEFAULT_SRC_MAC, PacketBuilder, tcp_flags::*};
 use mux_packet::stable_hash;
-use mux_shared::port::afpacket::{AfPacketConfig, AfPacketPort, RawSocket};
-use mux_shared::port::{MIN_HEADROOM, PacketBuf, Port};
+use mux_ports::afpacket::{AfPacketConfig, AfPacketPort, RawSocket};
+use mux_ports::{MIN_HEADROOM, PacketBuf, Port};
 
 /// Every receive in these tests gives up after this long.
 const TIMEOUT: Duration = Duration::from_secs(3);

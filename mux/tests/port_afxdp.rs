@@ -16,9 +16,9 @@ use common::*;
 use mux::dataplane::pipeline::Pipeline;
 use mux::dataplane::worker::Worker;
 use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
-use mux_shared::port::afpacket::RawSocket;
-use mux_shared::port::afxdp::{AfXdpConfig, AfXdpError, AfXdpPort, XdpFrame, XdpMode, XdpProgram};
-use mux_shared::port::{MIN_HEADROOM, PacketBuf, Port};
+use mux_ports::afpacket::RawSocket;
+use mux_ports::afxdp::{AfXdpConfig, AfXdpError, AfXdpPort, XdpFrame, XdpMode, XdpProgram};
+use mux_ports::{MIN_HEADROOM, PacketBuf, Port};
 
 const MUX_IF: &str = "xa";
 const PEER_IF: &str = "xb";

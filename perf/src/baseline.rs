@@ -10,7 +10,7 @@
 //! It is deliberately written like the worker loop (pre-sized burst vectors, one `recv`, one
 //! `send`, one `free` per burst) so that the difference is not the loop structure.
 
-use mux_shared::port::{PacketBuf, Port};
+use mux_ports::{PacketBuf, Port};
 
 /// Length of an Ethernet header without VLAN tag.
 const ETH_HEADER_LEN: usize = 14;
@@ -74,7 +74,7 @@ impl<P: Port> MacSwapForwarder<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mux_shared::port::mem::{Capture, MemPort};
+    use mux_ports::mem::{Capture, MemPort};
 
     #[test]
     fn swaps_macs_and_frees_runts() {

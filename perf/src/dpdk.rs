@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use mux::dataplane::pipeline::Pipeline;
 use mux::dataplane::worker::Worker;
-use mux_shared::port::dpdk::{DeviceConfig, DpdkPort, DpdkRuntime, EalConfig, RuntimeConfig};
-use mux_shared::port::{MIN_HEADROOM, PacketBuf, Port, PortStats};
+use mux_ports::dpdk::{DeviceConfig, DpdkPort, DpdkRuntime, EalConfig, RuntimeConfig};
+use mux_ports::{MIN_HEADROOM, PacketBuf, Port, PortStats};
 
 use crate::baseline::MacSwapForwarder;
 use crate::scenario::{self, Scenario};

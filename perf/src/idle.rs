@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use mux_packet::packet_builder::PacketBuilder;
 use mux_packet::packet_builder::tcp_flags::SYN;
-use mux_shared::port::afpacket::{RawSocket, enter_netns};
+use mux_ports::afpacket::{RawSocket, enter_netns};
 
 use crate::traffic::sink::{Class, classify};
 use crate::traffic::{PROTO_TCP, Service};

@@ -7,7 +7,7 @@
 //!   scenario measures what its name says (all hits, all misses, a mix, IPv6).
 //! - [`runner`]: the measurement loop. It drives the real worker loop
 //!   ([`mux::dataplane::worker::Worker::poll`] over a cycling
-//!   [`mux_shared::port::mem::MemPort`]) on the calling thread and reports packets, Mpps,
+//!   [`mux_ports::mem::MemPort`]) on the calling thread and reports packets, Mpps,
 //!   ns/packet, the ratio to a baseline measured in the same run, and the pipeline counters
 //!   that prove the work was done.
 //! - [`table_fill`]: the flow table alone, filled with random flows to 50–99 % of its

@@ -42,7 +42,7 @@ use mux::dataplane::counters::WorkerCounters;
 use mux::dataplane::pipeline::Pipeline;
 use mux::dataplane::snapshot::Snapshot;
 use mux::dataplane::worker::Worker;
-use mux_shared::port::mem::{Capture, MemPort};
+use mux_ports::mem::{Capture, MemPort};
 
 use crate::baseline::MacSwapForwarder;
 use crate::rss;

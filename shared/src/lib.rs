@@ -20,6 +20,5 @@
 pub mod admin_server;
 pub mod config;
 pub mod logging;
-pub mod port;
 pub mod prometheus_text;
 pub mod signals;

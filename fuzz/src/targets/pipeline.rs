@@ -33,8 +33,8 @@ use mux::dataplane::verdict::{Reply, Verdict};
 use mux::dataplane::worker::Worker;
 use mux_packet::packet_builder::PacketBuilder;
 use mux_packet::wire::{EtherType, IpProtocol, ethernet, icmpv4, icmpv6, ipv4, ipv6};
-use mux_shared::port::MIN_HEADROOM;
-use mux_shared::port::mem::{BUF_SIZE, Capture, MemPort};
+use mux_ports::MIN_HEADROOM;
+use mux_ports::mem::{BUF_SIZE, Capture, MemPort};
 
 use super::{PACKET_DICTIONARY, Target};
 use crate::seeds;

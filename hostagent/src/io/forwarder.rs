@@ -41,7 +41,7 @@ use super::state_file::{Snapshot, StateLink};
 use super::tun::Tun;
 use crate::control::state::IoCountersSnapshot as IoCounters;
 use crate::dataplane::{ConnRecord, DataPath, ServiceTable, Verdict};
-use mux_shared::port::sys::poll_readable;
+use mux_ports::sys::poll_readable;
 
 /// Packets drained from one descriptor before the others get a turn.
 pub const BATCH: usize = 64;

@@ -10,7 +10,7 @@
 //!   TUN device — installed at start, reconciled on reload, removed at exit and cleaned up
 //!   at the next start after a crash;
 //! - [`forwarder`]: the loop joining them to the pure [`crate::dataplane::DataPath`];
-//! - system-call wrappers come from `mux_shared::port::sys`, shared with the AF_PACKET port;
+//! - system-call wrappers come from `mux_ports::sys`, shared with the AF_PACKET port;
 //! - [`state_file`]: the connection table saved every second (and at exit) by its own thread
 //!   and read back at start — second chance's restart rule.
 //!

@@ -32,7 +32,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use mux_shared::port::sys::{check, set_opt, would_block_to_none};
+use mux_ports::sys::{check, set_opt, would_block_to_none};
 
 /// Length of the IPv6 header [`RawReceiver::recv`] rebuilds.
 pub const IPV6_HEADER_LEN: usize = 40;

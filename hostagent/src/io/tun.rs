@@ -13,7 +13,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use mux_shared::port::sys::check;
+use mux_ports::sys::check;
 
 /// `struct ifreq` as `TUNSETIFF` reads it: the name, then the flags (the rest of the 40-byte
 /// union is unused here).
@@ -78,7 +78,7 @@ impl Tun {
     pub fn read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
         let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        mux_shared::port::sys::would_block_to_none(n)
+        mux_ports::sys::would_block_to_none(n)
     }
 
     /// Injects one IP packet into the kernel, as if it had arrived on the device.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use hostagent::io::raw::RawSender;
 use hostagent::io::tun::Tun;
 use mux_packet::checksum;
-use mux_shared::port::afpacket::enter_netns;
+use mux_ports::afpacket::enter_netns;
 
 /// Whether this process can build namespace labs (root and the `ip` tool); otherwise the test
 /// is skipped with the reason, or fails under `CI=true` ([`mux_test_prereq::skip_or_fail`]).

@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 
+use mux_ports::MIN_HEADROOM;
+use mux_ports::dpdk::{DeviceConfig, DpdkPort, DpdkRuntime, EalConfig, RuntimeConfig};
 use mux_shared::config::{DPDK_EXCEPTION_DESCRIPTORS, MuxConfig};
-use mux_shared::port::MIN_HEADROOM;
-use mux_shared::port::dpdk::{DeviceConfig, DpdkPort, DpdkRuntime, EalConfig, RuntimeConfig};
 
 /// Largest frame an mbuf must hold beyond the MTU: Ethernet with two VLAN tags, and the
 /// outer IPv6 header the encapsulation adds (which goes into the headroom, not here).

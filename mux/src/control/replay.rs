@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 
-use mux_shared::port::mem::{Capture, MemPort};
+use mux_ports::mem::{Capture, MemPort};
 
 use crate::control::compile::{self, CompileOptions, FlowClock};
 use crate::control::registry::Registry;

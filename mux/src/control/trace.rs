@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use mux_packet::flow_key::{FlowKey, canonical_addr, unmap};
 use mux_packet::stable_hash;
-use mux_shared::port::PacketBuf;
-use mux_shared::port::heap_buf::HeapBuf;
+use mux_ports::PacketBuf;
+use mux_ports::heap_buf::HeapBuf;
 
 use crate::control::compile::{self, CompileOptions, FlowClock};
 use crate::control::registry::Registry;

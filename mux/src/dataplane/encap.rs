@@ -17,7 +17,7 @@
 
 use mux_packet::checksum;
 use mux_packet::wire::{EtherType, IpProtocol, MacAddr, ethernet, ipv4, ipv6};
-use mux_shared::port::PacketBuf;
+use mux_ports::PacketBuf;
 
 use super::parse::Parsed;
 use super::snapshot::{Backend, SnapshotParts};

@@ -15,7 +15,7 @@
 
 use mux_packet::flow_key::v4_of;
 use mux_packet::wire::{EtherType, IpProtocol, MacAddr, ethernet, icmpv4, icmpv6, ipv4, ipv6};
-use mux_shared::port::PacketBuf;
+use mux_ports::PacketBuf;
 
 use super::parse::Parsed;
 use super::verdict::DropReason;

@@ -55,7 +55,7 @@
 //! host agent's connection table is not asked about (see docs/architecture.md).
 
 use mux_packet::stable_hash;
-use mux_shared::port::PacketBuf;
+use mux_ports::PacketBuf;
 
 use super::clock::BurstTime;
 use super::counters::WorkerCounters;

@@ -35,7 +35,7 @@
 
 use mux_packet::checksum;
 use mux_packet::wire::{EtherType, IpProtocol, MacAddr, ethernet, ipv4, ipv6};
-use mux_shared::port::PacketBuf;
+use mux_ports::PacketBuf;
 
 use super::encap::{OUTER_TTL, outer_len};
 use super::parse::Parsed;

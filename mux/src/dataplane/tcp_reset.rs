@@ -27,7 +27,7 @@
 use mux_packet::flow_key::v4_of;
 use mux_packet::wire::tcp::{self, TcpFlags};
 use mux_packet::wire::{IpProtocol, MacAddr, ethernet, ipv4, ipv6};
-use mux_shared::port::PacketBuf;
+use mux_ports::PacketBuf;
 
 use super::parse::Parsed;
 use super::verdict::DropReason;

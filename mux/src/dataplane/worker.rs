@@ -53,8 +53,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use mux_ports::{Port, PortStats};
 use mux_shared::config::{DEFAULT_IDLE_POLL_US, DEFAULT_IDLE_SLEEP_MAX_US, IdleMode};
-use mux_shared::port::{Port, PortStats};
 
 use super::clock::BurstTime;
 use super::counters::WorkerCounters;

@@ -16,7 +16,7 @@ use mux::dataplane::snapshot::Snapshot;
 use mux::dataplane::verdict::{DropReason, Reply, Verdict};
 use mux::dataplane::worker::Worker;
 use mux_packet::checksum;
-use mux_shared::port::mem::{Capture, MemPort};
+use mux_ports::mem::{Capture, MemPort};
 
 /// Next-hop MAC pinned in the fixture config.
 pub const NEXT_HOP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mux_shared::port::afpacket::enter_netns;
+use mux_ports::afpacket::enter_netns;
 
 /// How long a fresh veth pair may take to report carrier.
 const CARRIER_TIMEOUT: Duration = Duration::from_secs(5);

@@ -2,7 +2,7 @@
 //!
 //! Frames are built once before the clock starts ([`frames`]), with
 //! [`mux_packet::packet_builder::PacketBuilder`], so the send loop only picks the next frame and
-//! hands it to an AF_PACKET socket ([`mux_shared::port::afpacket::RawSocket`], one `send(2)`
+//! hands it to an AF_PACKET socket ([`mux_ports::afpacket::RawSocket`], one `send(2)`
 //! per frame). Flows are sent round-robin: packet `k` belongs to flow `k mod N`, so every flow
 //! gets the same share and a lossless run delivers every flow.
 //!
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use mux_packet::packet_builder::PacketBuilder;
 use mux_packet::packet_builder::tcp_flags::{ACK, PSH, SYN};
-use mux_shared::port::afpacket::{RawSocket, enter_netns};
+use mux_ports::afpacket::{RawSocket, enter_netns};
 
 use super::{FlowSource, PROTO_TCP, Prefix, Service, flow_sources, format_mac};
 

@@ -1,7 +1,7 @@
 //! `perf sink`: counts and validates the encapsulated packets arriving on an interface.
 //!
 //! It stands in for the host agent in the lab: it reads every frame on the host's interface (an
-//! AF_PACKET TPACKET_V3 ring, [`mux_shared::port::afpacket::AfPacketPort`]) for a fixed time,
+//! AF_PACKET TPACKET_V3 ring, [`mux_ports::afpacket::AfPacketPort`]) for a fixed time,
 //! classifies each one ([`classify`]) and tallies them ([`Tally`]); then it writes its report
 //! and exits. It leaves nothing behind: no file but the report, no process, no interface state.
 //!
@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use mux_shared::port::afpacket::{AfPacketConfig, AfPacketPort, enter_netns};
-use mux_shared::port::{PacketBuf, Port};
+use mux_ports::afpacket::{AfPacketConfig, AfPacketPort, enter_netns};
+use mux_ports::{PacketBuf, Port};
 
 use super::{FiveTuple, PROTO_TCP, PROTO_UDP, Service, fold, ones_sum};
 

@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+use mux_ports::afxdp::XdpProgram;
 use mux_shared::config::{self, IoKind, MuxConfig};
-use mux_shared::port::afxdp::XdpProgram;
 
 use crate::control::compile::{self, CompileOptions};
 use crate::control::health_decision::{self, Tracker};
@@ -55,7 +55,7 @@ pub struct Control {
     pub(super) state: Arc<DaemonState>,
     pub(super) xdp: Option<XdpProgram>,
     #[cfg(feature = "dpdk")]
-    pub(super) dpdk: Option<Arc<mux_shared::port::dpdk::DpdkRuntime>>,
+    pub(super) dpdk: Option<Arc<mux_ports::dpdk::DpdkRuntime>>,
     pub(super) iface: Option<String>,
     pub(super) feed: HealthFeed,
     pub(super) tracker: Tracker,

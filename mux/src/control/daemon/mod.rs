@@ -33,8 +33,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use mux_ports::afxdp::XdpProgram;
 use mux_shared::config::{self, IoKind, MuxConfig};
-use mux_shared::port::afxdp::XdpProgram;
 use mux_shared::signals::Signals;
 
 use crate::control::announce::{BirdSpeaker, GuardLink};

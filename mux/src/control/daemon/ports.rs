@@ -14,11 +14,11 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use mux_ports::Port;
+use mux_ports::afpacket::{AfPacketConfig, AfPacketPort};
+use mux_ports::afxdp::{AfXdpConfig, AfXdpPort, XdpProgram};
+use mux_ports::mem::{Capture, MemPort};
 use mux_shared::config::{IoKind, MuxConfig};
-use mux_shared::port::Port;
-use mux_shared::port::afpacket::{AfPacketConfig, AfPacketPort};
-use mux_shared::port::afxdp::{AfXdpConfig, AfXdpPort, XdpProgram};
-use mux_shared::port::mem::{Capture, MemPort};
 
 #[cfg(feature = "dpdk")]
 use crate::control::dpdk_io;
@@ -57,7 +57,7 @@ pub fn start_workers(
     cfg: &MuxConfig,
     state: &Arc<DaemonState>,
     xdp: Option<&mut XdpProgram>,
-    #[cfg(feature = "dpdk")] dpdk: Option<&Arc<mux_shared::port::dpdk::DpdkRuntime>>,
+    #[cfg(feature = "dpdk")] dpdk: Option<&Arc<mux_ports::dpdk::DpdkRuntime>>,
 ) -> Result<Workers, DaemonError> {
     let dp = cfg.dataplane();
     let io = dp.io();

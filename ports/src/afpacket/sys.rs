@@ -12,8 +12,8 @@ use std::path::Path;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use crate::port::sys::check;
-pub(super) use crate::port::sys::set_opt;
+use crate::sys::check;
+pub(super) use crate::sys::set_opt;
 
 /// `ETH_P_ALL` in network byte order, as `socket(2)` and `bind(2)` want it.
 pub(super) const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mux_shared::port::dpdk::{DeviceConfig, DpdkPort, DpdkRuntime, EalConfig, RuntimeConfig};
-use mux_shared::port::{MIN_HEADROOM, PacketBuf, Port};
+use mux_ports::dpdk::{DeviceConfig, DpdkPort, DpdkRuntime, EalConfig, RuntimeConfig};
+use mux_ports::{MIN_HEADROOM, PacketBuf, Port};
 
 fn eal() -> EalConfig {
     EalConfig {
@@ -47,7 +47,7 @@ fn frame(i: u8, len: usize) -> Vec<u8> {
 }
 
 /// Polls until `want` frames came back (the ring PMD delivers at once; the loop only bounds it).
-fn recv_all(port: &mut DpdkPort, want: usize) -> Vec<mux_shared::port::dpdk::DpdkBuf> {
+fn recv_all(port: &mut DpdkPort, want: usize) -> Vec<mux_ports::dpdk::DpdkBuf> {
     let mut got = Vec::with_capacity(256);
     for _ in 0..1000 {
         port.maintain();

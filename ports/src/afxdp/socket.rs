@@ -45,7 +45,7 @@ use xdpilone::{
 };
 
 use super::AfXdpError;
-use crate::port::{MIN_HEADROOM, PacketBuf, Port, PortStats};
+use crate::{MIN_HEADROOM, PacketBuf, Port, PortStats};
 
 /// Most TX slots reserved in one `transmit` call (more than any burst).
 const MAX_TX_RESERVE: u32 = 1024;

@@ -18,8 +18,8 @@ use mux_dpdk_sys as sys;
 
 use super::eal::{self, EalConfig};
 use super::{DpdkError, errno, strerror};
-use crate::config::{device_name, is_pci_address};
-use crate::port::NicStats;
+use crate::NicStats;
+use crate::device::{device_name, is_pci_address};
 
 /// One device to open.
 #[derive(Clone, Debug, PartialEq, Eq)]

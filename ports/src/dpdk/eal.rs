@@ -11,7 +11,7 @@ use std::ffi::{CString, c_char, c_int};
 use std::sync::Mutex;
 
 use super::{DpdkError, errno, strerror};
-use crate::config::is_pci_address;
+use crate::device::is_pci_address;
 
 /// What the EAL is started with, from the MUX config's `[dpdk]` section.
 #[derive(Clone, Debug, PartialEq, Eq)]

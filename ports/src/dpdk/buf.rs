@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 
 use mux_dpdk_sys::rte_mbuf;
 
-use crate::port::PacketBuf;
+use crate::PacketBuf;
 
 /// One received frame in an mbuf.
 #[derive(Debug)]

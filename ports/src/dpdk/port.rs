@@ -25,7 +25,7 @@ use mux_dpdk_sys as sys;
 use super::buf::DpdkBuf;
 use super::runtime::DpdkRuntime;
 use super::{DpdkError, eal};
-use crate::port::{Port, PortStats};
+use crate::{Port, PortStats};
 
 /// Most mbufs moved per DPDK burst call (the pipeline's largest burst).
 const RAW_BURST: usize = 256;
@@ -81,10 +81,10 @@ impl DpdkPort {
         // SAFETY: alloc_bulk returned a fresh, reset, single-segment mbuf (data_len 0, data_off
         // at the default headroom) owned by nobody else.
         let mut buf = unsafe { DpdkBuf::from_raw(NonNull::new(m)?) };
-        if !crate::port::PacketBuf::set_len(&mut buf, frame.len()) {
+        if !crate::PacketBuf::set_len(&mut buf, frame.len()) {
             return None;
         }
-        crate::port::PacketBuf::data_mut(&mut buf).copy_from_slice(frame);
+        crate::PacketBuf::data_mut(&mut buf).copy_from_slice(frame);
         Some(buf)
     }
 

@@ -19,7 +19,7 @@ pub type MemBuf = HeapBuf;
 /// Loads `frame`, cut to the buffer's size if longer (the in-memory port is fed by trusted
 /// code; a real NIC would not deliver such a frame at all).
 fn load_truncating(buf: &mut MemBuf, frame: &[u8]) {
-    let fits = frame.len().min(BUF_SIZE - crate::port::MIN_HEADROOM);
+    let fits = frame.len().min(BUF_SIZE - crate::MIN_HEADROOM);
     buf.load(&frame[..fits], None);
 }
 
@@ -199,7 +199,7 @@ impl Port for MemPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::port::MIN_HEADROOM;
+    use crate::MIN_HEADROOM;
 
     #[test]
     fn queue_delivers_each_frame_once_and_captures_in_order() {

@@ -1,3 +1,12 @@
+//! The packet ports: the unsafe I/O edge of mux.
+//!
+//! This crate owns every way a frame gets in or out of the process (AF_XDP, AF_PACKET, DPDK
+//! behind the `dpdk` feature, and the in-memory port tests and benchmarks use) and the
+//! system-call wrappers shared with the host agent's raw sockets and TUN device. It is separate
+//! from `mux-packet` so that the pure packet code has no `unsafe` at all: here, `unsafe` is
+//! allowed module by module (`afxdp`, `afpacket`, `dpdk`, `sys`), and each block carries its
+//! `// SAFETY:` note. The crate root denies it.
+//!
 //! The packet-port trait: the only thing the data path knows about packet I/O.
 //!
 //! A port receives bursts of frames into buffers it owns, and takes them back to transmit, to
@@ -14,8 +23,11 @@
 //! - Every method is non-blocking. A port that cannot transmit a buffer frees it and counts it in
 //!   its own statistics; the pipeline never waits for a port.
 
+#![deny(unsafe_code)]
+
 pub mod afpacket;
 pub mod afxdp;
+pub mod device;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod heap_buf;

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
-use mux_shared::signals::Signals;
+use mux_daemon_kit::signals::Signals;
 
 use crate::config::{self, ConfigErrors, HostAgentConfig};
 use crate::control::admin;

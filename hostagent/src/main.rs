@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config, log_level } => {
-            mux_shared::logging::init(&log_level);
+            mux_daemon_kit::logging::init(&log_level);
             match hostagent::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -280,7 +280,7 @@ fn a_listen_address_in_use_is_an_error_that_names_the_setting() {
 /// Every `prefix…` metric name the shipped Prometheus rules and Grafana dashboard use
 /// (deploy/) is a family of this `/metrics` text.
 fn monitoring_names_exist(metrics: &str, prefix: &str) {
-    use mux_shared::prometheus_text::{families, names_used};
+    use mux_daemon_kit::prometheus_text::{families, names_used};
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
     let families = families(metrics);
     let mut checked = 0;

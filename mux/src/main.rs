@@ -150,7 +150,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config, log_level } => {
-            mux_shared::logging::init(&log_level);
+            mux_daemon_kit::logging::init(&log_level);
             match mux::control::daemon::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -167,7 +167,7 @@ fn main() -> ExitCode {
             bird_include,
             timeout_ms,
         } => {
-            mux_shared::logging::init("info");
+            mux_daemon_kit::logging::init("info");
             let speaker = mux::control::announce::BirdSpeaker {
                 include: bird_include,
                 socket: bird_socket,
@@ -216,7 +216,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { file } => match mux_shared::config::load_file(&file) {
+        Command::CheckConfig { file } => match mux::config::load_file(&file) {
             Ok(cfg) => {
                 println!(
                     "{}: ok ({} VIPs, {} backends)",

@@ -498,7 +498,7 @@ fn second_chance_history_survives_reloads_and_restarts() {
 /// Every `prefix…` metric name the shipped Prometheus rules and Grafana dashboard use
 /// (deploy/) is a family of this `/metrics` text.
 fn monitoring_names_exist(metrics: &str, prefix: &str) {
-    use mux_shared::prometheus_text::{families, names_used};
+    use mux_daemon_kit::prometheus_text::{families, names_used};
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
     let families = families(metrics);
     let mut checked = 0;

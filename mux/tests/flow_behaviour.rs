@@ -64,7 +64,7 @@ fn compile_with(
     generation: u64,
     options: &CompileOptions,
 ) -> Snapshot {
-    let cfg = mux_shared::config::parse(text, "flows.toml").expect("valid");
+    let cfg = mux::config::parse(text, "flows.toml").expect("valid");
     compile::compile(&cfg, registry, generation, options).expect("compiles")
 }
 

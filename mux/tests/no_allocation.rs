@@ -54,7 +54,7 @@ static GLOBAL: Counting = Counting;
 fn steady_state_allocates_nothing() {
     let mut registry = mux::control::registry::Registry::default();
     let compile = |text: &str, registry: &mut _, generation| {
-        let cfg = mux_shared::config::parse(text, "fixture.toml").expect("valid");
+        let cfg = mux::config::parse(text, "fixture.toml").expect("valid");
         mux::control::compile::compile(&cfg, registry, generation, &Default::default())
             .expect("compiles")
     };
@@ -138,7 +138,7 @@ fn second_chance_allocates_nothing() {
     use mux::control::table_history::TableHistory;
     let options = CompileOptions::default();
     let mut registry = mux::control::registry::Registry::default();
-    let cfg = |text: &str| mux_shared::config::parse(text, "fixture.toml").expect("valid");
+    let cfg = |text: &str| mux::config::parse(text, "fixture.toml").expect("valid");
     let (_, history) = compile::compile_with_history(
         &cfg(FIXTURE_CONFIG),
         &mut registry,

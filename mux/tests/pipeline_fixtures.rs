@@ -669,7 +669,7 @@ fn segments_past_a_drain_deadline_get_a_reset() {
     use mux::control::compile::{self, CompileOptions};
     use mux::control::registry::Registry;
     let mut registry = Registry::default();
-    let parse = |text: &str| mux_shared::config::parse(text, "fixture.toml").expect("valid");
+    let parse = |text: &str| mux::config::parse(text, "fixture.toml").expect("valid");
     let before = compile::compile(
         &parse(FIXTURE_CONFIG),
         &mut registry,

@@ -160,7 +160,7 @@ fn generations(window: u32) -> (Snapshot, Snapshot) {
         ..CompileOptions::default()
     };
     let mut registry = Registry::default();
-    let parse = |g| mux_shared::config::parse(&config(g, window), "sc.toml").expect("valid");
+    let parse = |g| mux::config::parse(&config(g, window), "sc.toml").expect("valid");
     let (first, history) = compile::compile_with_history(
         &parse(1),
         &mut registry,
@@ -799,7 +799,7 @@ proptest! {
         let mut snap = None;
         let mut alone = Vec::new();
         for (i, g) in gens.iter().enumerate() {
-            let cfg = mux_shared::config::parse(&generation_config(g, window), "p.toml")
+            let cfg = mux::config::parse(&generation_config(g, window), "p.toml")
                 .expect("valid");
             let at = clock.origin_unix + Duration::from_secs(starts[i]);
             let (s, h) = compile::compile_with_history(

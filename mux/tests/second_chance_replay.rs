@@ -92,13 +92,13 @@ impl Mux {
     /// Hands out ids to other VIPs and backends first, so this MUX's ids differ from A's.
     fn number_ids_differently(&mut self) {
         let text = config("b", &["10.9.9.9", "10.1.0.3"]).replace("port = 80", "port = 8080");
-        let cfg = mux_shared::config::parse(&text, "other.toml").expect("valid");
+        let cfg = mux::config::parse(&text, "other.toml").expect("valid");
         compile::compile(&cfg, &mut self.registry, 1, &CompileOptions::default()).unwrap();
     }
 
     /// Publishes `text` at second `secs`, as a start or a SIGHUP does.
     fn publish(&mut self, text: &str, secs: u64) -> &Snapshot {
-        let cfg = mux_shared::config::parse(text, "mux.toml").expect("valid");
+        let cfg = mux::config::parse(text, "mux.toml").expect("valid");
         let options = CompileOptions {
             clock: clock(),
             ..CompileOptions::default()

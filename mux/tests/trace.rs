@@ -77,7 +77,7 @@ fn files(s: &Scratch) -> (PathBuf, PathBuf, PathBuf) {
     );
     std::fs::write(&g1, GEN1).unwrap();
     std::fs::write(&g2, gen2()).unwrap();
-    let cfg = mux_shared::config::parse(GEN1, "gen1.toml").unwrap();
+    let cfg = mux::config::parse(GEN1, "gen1.toml").unwrap();
     let now = SystemTime::now() - Duration::from_secs(5);
     let options = CompileOptions {
         clock: FlowClock {

@@ -482,7 +482,7 @@ mod tests {
         for io in ["afxdp", "afpacket"] {
             for mode in ["adaptive", "busy-poll"] {
                 let text = config(io, mode);
-                let cfg = mux_shared::config::parse(&text, "idle.toml")
+                let cfg = mux::config::parse(&text, "idle.toml")
                     .unwrap_or_else(|e| panic!("{io}/{mode}: {e}\n{text}"));
                 assert_eq!(cfg.dataplane().idle().to_string(), mode);
             }

@@ -182,7 +182,7 @@ pub fn config_text(family: Family) -> String {
 ///
 /// If the generated configuration is refused: a bug in this module, caught by its tests.
 pub fn snapshot(family: Family) -> Snapshot {
-    let cfg = mux_shared::config::parse(&config_text(family), "perf-scenario.toml")
+    let cfg = mux::config::parse(&config_text(family), "perf-scenario.toml")
         .unwrap_or_else(|e| panic!("generated scenario config is invalid: {e}"));
     compile::compile(
         &cfg,
@@ -224,7 +224,7 @@ pub fn second_chance_config_text() -> String {
 /// second chance on, the previous tables' windows never ending (see the module docs).
 pub fn second_chance_snapshot() -> Snapshot {
     let parse = |text: &str| {
-        mux_shared::config::parse(text, "perf-scenario.toml")
+        mux::config::parse(text, "perf-scenario.toml")
             .unwrap_or_else(|e| panic!("generated scenario config is invalid: {e}"))
     };
     let options = CompileOptions::default();

@@ -1,4 +1,4 @@
-//! The two configuration parsers, `mux_shared::config::parse` and `hostagent::config::parse`,
+//! The two configuration parsers, `mux::config::parse` and `hostagent::config::parse`,
 //! on mutated TOML (bytes that are not UTF-8 are read lossily, so no case is wasted).
 //!
 //! Checked for every input:
@@ -14,7 +14,7 @@
 
 use mux::control::compile::{self, CompileOptions};
 use mux::control::registry::Registry;
-use mux_shared::config::ConfigErrors;
+use mux_daemon_kit::config::ConfigErrors;
 use serde::de::DeserializeOwned;
 
 use super::Target;
@@ -23,7 +23,7 @@ use crate::seeds;
 /// `mux.toml`.
 pub const MUX: Target = Target {
     name: "config-mux",
-    about: "mux_shared::config::parse (check-config and reload), then compile",
+    about: "mux::config::parse (check-config and reload), then compile",
     run: mux,
     seeds: seeds::mux_configs,
     max_len: 8192,
@@ -221,8 +221,8 @@ fn compare_with_plain<T: DeserializeOwned + PartialEq + std::fmt::Debug>(
 
 fn mux(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let parsed = mux_shared::config::parse(&text, "fuzz.toml");
-    compare_with_plain(&text, &parsed, |c: &mux_shared::config::MuxConfig| {
+    let parsed = mux::config::parse(&text, "fuzz.toml");
+    compare_with_plain(&text, &parsed, |c: &mux::config::MuxConfig| {
         c.validate("fuzz.toml", &text).is_ok()
     });
     let cfg = match parsed {

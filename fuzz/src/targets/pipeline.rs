@@ -166,7 +166,7 @@ const MAX_FRAME: usize = BUF_SIZE - MIN_HEADROOM;
 fn snapshot() -> &'static Snapshot {
     static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
     SNAPSHOT.get_or_init(|| {
-        let cfg = mux_shared::config::parse(CONFIG, "fuzz.toml")
+        let cfg = mux::config::parse(CONFIG, "fuzz.toml")
             .unwrap_or_else(|e| panic!("the pipeline fuzz config is invalid:\n{e}"));
         compile::compile(
             &cfg,

@@ -1,6 +1,7 @@
 //! The host agent's configuration: the TOML schema, parsing with source locations, and
 //! validation that reports every error at once, in the same `FILE:LINE:COL: message; fix` form
-//! as the MUX's (`mux_shared::config`), whose error types it reuses.
+//! as the MUX's (`mux::config`): both are built on the error machinery of
+//! `mux_daemon_kit::config`.
 //!
 //! ```toml
 //! [agent]
@@ -55,7 +56,7 @@
 //! Invariants: [`parse`] and [`load_file`] return only configurations that passed
 //! [`HostAgentConfig::validate`]; a returned error list is never empty; every error of a file
 //! TOML can parse is reported — unknown and missing keys, type and value errors
-//! (`mux_shared::config::collect`) and semantic errors together — while a TOML syntax error is
+//! (`mux_daemon_kit::config::collect`) and semantic errors together — while a TOML syntax error is
 //! reported alone, as there is no document to look further into.
 
 mod schema;
@@ -66,8 +67,8 @@ mod tests;
 
 use std::path::Path;
 
-use mux_shared::config::{Collector, collect};
-pub use mux_shared::config::{ConfigError, ConfigErrors, Protocol};
+use mux_daemon_kit::config::{Collector, collect};
+pub use mux_daemon_kit::config::{ConfigError, ConfigErrors, Protocol};
 pub use schema::{
     ConnectionSettings, DEFAULT_ADMIN_LISTEN, DEFAULT_CONNECTION_CAPACITY, DEFAULT_HEALTH_FALL,
     DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_HTTP_PATH,
@@ -92,6 +93,6 @@ pub fn parse(text: &str, origin: &str) -> Result<HostAgentConfig, ConfigErrors> 
 /// Reads, parses and validates the configuration file at `path`. A file that cannot be read is
 /// one error with line 0.
 pub fn load_file(path: &Path) -> Result<HostAgentConfig, ConfigErrors> {
-    let (origin, text) = mux_shared::config::read_file(path)?;
+    let (origin, text) = mux_daemon_kit::config::read_file(path)?;
     parse(&text, &origin)
 }

@@ -15,8 +15,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mux_shared::config::Protocol;
-pub(crate) use mux_shared::config::values::{IpValue, SocketValue};
+use mux_daemon_kit::config::Protocol;
+pub(crate) use mux_daemon_kit::config::values::{IpValue, SocketValue};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 

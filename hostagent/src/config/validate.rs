@@ -7,18 +7,18 @@
 //! the `config` module documentation.
 //!
 //! The configuration may hold placeholders for values refused while deserializing
-//! (`mux_shared::config::collect`): the [`Collector`] drops errors located at one, and the
+//! (`mux_daemon_kit::config::collect`): the [`Collector`] drops errors located at one, and the
 //! rules that relate two values (families, duplicates, the VIP against the DIP, what the check
 //! kind allows) skip pairs with a placeholder in them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use mux_shared::config::{ConfigErrors, Protocol};
+use mux_daemon_kit::config::{ConfigErrors, Protocol};
 use serde_spanned::Spanned;
 
 use super::schema::{HealthKindName, HostAgentConfig, MAX_TIMEOUT_SECS, Service, TimeoutSettings};
-use mux_shared::config::Collector;
+use mux_daemon_kit::config::Collector;
 
 impl HostAgentConfig {
     /// Checks every semantic rule and returns all violations in file order. `origin` is the

@@ -1,7 +1,7 @@
 //! The host agent's admin routes: `/v1/backends`, `/v1/status`, `/metrics`, `/healthz`,
 //! `/readyz`.
 //!
-//! Served by the shared admin server (`mux_shared::admin_server`, the MUX's too: one blocking
+//! Served by the shared admin server (`mux_daemon_kit::admin_server`, the MUX's too: one blocking
 //! thread, loopback by default, `[admin] listen`). Every route only reads [`AgentState`], so a
 //! slow client cannot affect the packet path or the health checks. `/v1/backends` is the
 //! contract the MUXes poll; its shape is documented field by field in `docs/hostagent.md`
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
-use mux_shared::admin_server::{self, Reply, json, text};
+use mux_daemon_kit::admin_server::{self, Reply, json, text};
 
 use crate::control::metrics;
 use crate::control::state::AgentState;

@@ -47,7 +47,7 @@ use std::sync::atomic::Ordering;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
-use mux_shared::prometheus_text::{self, Labels, counter_family, gauge_family, label};
+use mux_daemon_kit::prometheus_text::{self, Labels, counter_family, gauge_family, label};
 
 use crate::control::health::BackendHealth;
 use crate::control::state::AgentState;

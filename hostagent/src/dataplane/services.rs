@@ -15,7 +15,7 @@
 use std::net::IpAddr;
 
 use hashbrown::{HashMap, HashSet};
-use mux_shared::config::Protocol;
+use mux_daemon_kit::config::Protocol;
 
 use crate::config::{DEFAULT_TIMEOUTS, HostAgentConfig, Timeouts, TunnelSources};
 

@@ -32,7 +32,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::process::Command;
 
-use mux_shared::config::Protocol;
+use mux_daemon_kit::config::Protocol;
 
 use crate::config::Interception;
 use crate::dataplane::ServiceSpec;

@@ -2,7 +2,7 @@
 //! `/v1/trace?flow=tcp+SRC:PORT+DST:PORT` (what the published snapshot does with a flow:
 //! `mux trace --admin`).
 //!
-//! Served by the shared admin server (`mux_shared::admin_server`: one blocking thread,
+//! Served by the shared admin server (`mux_daemon_kit::admin_server`: one blocking thread,
 //! loopback by default, `[admin] listen`): status is for the operator's host, not the world.
 //! Every route only reads published state, so a slow client cannot affect forwarding.
 
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
-use mux_shared::admin_server::{self, Reply, text};
+use mux_daemon_kit::admin_server::{self, Reply, text};
 
 use crate::control::state::{DaemonState, Phase};
 use crate::control::{metrics, trace};

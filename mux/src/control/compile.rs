@@ -20,10 +20,10 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::config::{self, MuxConfig};
 use mux_packet::checksum;
 use mux_packet::flow_key::canonical_addr;
 use mux_packet::maglev::{self, MaglevBackend};
-use mux_shared::config::{self, MuxConfig};
 
 use crate::control::load_weights;
 use crate::control::registry::{IdsExhausted, Registry};

@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 
+use crate::config::{DPDK_EXCEPTION_DESCRIPTORS, MuxConfig};
 use mux_ports::MIN_HEADROOM;
 use mux_ports::dpdk::{DeviceConfig, DpdkPort, DpdkRuntime, EalConfig, RuntimeConfig};
-use mux_shared::config::{DPDK_EXCEPTION_DESCRIPTORS, MuxConfig};
 
 /// Largest frame an mbuf must hold beyond the MTU: Ethernet with two VLAN tags, and the
 /// outer IPv6 header the encapsulation adds (which goes into the headroom, not here).
@@ -90,7 +90,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> MuxConfig {
-        mux_shared::config::parse(text, "t.toml").expect("valid")
+        crate::config::parse(text, "t.toml").expect("valid")
     }
 
     #[test]

@@ -38,7 +38,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mux_shared::config::{self, Protocol};
+use crate::config;
+use mux_daemon_kit::config::Protocol;
 
 use crate::control::compile::FailedBackend;
 use crate::control::health_feed::{AgentStatus, ReportedState};

@@ -31,7 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mux_shared::config::{self, Protocol};
+use crate::config;
+use mux_daemon_kit::config::Protocol;
 use serde::Deserialize;
 
 use crate::control::health_decision::BackendHealth;

@@ -41,7 +41,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use mux_shared::config::{BackendState, LoadSignal, Vip};
+use crate::config::{BackendState, LoadSignal, Vip};
 
 use crate::control::health_feed::{AgentStatus, ReportedLoad};
 
@@ -278,7 +278,7 @@ mod tests {
              [[vip.backend]]\naddress = \"10.1.0.2\"\n\
              [[vip.backend]]\naddress = \"10.1.0.3\"\nweight = 200\n"
         );
-        mux_shared::config::parse(&text, "t.toml")
+        crate::config::parse(&text, "t.toml")
             .unwrap()
             .vips()
             .to_vec()

@@ -53,7 +53,7 @@ use std::sync::atomic::Ordering;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
-use mux_shared::prometheus_text::{self, Labels, counter_family, gauge_family, label};
+use mux_daemon_kit::prometheus_text::{self, Labels, counter_family, gauge_family, label};
 
 use mux_packet::flow_key::unmap;
 
@@ -524,7 +524,7 @@ protocol = "tcp"
 
     #[test]
     fn packets_by_outcome_sum_to_rx_and_sub_counts_have_their_own_families() {
-        let cfg = mux_shared::config::parse(CONFIG, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let cfg = crate::config::parse(CONFIG, "t.toml").unwrap_or_else(|e| panic!("{e}"));
         let snap = compile::compile(
             &cfg,
             &mut Registry::default(),

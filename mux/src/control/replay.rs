@@ -46,7 +46,7 @@ const REPLAY_FLOW_SEED: u64 = 0x6d75_785f_7265_706c;
 pub enum ReplayError {
     /// The configuration was refused.
     #[error("{0}")]
-    Config(#[from] mux_shared::config::ConfigErrors),
+    Config(#[from] mux_daemon_kit::config::ConfigErrors),
     /// The configuration could not be compiled.
     #[error("{0}")]
     Compile(#[from] compile::CompileError),
@@ -137,7 +137,7 @@ impl Generations {
     /// Applies every reload due at `offset` (all of them with `None`: the end).
     fn advance(&mut self, offset: Option<Duration>) -> Result<(), ReplayError> {
         while let Some(r) = self.next.take_if(|r| offset.is_none_or(|o| r.at <= o)) {
-            let cfg = mux_shared::config::load_file(&r.config)?;
+            let cfg = crate::config::load_file(&r.config)?;
             let at = self.options.clock.origin_unix + r.at;
             let generation = self.snap.generation() + 1;
             let (snap, history) = compile::compile_with_history(
@@ -168,7 +168,7 @@ pub fn replay_with(
     output: &Path,
     options: &ReplayOptions,
 ) -> Result<ReplayOutcome, ReplayError> {
-    let cfg = mux_shared::config::load_file(config)?;
+    let cfg = crate::config::load_file(config)?;
     let first = first_timestamp(input)?;
     let compile_options = CompileOptions {
         clock: FlowClock {

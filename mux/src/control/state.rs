@@ -571,7 +571,7 @@ protocol = "tcp"
 "#;
 
     fn state(generation: u64) -> DaemonState {
-        let cfg = mux_shared::config::parse(CONFIG, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let cfg = crate::config::parse(CONFIG, "t.toml").unwrap_or_else(|e| panic!("{e}"));
         let snap = compile::compile(
             &cfg,
             &mut Registry::default(),

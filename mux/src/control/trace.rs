@@ -318,7 +318,7 @@ pub fn offline_snapshot(
     config: &Path,
     history: Option<&Path>,
 ) -> Result<(Snapshot, u32), ReplayError> {
-    let cfg = mux_shared::config::load_file(config)?;
+    let cfg = crate::config::load_file(config)?;
     let history = match history {
         Some(p) => table_history::load(p)?.history,
         None => TableHistory::default(),
@@ -363,7 +363,7 @@ pub fn trace_capture(
     input: &Path,
 ) -> Result<Vec<PacketTrace>, ReplayError> {
     let (snap, _) = offline_snapshot(config, history)?;
-    let cfg = mux_shared::config::load_file(config)?;
+    let cfg = crate::config::load_file(config)?;
     let mut pipeline = Pipeline::new(cfg.dataplane().flow_table_capacity(), 0x6d75_785f_7472);
     let frames = read_frames(input)?;
     let first = frames.first().map(|(t, _)| *t).unwrap_or_default();

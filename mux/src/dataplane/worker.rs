@@ -52,9 +52,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::config::{DEFAULT_IDLE_POLL_US, DEFAULT_IDLE_SLEEP_MAX_US, IdleMode};
 use arc_swap::ArcSwap;
 use mux_ports::{Port, PortStats};
-use mux_shared::config::{DEFAULT_IDLE_POLL_US, DEFAULT_IDLE_SLEEP_MAX_US, IdleMode};
 
 use super::clock::BurstTime;
 use super::counters::WorkerCounters;
@@ -85,7 +85,7 @@ pub enum IdlePolicy {
 
 impl IdlePolicy {
     /// The policy `[dataplane]` asks for.
-    pub fn from_config(dp: &mux_shared::config::Dataplane) -> IdlePolicy {
+    pub fn from_config(dp: &crate::config::Dataplane) -> IdlePolicy {
         match dp.idle() {
             IdleMode::BusyPoll => IdlePolicy::BusyPoll,
             IdleMode::Adaptive => IdlePolicy::Adaptive {

@@ -99,7 +99,7 @@ pub fn ip(s: &str) -> IpAddr {
 
 /// Compiles a config text into a snapshot (generation 1, fresh registry).
 pub fn snapshot(text: &str) -> Snapshot {
-    let cfg = mux_shared::config::parse(text, "fixture.toml").expect("fixture config is valid");
+    let cfg = mux::config::parse(text, "fixture.toml").expect("fixture config is valid");
     let mut registry = Registry::default();
     compile::compile(&cfg, &mut registry, 1, &CompileOptions::default()).expect("compiles")
 }

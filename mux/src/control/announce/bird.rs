@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use mux_shared::config::{Bgp, Speaker};
+use crate::config::{Bgp, Speaker};
 
 /// Why an announcement failed.
 #[derive(Debug, thiserror::Error)]
@@ -137,10 +137,10 @@ mod tests {
     #[test]
     fn speaker_none_has_no_bird_speaker() {
         let none =
-            mux_shared::config::parse("[mux]\nname = \"t\"\n[dataplane]\nio = \"mem\"\n", "t.toml")
+            crate::config::parse("[mux]\nname = \"t\"\n[dataplane]\nio = \"mem\"\n", "t.toml")
                 .unwrap();
         assert_eq!(BirdSpeaker::from_config(none.bgp()), None);
-        let bird = mux_shared::config::parse(
+        let bird = crate::config::parse(
             "[mux]\nname = \"t\"\n[dataplane]\nio = \"mem\"\n[bgp]\nspeaker = \"bird\"\n\
              bird_include = \"/run/x/vips.conf\"\n",
             "t.toml",

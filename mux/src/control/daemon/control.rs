@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::config::{self, IoKind, MuxConfig};
 use mux_ports::afxdp::XdpProgram;
-use mux_shared::config::{self, IoKind, MuxConfig};
 
 use crate::control::compile::{self, CompileOptions};
 use crate::control::health_decision::{self, Tracker};

@@ -33,9 +33,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::config::{self, IoKind, MuxConfig};
+use mux_daemon_kit::signals::Signals;
 use mux_ports::afxdp::XdpProgram;
-use mux_shared::config::{self, IoKind, MuxConfig};
-use mux_shared::signals::Signals;
 
 use crate::control::announce::{BirdSpeaker, GuardLink};
 use crate::control::compile::{self, CompileOptions, FlowClock};

@@ -14,11 +14,11 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::config::{IoKind, MuxConfig};
 use mux_ports::Port;
 use mux_ports::afpacket::{AfPacketConfig, AfPacketPort};
 use mux_ports::afxdp::{AfXdpConfig, AfXdpPort, XdpProgram};
 use mux_ports::mem::{Capture, MemPort};
-use mux_shared::config::{IoKind, MuxConfig};
 
 #[cfg(feature = "dpdk")]
 use crate::control::dpdk_io;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mux_shared::signals::Signals;
+use mux_daemon_kit::signals::Signals;
 
 use crate::control::announce::GuardLink;
 use crate::control::state::Phase;

@@ -55,13 +55,9 @@
 //! schema (an out-of-range port would become a bare "expected u16" type error; they are `i64`
 //! and range-checked instead, with the allowed range and a fix in the message).
 
-pub mod collect;
 mod dpdk;
-mod error;
-mod location;
 mod schema;
 mod validate;
-pub mod values;
 
 #[cfg(test)]
 mod tests;
@@ -72,7 +68,9 @@ pub use dpdk::{
     DEFAULT_DPDK_DESCRIPTORS, DEFAULT_DPDK_MBUF_CACHE, DEFAULT_DPDK_MBUFS, DEFAULT_DPDK_MEMORY_MB,
     DPDK_EXCEPTION_DESCRIPTORS, Dpdk, device_name, is_pci_address,
 };
-pub use error::{Collector, ConfigError, ConfigErrors, from_toml};
+pub use mux_daemon_kit::config::{
+    Collector, ConfigError, ConfigErrors, collect, from_toml, read_file, values,
+};
 pub use schema::{
     Admin, Backend, BackendState, Bgp, DEFAULT_ADMIN_LISTEN, DEFAULT_BIRD_SOCKET,
     DEFAULT_BURST_SIZE, DEFAULT_DRAIN_RESET_BURST, DEFAULT_DRAIN_RESET_RATE, DEFAULT_DRAIN_SECONDS,
@@ -106,23 +104,4 @@ pub fn parse(text: &str, origin: &str) -> Result<MuxConfig, ConfigErrors> {
 pub fn load_file(path: &Path) -> Result<MuxConfig, ConfigErrors> {
     let (origin, text) = read_file(path)?;
     parse(&text, &origin)
-}
-
-/// Reads a configuration file's text and the name messages should show for it. A file that
-/// cannot be read (missing, unreadable, not UTF-8) is one error with line 0. Shared by every
-/// binary's `load_file`.
-pub fn read_file(path: &Path) -> Result<(String, String), ConfigErrors> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: origin.clone(),
-            line: 0,
-            column: 0,
-            message: format!(
-                "cannot read the configuration file: {e}; check the path, its permissions \
-                 and that it is UTF-8 text"
-            ),
-        }])
-    })?;
-    Ok((origin, text))
 }

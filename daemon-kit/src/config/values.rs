@@ -28,16 +28,16 @@ impl<'de> Deserialize<'de> for IpValue {
 
 /// A MAC address written as six hex bytes separated by `:` or `-` (`"02:00:00:00:00:01"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct MacValue(pub(crate) [u8; 6]);
+pub struct MacValue(pub [u8; 6]);
 
 impl MacValue {
     /// True for a group (multicast or broadcast) address: the I/G bit of the first byte.
-    pub(crate) fn is_group(self) -> bool {
+    pub fn is_group(self) -> bool {
         self.0[0] & 1 == 1
     }
 
     /// True for `00:00:00:00:00:00`.
-    pub(crate) fn is_zero(self) -> bool {
+    pub fn is_zero(self) -> bool {
         self.0 == [0; 6]
     }
 }
@@ -50,7 +50,7 @@ impl fmt::Display for MacValue {
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff` (hex, either case, two digits per byte).
-pub(crate) fn parse_mac(text: &str) -> Option<[u8; 6]> {
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let separator = if text.contains('-') { '-' } else { ':' };
     let mut mac = [0u8; 6];
     let mut parts = text.split(separator);

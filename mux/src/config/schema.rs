@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
-use super::values::{IpValue, MacValue, SocketValue};
+pub use mux_daemon_kit::config::Protocol;
+
+use mux_daemon_kit::config::values::{IpValue, MacValue, SocketValue};
 
 /// Default `[dataplane] workers`.
 pub const DEFAULT_WORKERS: usize = 1;
@@ -644,35 +646,6 @@ impl TimeoutSettings {
             ("tcp_closing", &self.tcp_closing),
             ("udp", &self.udp),
         ]
-    }
-}
-
-/// The transport protocol of a VIP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// TCP (IP protocol 6).
-    Tcp,
-    /// UDP (IP protocol 17).
-    Udp,
-}
-
-impl Protocol {
-    /// The IP protocol number: 6 for TCP, 17 for UDP.
-    pub fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        })
     }
 }
 

@@ -10,8 +10,8 @@ use serde_spanned::Spanned;
 
 pub use mux_ports::device::{device_name, is_pci_address};
 
-use super::error::Collector;
 use super::schema::{DEFAULT_IDLE_POLL_US, IoKind, MuxConfig, int_or};
+use mux_daemon_kit::config::Collector;
 
 /// Default `[dpdk] memory_mb`.
 pub const DEFAULT_DPDK_MEMORY_MB: u32 = 512;

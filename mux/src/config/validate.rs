@@ -21,7 +21,6 @@ use std::net::IpAddr;
 
 use serde_spanned::Spanned;
 
-use super::error::{Collector, ConfigErrors};
 use super::schema::{
     Backend, BackendState, IoKind, LIVENESS_TIMEOUT_RANGE_MS, LOAD_AWARE_RANGES, LoadAwareSettings,
     MAX_BACKENDS_PER_VIP, MAX_DRAIN_SECONDS, MAX_FAILED_BACKEND_GRACE, MAX_IDLE_POLL_US,
@@ -29,7 +28,8 @@ use super::schema::{
     MAX_STALE_AFTER_MS, MAX_TABLE_SIZE, MAX_TIMEOUT_SECS, MAX_WEIGHT, MIN_IDLE_SLEEP_MAX_US,
     MuxConfig, Speaker, TimeoutSettings, Vip, offset_datetime_unix_ms,
 };
-use super::values::{MacValue, SocketValue};
+use mux_daemon_kit::config::values::{MacValue, SocketValue};
+use mux_daemon_kit::config::{Collector, ConfigErrors};
 
 impl MuxConfig {
     /// Checks every semantic rule (listed in the [module documentation](crate::config)) and

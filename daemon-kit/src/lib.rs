@@ -4,6 +4,7 @@
 //! - [`admin_server`]: the admin endpoint's HTTP loop.
 //! - [`prometheus_text`]: metric families for `/metrics`.
 //! - [`logging`]: the tracing subscriber setup.
+//! - [`reloads`]: reload outcome counts for status and metrics.
 //! - [`signals`]: SIGHUP (reload) and SIGTERM/SIGINT (drain and stop) as a pollable set.
 //! - [`config`]: the configuration error machinery both config parsers are built on (every
 //!   error at once, with `FILE:LINE:COL`), the value types they share and [`config::Protocol`].
@@ -17,4 +18,5 @@ pub mod admin_server;
 pub mod config;
 pub mod logging;
 pub mod prometheus_text;
+pub mod reloads;
 pub mod signals;

@@ -23,32 +23,7 @@ use crate::control::health::{BackendHealth, HealthView};
 use crate::control::load::{BackendLoad, LoadMeter};
 use crate::dataplane::{Counters, DataPath, DropReason, ServiceSpec};
 
-/// Outcome counts of configuration reloads (SIGHUP), like the MUX's.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    /// Reloads that applied a new configuration.
-    pub ok: AtomicU64,
-    /// Reloads refused (the old configuration kept running).
-    pub failed: AtomicU64,
-    /// The last refusal's errors, one per line.
-    pub last_error: Mutex<Option<String>>,
-}
-
-impl ReloadStats {
-    /// Counts a reload that applied.
-    pub fn record_ok(&self) {
-        self.ok.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a refused reload and keeps its errors.
-    pub fn record_failed(&self, error: String) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(error);
-    }
-}
+pub use mux_daemon_kit::reloads::ReloadStats;
 
 /// The connection state file's writes and the load at start (`io::state_file`): written by
 /// the state writer thread and the daemon, read by the admin endpoint.
@@ -415,16 +390,7 @@ impl AgentState {
             "generation": self.generation(),
             "ready": self.is_ready(),
             "uptime_seconds": self.started.elapsed().as_secs(),
-            "reloads": {
-                "ok": self.reloads.ok.load(Ordering::Relaxed),
-                "failed": self.reloads.failed.load(Ordering::Relaxed),
-                "last_error": self
-                    .reloads
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone(),
-            },
+            "reloads": self.reloads.json(),
             "io": self.io.snapshot(),
             "counters": {
                 "inbound": c.inbound,

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -77,16 +77,7 @@ pub struct BackendView {
     pub drained: Option<bool>,
 }
 
-/// Outcome counts of SIGHUP reloads.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    /// Reloads that published a new snapshot.
-    pub ok: AtomicU64,
-    /// Reloads refused (the old configuration kept serving).
-    pub failed: AtomicU64,
-    /// The last refusal's errors, one per line.
-    pub last_error: Mutex<Option<String>>,
-}
+pub use mux_daemon_kit::reloads::ReloadStats;
 
 /// The VIP announcement's moving parts: written by the control thread (what it wants, the data
 /// path's faults) and the liveness thread (liveness, the guard's answers).
@@ -448,11 +439,7 @@ impl DaemonState {
             "config": self.config_path.display().to_string(),
             "announced": announced,
             "announcement": self.announcement_json(),
-            "reloads": {
-                "ok": self.reloads.ok.load(Ordering::Relaxed),
-                "failed": self.reloads.failed.load(Ordering::Relaxed),
-                "last_error": self.reloads.last_error.lock().ok().and_then(|e| e.clone()),
-            },
+            "reloads": self.reloads.json(),
             "workers": workers,
             "vips": vips,
             "health": self.health_json(),

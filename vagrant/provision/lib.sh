@@ -41,6 +41,12 @@ mux_asn() {
     *) die "$1 is not a MUX" ;;
     esac
 }
+# The MUXes' tunnel sources as a TOML list's items (hostagent.toml's mux_sources).
+mux_sources() {
+    local m out=""
+    for m in mux1 mux2; do out+="\"10.0.$(link_of "$m").2\", "; done
+    printf '%s' "${out%, }"
+}
 mac_of() { printf '02:00:0a:00:%02x:%02x' "$1" "$2"; }
 
 log() { printf '== %s\n' "$*" >&2; }

@@ -79,7 +79,8 @@ TOML
 
 render_host() {
     local name=$1 out=$2
-    render "$LAB_TEMPLATES/hostagent.toml.in" "$out/hostagent.toml" NAME="$name" NS="VM $name" S="$(link_of "$name")"
+    render "$LAB_TEMPLATES/hostagent.toml.in" "$out/hostagent.toml" NAME="$name" NS="VM $name" S="$(link_of "$name")" \
+        MUX_SOURCES="$(mux_sources)"
 }
 
 case ${1:-} in

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use common::*;
 use mux::control::compile::{self, CompileOptions, FlowClock};
 use mux::control::registry::Registry;
-use mux::control::table_history::{Generation, TableHistory, TableInputs, TableMember};
+use mux::control::table_history::{Generation, SETTLED_MS, TableHistory, TableInputs, TableMember};
 use mux::dataplane::snapshot::Snapshot;
 use mux::dataplane::verdict::Verdict;
 use mux_packet::checksum;
@@ -585,6 +585,71 @@ fn every_packet_of_a_flow_without_an_entry_carries_the_same_alternative() {
     assert_eq!(out.transmitted[1], plain_v4(&ack, [10, 1, 0, 5]));
 }
 
+/// A second-chance flow keeps the pair it got (primary = the pick of its first packet,
+/// alternative) whatever later tables pick: its first agent decided once whether it carries
+/// the connection, so neither a table that picks the alternative (which used to send the flow
+/// there plainly) nor one that picks a third backend may move it.
+#[test]
+fn a_second_chance_flow_keeps_its_primary_and_alternative_across_later_tables() {
+    let clock = clock();
+    let options = CompileOptions {
+        clock,
+        ..CompileOptions::default()
+    };
+    let gen2 = config(2, 120);
+    let v4v4 = "  [[vip.backend]]\n  address = \"10.1.0.1\"\n  state = \"draining\"\n  [[vip.backend]]\n  address = \"10.1.0.5\"\n";
+    assert!(gen2.contains(v4v4), "the fixture's generation 2 of v4-v4");
+    // Generation 3: the alternative (10.1.0.1) is picked again; generation 4: a third backend.
+    let gen3 = gen2.replacen(
+        v4v4,
+        "  [[vip.backend]]\n  address = \"10.1.0.1\"\n  [[vip.backend]]\n  address = \"10.1.0.5\"\n  state = \"draining\"\n",
+        1,
+    );
+    let gen4 = gen2.replacen(
+        v4v4,
+        "  [[vip.backend]]\n  address = \"10.1.0.1\"\n  state = \"draining\"\n  [[vip.backend]]\n  address = \"10.1.0.5\"\n  state = \"draining\"\n  [[vip.backend]]\n  address = \"10.1.0.9\"\n",
+        1,
+    );
+    let mut registry = Registry::default();
+    let mut history = TableHistory::default();
+    let mut snaps = Vec::new();
+    for (i, text) in [config(1, 120), gen2, gen3, gen4].iter().enumerate() {
+        let cfg = mux::config::parse(text, "sc.toml").expect("valid");
+        let at = clock.origin_unix + Duration::from_secs(10 * i as u64);
+        let (snap, h) = compile::compile_with_history(
+            &cfg,
+            &mut registry,
+            i as u64 + 1,
+            &options,
+            &history,
+            at,
+        )
+        .expect("compiles");
+        history = h;
+        snaps.push(snap);
+    }
+    let web = ip("192.0.2.10");
+    let ack = PacketBuilder::tcp(client4(), 41001, web, 80, ACK).build();
+    let expected = expected_v4_with_alternative(&inner_ip(&ack, 14), [10, 1, 0, 5], ip("10.1.0.1"));
+    let mut w = worker(4096);
+    // Generation 2: no entry, current pick 10.1.0.5, previous 10.1.0.1.
+    let out = run_on(&mut w, &snaps[1], 11, std::slice::from_ref(&ack));
+    assert_eq!(hex(&out.transmitted[0]), hex(&expected));
+    // Generations 3 and 4 pick 10.1.0.1 and 10.1.0.9 for new flows; this one keeps its pair.
+    for (sent, snap, now) in [(2, &snaps[2], 21), (3, &snaps[3], 31)] {
+        let out = run_on(&mut w, snap, now, std::slice::from_ref(&ack));
+        assert_eq!(hex(&out.transmitted[0]), hex(&expected), "at second {now}");
+        assert_eq!(
+            out.counters.second_chance_sent, sent,
+            "the worker's running count"
+        );
+    }
+    // A flow that was never seen gets generation 4's own decision.
+    let other = PacketBuilder::tcp(client4(), 41002, web, 80, SYN).build();
+    let out = run_on(&mut w, &snaps[3], 32, std::slice::from_ref(&other));
+    assert_eq!(out.transmitted[0], plain_v4(&other, [10, 1, 0, 9]));
+}
+
 #[test]
 fn a_packet_too_big_even_plainly_is_answered_as_without_second_chance() {
     let (_, second) = generations(120);
@@ -776,9 +841,9 @@ proptest! {
     /// Whatever the generations, their timing and the window: a flow without an entry
     /// carries an alternative exactly when a previous table within the window picked another
     /// backend that is still configured, and it is the pick of the first such table in the
-    /// order of asking (longest in force first, ties newer first, the table found in force at
-    /// the start counting as the longest); never the current backend; always a backend of the
-    /// VIP.
+    /// order of asking (settled tables first, newer before older, then transient ones, newer
+    /// before older; the table found in force at the start is settled); never the current
+    /// backend; always a backend of the VIP.
     #[test]
     fn the_alternative_is_a_previous_pick_within_the_window_never_the_current(
         gens in proptest::collection::vec(generation(), 2..=5),
@@ -823,7 +888,8 @@ proptest! {
         // table, in force from the first one's start (the first table: since ever); a table
         // is replaced when the next differing one takes over and names alternatives until
         // `window` after that; one equal to the current table or to a newer kept one is not
-        // kept. Asked longest in force first, ties newer first.
+        // kept. Asked the settled ones (in force at least SETTLED_MS) first, then the
+        // transient ones, newer before older in each group.
         let tables: Vec<Generation> = gens.iter().map(|g| generation_table(g)).collect();
         let mut runs: Vec<usize> = Vec::new();
         for k in 0..gens.len() {
@@ -843,7 +909,8 @@ proptest! {
                 kept.push((k, span));
             }
         }
-        kept.sort_by_key(|&(_, span)| std::cmp::Reverse(span));
+        // Stable: `kept` is newest first, and each group keeps that order.
+        kept.sort_by_key(|&(_, span)| span.saturating_mul(1000) < SETTLED_MS);
         let model: Vec<usize> = kept.iter().map(|&(k, _)| k).collect();
 
         let web = ip("192.0.2.10");

@@ -198,7 +198,7 @@ fn a_capture_is_traced_packet_by_packet() {
     );
     assert_eq!(
         field(3, "flow_table_before"),
-        format!("second-chance entry: alternative {alt}")
+        format!("second-chance entry: to {current} with alternative {alt}")
     );
     assert_eq!(field(3, "verdict"), field(2, "verdict"));
     assert_eq!(field(4, "verdict"), "to the kernel (not for a VIP)");

@@ -27,17 +27,25 @@
 //! - Window: a table names alternatives until `second_chance_window_seconds` after it was
 //!   replaced (0: tables are not kept at all); at most [`MAX_PREVIOUS_TABLES`] per VIP, the
 //!   newest. A VIP that leaves the configuration leaves the history.
-//! - **Order of asking: the table that was in force longest first** ([`VipHistory::by_preference`]),
-//!   then the others, newer before older. The data plane names the first previous pick that
+//! - **Order of asking: the newest *settled* table first** ([`VipHistory::by_preference`]):
+//!   previous tables that stood at least [`SETTLED_MS`] come first, newer before older, then
+//!   the transient ones, newer before older. The data plane names the first previous pick that
 //!   differs from the current one, and a flow gets one alternative, so the order decides which
-//!   connections a burst of changes can save. A connection lives where the table in force
-//!   *when it started* sent it; connections accumulate over the time a table was in force, so
-//!   the longest-lived table holds most of them. With changes A → B → C a few hundred
-//!   milliseconds apart (a deployment applying three edits, a health flap), asking the newest
-//!   (B) first would name B's pick for a flow whose slot moved at both steps, although nearly
-//!   every such connection started under A, and lose it. A table found in force when the
-//!   history began (the MUX started without a file) has been in force for an unknown, long
-//!   time: it counts as the longest.
+//!   connections a series of changes can save. A connection lives where the table in force
+//!   *when it started* sent it. With changes A → B → C a few hundred milliseconds apart (a
+//!   deployment applying three edits, a health flap), asking the newest (B) first would name
+//!   B's pick for a flow whose slot moved at both steps, although nearly every such connection
+//!   started under A, and lose it: B and C's first moments are too short to have gathered
+//!   connections, so they are skipped. Among settled tables the newest wins: a connection that
+//!   is alive now started under it or earlier, and one that started earlier and survived the
+//!   newest settled table's arrival with a different pick is one Maglev moved twice (rare: each
+//!   change moves only the changed backends' share). An earlier rule, "the table in force
+//!   longest", lost exactly the common case when changes come tens of seconds apart: the
+//!   table before the last settled one, up for a minute, outranked the one up for twenty
+//!   seconds that every connection of the last twenty seconds started under (the lab's
+//!   second-chance round broke 19 connections of 1000 that way, `halve-restart`, 2026-12-05).
+//!   A table found in force when the history began (the MUX started without a file) has been in
+//!   force for an unknown, long time: it is settled.
 //!
 //! # Restarts
 //!
@@ -175,13 +183,19 @@ pub struct VipHistory {
     pub previous: Vec<Replaced>,
 }
 
+/// How long a table must have stood to be asked before the transient ones (see the module
+/// docs): longer than the gaps of a deployment applying a few edits in a row or of a health
+/// flap, shorter than the time it takes a table to gather long-lived connections.
+pub const SETTLED_MS: u64 = 2_000;
+
 impl VipHistory {
-    /// The previous tables in the order the data plane asks them: longest in force first,
-    /// ties newer first (see the module docs).
+    /// The previous tables in the order the data plane asks them: the settled ones (in force
+    /// at least [`SETTLED_MS`]) newer before older, then the transient ones newer before older
+    /// (see the module docs).
     pub fn by_preference(&self) -> Vec<&Replaced> {
         let mut order: Vec<&Replaced> = self.previous.iter().collect();
-        // Stable: equal spans keep their newest-first order.
-        order.sort_by_key(|r| std::cmp::Reverse(r.in_force_ms()));
+        // Stable: `previous` is newest first, and each group keeps that order.
+        order.sort_by_key(|r| r.in_force_ms() < SETTLED_MS);
         order
     }
 }
@@ -576,7 +590,7 @@ mod tests {
     }
 
     #[test]
-    fn the_table_in_force_longest_is_asked_first() {
+    fn the_newest_settled_table_is_asked_first() {
         let a = generation(&[("10.1.0.1", 1), ("10.1.0.2", 1)]);
         let b = generation(&[("10.1.0.1", 1), ("10.1.0.2", 1), ("10.1.0.3", 1)]);
         let c = generation(&[("10.1.0.1", 1), ("10.1.0.3", 2)]);
@@ -612,7 +626,51 @@ mod tests {
         assert_eq!(
             order,
             [60_000, 60_600, 60_300],
-            "a first, then equal spans newer first"
+            "a (settled) first, then the transient ones newer first"
+        );
+
+        // Changes tens of seconds apart: the newest settled table first, although an older
+        // one stood longer (the case the earlier "longest in force" rule lost).
+        let h = through(
+            &[
+                (0, a.clone()),
+                (60_000, b.clone()),
+                (80_000, c.clone()),
+                (80_400, a.clone()),
+            ],
+            W,
+        );
+        let order: Vec<u64> = h
+            .get(&key())
+            .unwrap()
+            .by_preference()
+            .iter()
+            .map(|r| r.replaced_unix_ms)
+            .collect();
+        assert_eq!(
+            order,
+            [80_000, 80_400],
+            "b (20 s) before c (0.4 s); a is current again, so not a previous table"
+        );
+        let h = through(
+            &[
+                (10_000, a.clone()),
+                (70_000, b.clone()),
+                (71_000, c.clone()),
+            ],
+            W,
+        );
+        let order: Vec<u64> = h
+            .get(&key())
+            .unwrap()
+            .by_preference()
+            .iter()
+            .map(|r| r.replaced_unix_ms)
+            .collect();
+        assert_eq!(
+            order,
+            [70_000, 71_000],
+            "a (60 s) settled first, b (1 s) transient after"
         );
 
         // A table that stays in force across republishes keeps its start.

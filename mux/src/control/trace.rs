@@ -427,13 +427,19 @@ fn flow_entry_text(pipeline: &mut Pipeline, snap: &Snapshot, key: &FlowKey, now:
             .map_or(format!("backend id {id}"), |b| unmap(b.address).to_string());
         return format!("{to} ({state:?}, expires in {left} s)");
     }
+    let name = |id: u32| {
+        snap.backend(id)
+            .map_or(format!("backend id {id}"), |b| unmap(b.address).to_string())
+    };
     if let Some(e) = table.find(&h.second_chance(), now) {
-        let alt = snap
-            .backend(e.backend())
-            .map_or(format!("backend id {}", e.backend()), |b| {
-                unmap(b.address).to_string()
-            });
-        return format!("second-chance entry: alternative {alt}");
+        let alt = name(e.backend());
+        return match table.find(&h.second_chance_primary(), now) {
+            Some(p) => format!(
+                "second-chance entry: to {} with alternative {alt}",
+                name(p.backend())
+            ),
+            None => format!("second-chance entry: alternative {alt}"),
+        };
     }
     "none".into()
 }

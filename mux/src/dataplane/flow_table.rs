@@ -92,7 +92,14 @@
 //! [`FlowHash::second_chance`] (the signature with fixed bits flipped, still odd), and its slot
 //! holds the *alternative's* id: the host agent needs the alternative on every packet of such a
 //! flow, and the flow must keep it for its life even after the previous table that named it has
-//! left the window. A normal lookup never matches such an entry, so flow-table hits stay exactly
+//! left the window. A third signature, [`FlowHash::second_chance_primary`], holds the backend
+//! the flow's packets go to — the current pick when the entry was made — so that the pair
+//! stays fixed for the flow's life, as GLB's primary/secondary pair does: its agent decided
+//! once whether it carries the connection (delivered) or not (forwarded), and a later table
+//! that picks another backend, or the alternative itself, must not send the flow anywhere
+//! else. (With the alternative alone, a flow its first agent kept — it already carried it —
+//! went plainly to the alternative when a later table picked that one, and broke: the lab's
+//! second-chance round, UDP flows, 2026-12-05.) A second-chance flow takes two slots. A normal lookup never matches such an entry, so flow-table hits stay exactly
 //! as they were; only a miss of a packet that is not a bare SYN looks for it (its first bucket
 //! is the flow's own, already loaded; its partner follows from its own signature, like any
 //! entry's, so cuckoo moves need no special case). The table itself does not know the difference: such an entry
@@ -359,10 +366,24 @@ impl FlowHash {
             sig: self.sig ^ SECOND_CHANCE_SIG_FLIP,
         }
     }
+
+    /// The same flow's second-chance *primary* entry: the backend its packets go to (with the
+    /// alternative), fixed when the second-chance entry was made. Same bucket, signature with
+    /// [`SECOND_CHANCE_PRIMARY_SIG_FLIP`] applied. See the module docs.
+    #[inline]
+    pub fn second_chance_primary(&self) -> FlowHash {
+        FlowHash {
+            index: self.index,
+            sig: self.sig ^ SECOND_CHANCE_PRIMARY_SIG_FLIP,
+        }
+    }
 }
 
 /// Bits flipped in a flow's signature to key its second-chance entry (bit 0 clear).
 pub const SECOND_CHANCE_SIG_FLIP: u64 = 0x9e37_79b9_7f4a_7c14;
+/// Bits flipped in a flow's signature to key its second-chance primary entry (bit 0 clear;
+/// neither 0 nor [`SECOND_CHANCE_SIG_FLIP`], nor their XOR's complement of it).
+pub const SECOND_CHANCE_PRIMARY_SIG_FLIP: u64 = 0xc2b2_ae3d_27d4_eb4e;
 
 /// The full 128-bit product of `a` and `b`, folded to 64 bits by XOR of its halves.
 #[inline(always)]

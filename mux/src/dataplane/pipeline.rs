@@ -41,8 +41,8 @@
 //! a bare TCP SYN (TCP without SYN, a SYN with ACK, any UDP) may belong to a connection that
 //! started before the VIP's Maglev table last changed, on a backend the current table no
 //! longer picks (this MUX restarted, ECMP moved the flow here, its entry expired or was
-//! evicted). [`Snapshot::alternative`] asks the VIP's previous tables (the one in force
-//! longest first) within their window, for a pick that differs from the current one and still keeps flows; if there
+//! evicted). [`Snapshot::alternative`] asks the VIP's previous tables (the newest settled
+//! one first: `control::table_history`) within their window, for a pick that differs from the current one and still keeps flows; if there
 //! is one, the packet goes to the current backend with that alternative in its outer header
 //! ([`second_chance`]), and the flow gets a *second-chance entry* naming the alternative
 //! ([`FlowHash::second_chance`]) instead of a normal one: its later packets miss the normal
@@ -598,26 +598,50 @@ impl Pipeline {
         tcp: Option<TcpSeen>,
     ) -> Option<FlowDecision> {
         let key = hash.second_chance();
+        let primary_key = hash.second_chance_primary();
+        let mut known = None;
         if let Some(mut entry) = self.flows.find(&key, now) {
             let alternative = entry.backend();
             if snap.usable_alternative(vip, alternative, now) {
                 let state = next_state(Some(entry.state()), tcp);
-                entry.refresh(state, expiry(now, &vip.timeouts, state));
-                // A later table may have come back to the alternative: nothing to name then.
-                return Some(if alternative == current {
-                    FlowDecision::Backend {
-                        id: current,
-                        stable: Some(stable),
-                    }
-                } else {
-                    FlowDecision::SecondChance {
-                        id: current,
-                        alternative,
-                        stable,
-                    }
-                });
+                let expires = expiry(now, &vip.timeouts, state);
+                entry.refresh(state, expires);
+                known = Some((alternative, state, expires));
+            } else {
+                self.flows.remove(&key);
+                self.flows.remove(&primary_key);
             }
-            self.flows.remove(&key);
+        }
+        if let Some((alternative, state, expires)) = known {
+            // The flow keeps the backend its first packet went to, whatever the tables say
+            // since (see `FlowHash::second_chance_primary`); if that one no longer keeps flows
+            // (or its entry was lost), the current pick takes its place.
+            let primary = match self.flows.find(&primary_key, now) {
+                Some(mut p) if snap.usable_alternative(vip, p.backend(), now) => {
+                    p.refresh(state, expires);
+                    p.backend()
+                }
+                Some(mut p) => {
+                    p.set(current, state, expires);
+                    current
+                }
+                None => {
+                    self.insert_primary(&primary_key, current, state, expires, now);
+                    current
+                }
+            };
+            return Some(if alternative == primary {
+                FlowDecision::Backend {
+                    id: primary,
+                    stable: Some(stable),
+                }
+            } else {
+                FlowDecision::SecondChance {
+                    id: primary,
+                    alternative,
+                    stable,
+                }
+            });
         }
         let alternative = snap.alternative(vip, stable, current, now)?;
         let state = next_state(None, tcp);
@@ -626,12 +650,32 @@ impl Pipeline {
         // within the window).
         if self.insert_flow(&key, alternative, state, expires, now) {
             self.counters.second_chance_flows += 1;
+            self.insert_primary(&primary_key, current, state, expires, now);
         }
         Some(FlowDecision::SecondChance {
             id: current,
             alternative,
             stable,
         })
+    }
+
+    /// Stores a second-chance flow's primary (see `FlowHash::second_chance_primary`). Not a
+    /// new flow of its own: only what it did to the table is counted (an eviction, or no
+    /// room; then the next packet stores the current pick again).
+    #[cold]
+    fn insert_primary(
+        &mut self,
+        key: &FlowHash,
+        id: u32,
+        state: FlowState,
+        expires: u32,
+        now: u32,
+    ) {
+        match self.flows.insert(key, id, state, expires, now) {
+            InsertOutcome::Inserted => {}
+            InsertOutcome::Evicted => self.counters.flows_evicted += 1,
+            InsertOutcome::Full => self.counters.flow_table_full += 1,
+        }
     }
 
     /// Answers a TCP segment of a flow whose backend passed its drain deadline: a reset from

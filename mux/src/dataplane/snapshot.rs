@@ -17,7 +17,7 @@
 //! same cutoff.
 //!
 //! Second chance (docs/second-chance.md): each VIP also carries the Maglev tables of its
-//! previous generations ([`PreviousTable`], the one in force longest first, at most
+//! previous generations ([`PreviousTable`], the newest settled one first, at most
 //! [`MAX_PREVIOUS_TABLES`]), by backend id, each with the flow-clock second its window ends.
 //! The control plane decides which tables to keep (`control::table_history`); the pipeline
 //! asks [`Snapshot::alternative`] for a flow it has no entry for, and the end of a window, like
@@ -223,7 +223,7 @@ pub struct Vip {
     /// Backend id for each Maglev index.
     pub maglev_backends: Vec<u32>,
     /// Tables of earlier generations that differ from `maglev`, in the order they are asked
-    /// (the one in force longest first, then newer before older; `control::table_history`), at most
+    /// (settled ones newer before older, then transient ones; `control::table_history`), at most
     /// [`MAX_PREVIOUS_TABLES`]; empty when second chance is off or nothing changed lately.
     pub previous: Box<[PreviousTable]>,
 }

@@ -47,6 +47,7 @@ pub mod baseline;
 pub mod demo;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod hop_latency;
 pub mod http;
 pub mod idle;
 pub mod rss;

@@ -10,6 +10,8 @@
 //! - `http-backend`, `http-load`, `http-summary`, `http-soak`, `chaos-summary` — real HTTP
 //!   through the lab: the backend, the load and soak clients and the verdicts of the HTTP and
 //!   chaos rounds (see [`perf::http`]).
+//! - `hop-latency` — the extra latency of second-chance forwarded packets, from captures (see
+//!   [`perf::hop_latency`]).
 //! - `udp-backend` — the lab's UDP backend, answering each datagram with its name and the
 //!   request's `seq` (see [`perf::http::udp`]).
 //!
@@ -246,6 +248,25 @@ enum Command {
         /// The VIP whose route events count in routes.log (other prefixes are ignored).
         #[arg(long, default_value = "192.0.2.10")]
         vip: std::net::IpAddr,
+    },
+    /// The extra latency of second-chance forwarded packets, read off packet captures.
+    ///
+    /// Reads Ethernet pcaps that see both transmissions of a forwarded packet (in the lab:
+    /// the router's interfaces toward the hosts, captured outbound): the MUX's, carrying the
+    /// alternative (`hops` 0), and the agent's forward (`forwarded` set). Matches the two by
+    /// the inner packet and prints how many were forwarded and the time between the two
+    /// transmissions (p50/p99/max): what the hop adds. `scripts/lab second-chance` runs it
+    /// per case.
+    ///
+    ///   perf hop-latency router-to-host1.pcap router-to-host2.pcap --json hop.json
+    #[command(verbatim_doc_comment)]
+    HopLatency {
+        /// The captures (pcap, Ethernet), merged in time order.
+        #[arg(required = true)]
+        captures: Vec<PathBuf>,
+        /// Also write the figures as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
     /// Evaluate the HTTP rounds of a lab results directory (scripts/lab's http and failover
     /// rounds) and print the checks.
@@ -613,6 +634,27 @@ fn table_fill(args: TableFillArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn hop_latency(captures: &[PathBuf], json: Option<&std::path::Path>) -> ExitCode {
+    let paths: Vec<&std::path::Path> = captures.iter().map(PathBuf::as_path).collect();
+    match perf::hop_latency::measure(&paths) {
+        Ok(report) => {
+            println!("{}", report.line());
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report).expect("a report serializes");
+                if let Err(e) = std::fs::write(path, text + "\n") {
+                    eprintln!("perf hop-latency: error: {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("perf hop-latency: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -688,6 +730,7 @@ fn main() -> ExitCode {
             json,
             vip,
         } => chaos_summary(&results, check, json.as_deref(), &vip.to_string()),
+        Command::HopLatency { captures, json } => hop_latency(&captures, json.as_deref()),
         Command::HttpSummary { results, check } => match perf::http::summary::evaluate(&results) {
             Ok((text, passed)) => {
                 print!("{text}");

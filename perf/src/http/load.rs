@@ -270,7 +270,7 @@ pub(super) fn read_response(r: &mut impl BufRead) -> std::io::Result<(u16, Vec<u
 }
 
 /// Sorts `v` and takes its percentiles.
-pub(super) fn percentiles(v: &mut [u64]) -> Latency {
+pub fn percentiles(v: &mut [u64]) -> Latency {
     if v.is_empty() {
         return Latency::default();
     }

@@ -1056,6 +1056,7 @@ garbage line
             t_unix_ms: 10_020,
             reason: "reset".into(),
             backend: Some("10.0.21.2".into()),
+            local: None,
         });
         r.last_response_unix_ms.insert("10.0.21.2".into(), 10_010);
         r.last_response_unix_ms.insert("10.0.22.2".into(), 24_000);
@@ -1128,6 +1129,7 @@ garbage line
             t_unix_ms: 9_000,
             reason: "closed".into(),
             backend: Some("10.0.22.2".into()),
+            local: None,
         });
         s.broken.sort_by_key(|b| b.t_unix_ms);
         s.new.failed.push(NewFailure {
@@ -1237,6 +1239,7 @@ garbage line
                 reason: reason.into(),
                 backend: "10.0.21.2".into(),
                 new_backend: new.map(str::to_string),
+                local: None,
             });
         }
         r

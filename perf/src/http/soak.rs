@@ -86,6 +86,9 @@ pub struct Broken {
     pub reason: String,
     /// The backend that answered the connection's previous request (none if it never did).
     pub backend: Option<String>,
+    /// The connection's own address (`ip:port`), to find it in a capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
 }
 
 /// An answered keep-alive request slower than [`SLOW_MS`].
@@ -559,6 +562,7 @@ fn request(
                 t_unix_ms: sent,
                 reason,
                 backend: last.clone(),
+                local: client.local.map(|a| a.to_string()),
             });
             false
         }

@@ -258,6 +258,7 @@ mod tests {
             t_unix_ms: 12_100,
             reason: "reset".into(),
             backend: None,
+            local: None,
         });
         soak.new.failed.push(NewFailure {
             t_unix_ms: 12_200,

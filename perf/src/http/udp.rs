@@ -145,6 +145,9 @@ pub struct UdpBroken {
     pub backend: String,
     /// `backend_changed`: the backend that answered instead.
     pub new_backend: Option<String>,
+    /// The flow's own address (`ip:port`), to find it in a capture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
 }
 
 /// A datagram answered slower than [`SLOW_MS`].
@@ -364,6 +367,7 @@ impl Flow<'_> {
                         reason: "backend_changed".into(),
                         backend: b.clone(),
                         new_backend: Some(a.backend),
+                        local: self.local.map(|l| l.to_string()),
                     });
                 }
             }
@@ -384,6 +388,7 @@ impl Flow<'_> {
                 reason: "silent".into(),
                 backend: self.backend.clone().unwrap_or_default(),
                 new_backend: None,
+                local: self.local.map(|l| l.to_string()),
             });
         }
     }

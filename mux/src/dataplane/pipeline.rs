@@ -171,7 +171,8 @@ impl Pipeline {
         &mut self.flows
     }
 
-    /// Processes a burst: rewrites each buffer in place and writes its verdict.
+    /// Processes a burst: rewrites each buffer in place and writes its verdict. Returns how
+    /// many frames are to be transmitted (verdict `Forward` or `Reply`).
     ///
     /// `clock` is the burst's one time reading: the flow table works in its whole seconds,
     /// the reply buckets are refilled from it. `bufs` and `verdicts` have the same length, at
@@ -182,7 +183,7 @@ impl Pipeline {
         clock: BurstTime,
         bufs: &mut [B],
         verdicts: &mut [Verdict],
-    ) {
+    ) -> usize {
         assert!(bufs.len() <= MAX_BURST && verdicts.len() >= bufs.len());
         if snap.generation() != self.generation {
             self.adopt(snap);
@@ -203,18 +204,29 @@ impl Pipeline {
         // Borrow the slots out of `self` (no allocation: an empty boxed slice) so pass 2 reads
         // them in place while `forward` mutates the flow table and counters.
         let slots = std::mem::take(&mut self.slots);
-        for (i, slot) in slots.iter().enumerate().take(bufs.len()) {
-            let verdict = self.forward(snap, now, &mut bufs[i], slot);
+        let mut transmit = 0;
+        for ((buf, slot), out) in bufs.iter_mut().zip(slots.iter()).zip(verdicts.iter_mut()) {
+            let verdict = self.forward(snap, now, buf, slot);
             match verdict {
-                Verdict::Forward => self.counters.forwarded += 1,
-                Verdict::Reply(Reply::TooBig) => self.counters.icmp_too_big_sent += 1,
-                Verdict::Reply(Reply::Reset) => self.counters.drain_resets_sent += 1,
+                Verdict::Forward => {
+                    self.counters.forwarded += 1;
+                    transmit += 1;
+                }
+                Verdict::Reply(Reply::TooBig) => {
+                    self.counters.icmp_too_big_sent += 1;
+                    transmit += 1;
+                }
+                Verdict::Reply(Reply::Reset) => {
+                    self.counters.drain_resets_sent += 1;
+                    transmit += 1;
+                }
                 Verdict::ToKernel => self.counters.to_kernel += 1,
                 Verdict::Drop(reason) => self.counters.drop(reason),
             }
-            verdicts[i] = verdict;
+            *out = verdict;
         }
         self.slots = slots;
+        transmit
     }
 
     /// Adopts a new snapshot between bursts: sizes the per-id counters.

@@ -57,13 +57,34 @@ pub fn encapsulate<B: PacketBuf>(
         return Err(DropReason::NoHeadroom);
     }
     let data = buf.data_mut();
-    data.copy_within(outer..outer + l2_len, 0);
-
     let inner_protocol = if parsed.is_v4 {
         IpProtocol::IpIp
     } else {
         IpProtocol::Ipv6
     };
+    if backend.is_v4
+        && l2_len == ethernet::HEADER_LEN
+        && let Some(head) = data.first_chunk_mut::<{ ethernet::HEADER_LEN + ipv4::HEADER_LEN }>()
+    {
+        // The common case, an untagged frame toward an IPv4 backend: the new Ethernet header
+        // replaces every byte of the old one, so nothing is moved; both headers are written
+        // at fixed offsets of one checked chunk.
+        let Some(src) = snap.tunnel_v4 else {
+            return Err(DropReason::NoTunnelSource);
+        };
+        head[..6].copy_from_slice(&snap.next_hop_mac);
+        head[6..12].copy_from_slice(&snap.source_mac);
+        head[12..14].copy_from_slice(&u16::from(EtherType::Ipv4).to_be_bytes());
+        head[ethernet::HEADER_LEN..].copy_from_slice(&outer_v4_header(
+            src,
+            backend,
+            parsed,
+            u8::from(inner_protocol),
+            ident,
+        ));
+        return Ok(());
+    }
+    data.copy_within(outer..outer + l2_len, 0);
     let (head, rest) = data.split_at_mut(l2_len);
     let mut eth = ethernet::Frame::new_unchecked(head);
     eth.set_dst_addr(MacAddr(snap.next_hop_mac));
@@ -74,14 +95,13 @@ pub fn encapsulate<B: PacketBuf>(
             return Err(DropReason::NoTunnelSource);
         };
         eth.set_ethertype(EtherType::Ipv4);
-        write_outer_v4(
-            &mut rest[..outer],
+        rest[..outer].copy_from_slice(&outer_v4_header(
             src,
             backend,
             parsed,
             u8::from(inner_protocol),
             ident,
-        );
+        ));
     } else {
         let Some(src) = snap.tunnel_v6 else {
             return Err(DropReason::NoTunnelSource);
@@ -101,20 +121,19 @@ pub fn encapsulate<B: PacketBuf>(
     Ok(())
 }
 
-/// Writes the 20-byte outer IPv4 header in one store, its checksum finished from the backend's
-/// pre-summed addresses and the few per-packet fields (RFC 1071 sums commute), instead of
-/// emitting field by field and summing the header back from memory (a store-forwarding stall
-/// on every packet). `outer_v4_header_matches_the_wire_emitter` checks it against
-/// [`ipv4::Repr::emit`].
+/// The 20-byte outer IPv4 header, written by the caller in one store, its checksum finished
+/// from the backend's pre-summed addresses and the few per-packet fields (RFC 1071 sums
+/// commute), instead of emitting field by field and summing the header back from memory (a
+/// store-forwarding stall on every packet). `outer_v4_header_matches_the_wire_emitter` checks
+/// it against [`ipv4::Repr::emit`].
 #[inline]
-fn write_outer_v4(
-    out: &mut [u8],
+fn outer_v4_header(
     src: [u8; 4],
     backend: &Backend,
     parsed: &Parsed,
     protocol: u8,
     ident: u16,
-) {
+) -> [u8; ipv4::HEADER_LEN] {
     let total = (ipv4::HEADER_LEN + parsed.ip_len) as u16;
     let flags: u16 = if parsed.dont_frag { 0x4000 } else { 0 };
     let ttl_protocol = (u16::from(OUTER_TTL) << 8) | u16::from(protocol);
@@ -127,7 +146,7 @@ fn write_outer_v4(
         + u32::from(ttl_protocol);
     let check = checksum::finish(sum);
     let d = &backend.address[12..16];
-    let header: [u8; ipv4::HEADER_LEN] = [
+    [
         0x45,
         parsed.dscp_ecn,
         (total >> 8) as u8,
@@ -148,8 +167,7 @@ fn write_outer_v4(
         d[1],
         d[2],
         d[3],
-    ];
-    out[..ipv4::HEADER_LEN].copy_from_slice(&header);
+    ]
 }
 
 #[cfg(test)]
@@ -187,8 +205,7 @@ mod tests {
                 key: FlowKey::default(),
                 kind: Kind::Fragment,
             };
-            let mut fast = [0u8; 20];
-            write_outer_v4(&mut fast, src, &backend, &parsed, proto, ident);
+            let fast = outer_v4_header(src, &backend, &parsed, proto, ident);
             let mut slow = [0u8; 20];
             ipv4::Repr {
                 src,

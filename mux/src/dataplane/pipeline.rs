@@ -62,7 +62,7 @@ use super::counters::WorkerCounters;
 use super::encap::{self, outer_len};
 use super::flow_table::{FlowHash, FlowState, FlowTable, InsertOutcome};
 use super::icmp_reply;
-use super::parse::{self, Kind, Parse, Parsed, TcpSeen};
+use super::parse::{self, Kind, Parsed, Settled, TcpSeen};
 use super::rate_limit::TokenBucket;
 use super::second_chance;
 use super::snapshot::{BackendState, CutoffReason, FlowTimeouts, Pinned, Snapshot, Vip, VipKey};
@@ -171,7 +171,8 @@ impl Pipeline {
         &mut self.flows
     }
 
-    /// Processes a burst: rewrites each buffer in place and writes its verdict.
+    /// Processes a burst: rewrites each buffer in place and writes its verdict. Returns how
+    /// many frames are to be transmitted (verdict `Forward` or `Reply`).
     ///
     /// `clock` is the burst's one time reading: the flow table works in its whole seconds,
     /// the reply buckets are refilled from it. `bufs` and `verdicts` have the same length, at
@@ -182,7 +183,7 @@ impl Pipeline {
         clock: BurstTime,
         bufs: &mut [B],
         verdicts: &mut [Verdict],
-    ) {
+    ) -> usize {
         assert!(bufs.len() <= MAX_BURST && verdicts.len() >= bufs.len());
         if snap.generation() != self.generation {
             self.adopt(snap);
@@ -195,7 +196,7 @@ impl Pipeline {
             let frame = buf.data();
             self.counters.rx += 1;
             self.counters.rx_bytes += frame.len() as u64;
-            *slot = classify(snap, &self.flows, frame);
+            classify(snap, &self.flows, frame, slot);
             if let Pending::Flow { hash, .. } | Pending::IcmpError { hash, .. } = &slot.pending {
                 self.flows.prefetch(hash);
             }
@@ -203,18 +204,29 @@ impl Pipeline {
         // Borrow the slots out of `self` (no allocation: an empty boxed slice) so pass 2 reads
         // them in place while `forward` mutates the flow table and counters.
         let slots = std::mem::take(&mut self.slots);
-        for (i, slot) in slots.iter().enumerate().take(bufs.len()) {
-            let verdict = self.forward(snap, now, &mut bufs[i], slot);
+        let mut transmit = 0;
+        for ((buf, slot), out) in bufs.iter_mut().zip(slots.iter()).zip(verdicts.iter_mut()) {
+            let verdict = self.forward(snap, now, buf, slot);
             match verdict {
-                Verdict::Forward => self.counters.forwarded += 1,
-                Verdict::Reply(Reply::TooBig) => self.counters.icmp_too_big_sent += 1,
-                Verdict::Reply(Reply::Reset) => self.counters.drain_resets_sent += 1,
+                Verdict::Forward => {
+                    self.counters.forwarded += 1;
+                    transmit += 1;
+                }
+                Verdict::Reply(Reply::TooBig) => {
+                    self.counters.icmp_too_big_sent += 1;
+                    transmit += 1;
+                }
+                Verdict::Reply(Reply::Reset) => {
+                    self.counters.drain_resets_sent += 1;
+                    transmit += 1;
+                }
                 Verdict::ToKernel => self.counters.to_kernel += 1,
                 Verdict::Drop(reason) => self.counters.drop(reason),
             }
-            verdicts[i] = verdict;
+            *out = verdict;
         }
         self.slots = slots;
+        transmit
     }
 
     /// Adopts a new snapshot between bursts: sizes the per-id counters.
@@ -731,20 +743,22 @@ impl Pipeline {
     }
 }
 
-/// Pass 1 for one frame: parse and match the VIP.
-#[inline]
-fn classify(snap: &Snapshot, flows: &FlowTable, frame: &[u8]) -> Slot {
-    let settled = |v| Slot {
-        pending: Pending::Settled(v),
-        parsed: EMPTY_PARSED,
+/// Pass 1 for one frame: parse it straight into its burst slot and match the VIP.
+#[inline(always)]
+fn classify(snap: &Snapshot, flows: &FlowTable, frame: &[u8], slot: &mut Slot) {
+    slot.pending = match parse::parse_into(frame, &mut slot.parsed) {
+        Ok(()) => match_vip(snap, flows, &slot.parsed),
+        Err(Settled::ToKernel) => Pending::Settled(Verdict::ToKernel),
+        Err(Settled::Drop(reason)) => Pending::Settled(Verdict::Drop(reason)),
     };
-    let parsed = match parse::parse(frame) {
-        Parse::Ip(p) => p,
-        Parse::ToKernel => return settled(Verdict::ToKernel),
-        Parse::Drop(reason) => return settled(Verdict::Drop(reason)),
-    };
+}
+
+/// What pass 2 is to do with a parsed frame: its VIP and flow hash, or its verdict.
+#[inline(always)]
+fn match_vip(snap: &Snapshot, flows: &FlowTable, parsed: &Parsed) -> Pending {
+    let settled = Pending::Settled;
     let key = &parsed.key;
-    let pending = match parsed.kind {
+    match parsed.kind {
         Kind::Transport { .. } | Kind::IcmpError => {
             let vip_key = VipKey {
                 addr: key.dst,
@@ -785,22 +799,16 @@ fn classify(snap: &Snapshot, flows: &FlowTable, frame: &[u8]) -> Slot {
         Kind::Fragment => match snap.fragment_vip(&key.dst, key.protocol) {
             Some(vip) => {
                 let (i, _) = snap.vip(&vip.key).expect("fragment VIP is indexed");
-                return Slot {
-                    pending: Pending::Fragment { vip: i },
-                    parsed,
-                };
+                Pending::Fragment { vip: i }
             }
-            None => return settled(Verdict::ToKernel),
+            None => settled(Verdict::ToKernel),
         },
-        Kind::BrokenIcmpError => {
-            return settled(if snap.is_vip_address(&key.dst) {
-                Verdict::Drop(DropReason::MalformedIcmpError)
-            } else {
-                Verdict::ToKernel
-            });
-        }
-    };
-    Slot { pending, parsed }
+        Kind::BrokenIcmpError => settled(if snap.is_vip_address(&key.dst) {
+            Verdict::Drop(DropReason::MalformedIcmpError)
+        } else {
+            Verdict::ToKernel
+        }),
+    }
 }
 
 /// A slot before classification (never read as such).

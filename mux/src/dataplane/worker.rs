@@ -2,8 +2,8 @@
 //!
 //! A packet's path, start to end: [`Port::recv`] fills a burst → [`Pipeline::process_burst`]
 //! rewrites each buffer and gives it a verdict → the buffers are split by verdict into the
-//! transmit, kernel and free bursts (keeping their order) → [`Port::send`],
-//! [`Port::to_kernel`], [`Port::free`].
+//! transmit, kernel and free bursts (keeping their order; a burst that is all to be
+//! transmitted is handed over whole) → [`Port::send`], [`Port::to_kernel`], [`Port::free`].
 //!
 //! The burst vectors are allocated once, at their full capacity; the loop never allocates.
 //! [`Worker::poll`] takes the snapshot from its caller (tests and replay pass a fixed one);
@@ -203,13 +203,20 @@ impl<P: Port> Worker<P> {
         if n == 0 {
             return 0;
         }
-        self.pipeline
-            .process_burst(snap, clock, &mut self.rx, &mut self.verdicts[..n]);
-        for (buf, verdict) in self.rx.drain(..).zip(self.verdicts.iter()) {
-            match verdict {
-                Verdict::Forward | Verdict::Reply(_) => self.tx.push(buf),
-                Verdict::ToKernel => self.kernel.push(buf),
-                Verdict::Drop(_) => self.dropped.push(buf),
+        let transmit =
+            self.pipeline
+                .process_burst(snap, clock, &mut self.rx, &mut self.verdicts[..n]);
+        if transmit == n && self.tx.is_empty() {
+            // The whole burst leaves on the wire, in order: it becomes the transmit burst as
+            // it is (both vectors keep their capacity), with no per-frame sorting.
+            std::mem::swap(&mut self.rx, &mut self.tx);
+        } else {
+            for (buf, verdict) in self.rx.drain(..).zip(self.verdicts.iter()) {
+                match verdict {
+                    Verdict::Forward | Verdict::Reply(_) => self.tx.push(buf),
+                    Verdict::ToKernel => self.kernel.push(buf),
+                    Verdict::Drop(_) => self.dropped.push(buf),
+                }
             }
         }
         if !self.tx.is_empty() {

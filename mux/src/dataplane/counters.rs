@@ -39,8 +39,9 @@ macro_rules! worker_counters {
             pub drops: [u64; DropReason::COUNT],
             /// Frames forwarded per VIP, indexed by the VIP's stable id.
             pub vip_forwarded: Vec<u64>,
-            /// Frames forwarded per backend, indexed by the backend's stable id.
-            pub backend_forwarded: Vec<u64>,
+            /// Frames and inner bytes forwarded per backend, indexed by the backend's stable
+            /// id (one element holds both, so counting a frame touches one cache line).
+            pub backend_forwarded: Vec<Forwarded>,
         }
 
         impl WorkerCounters {
@@ -221,6 +222,33 @@ impl Family {
     }
 }
 
+/// What a worker forwarded to one backend.
+///
+/// `bytes` are *inner* packet bytes: the client's IP packet as it arrived (IP header and
+/// payload; no Ethernet or VLAN header, no outer header the MUX adds), the figure an operator
+/// compares with what the backend and its host agent see.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Frames encapsulated toward the backend.
+    pub packets: u64,
+    /// Their inner IP packets' bytes.
+    pub bytes: u64,
+}
+
+impl Forwarded {
+    /// Counts one frame whose inner IP packet is `bytes` long.
+    #[inline(always)]
+    pub fn count(&mut self, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+    }
+
+    fn add(&mut self, other: &Forwarded) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+    }
+}
+
 impl Clone for WorkerCounters {
     fn clone(&self) -> Self {
         let mut out = WorkerCounters::default();
@@ -259,7 +287,8 @@ impl WorkerCounters {
             self.vip_forwarded.resize(vips, 0);
         }
         if self.backend_forwarded.len() < backends {
-            self.backend_forwarded.resize(backends, 0);
+            self.backend_forwarded
+                .resize(backends, Forwarded::default());
         }
     }
 
@@ -278,7 +307,7 @@ impl WorkerCounters {
             .iter_mut()
             .zip(&other.backend_forwarded)
         {
-            *a += b;
+            a.add(b);
         }
     }
 
@@ -305,6 +334,8 @@ pub struct CounterReport {
     pub forwarded_per_vip: serde_json::Map<String, serde_json::Value>,
     /// Frames forwarded per backend (`vip/backend-address`).
     pub forwarded_per_backend: serde_json::Map<String, serde_json::Value>,
+    /// Inner bytes forwarded per backend (`vip/backend-address`).
+    pub forwarded_bytes_per_backend: serde_json::Map<String, serde_json::Value>,
 }
 
 #[cfg(test)]
@@ -324,11 +355,19 @@ mod tests {
         };
         b.drop(DropReason::NoBackend);
         b.ensure_ids(2, 3);
-        b.backend_forwarded[2] = 7;
+        b.backend_forwarded[2].count(60);
+        b.backend_forwarded[2].count(1500);
+        a.ensure_ids(2, 3);
+        a.backend_forwarded[2].count(40);
         a.add(&b);
         assert_eq!(a.rx, 5);
         assert_eq!(a.dropped(DropReason::NoBackend), 2);
-        assert_eq!(a.backend_forwarded, vec![0, 0, 7]);
+        let per_backend: Vec<_> = a
+            .backend_forwarded
+            .iter()
+            .map(|f| (f.packets, f.bytes))
+            .collect();
+        assert_eq!(per_backend, vec![(0, 0), (0, 0), (3, 1600)]);
         assert_eq!(a.dropped_total(), 2);
     }
 
@@ -341,7 +380,7 @@ mod tests {
         };
         a.drop(DropReason::MalformedIpv6);
         a.ensure_ids(3, 4);
-        a.backend_forwarded[3] = 9;
+        a.backend_forwarded[3].count(9);
         let mut b = WorkerCounters::default();
         b.clone_from(&a);
         assert_eq!(a, b);

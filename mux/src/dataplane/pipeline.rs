@@ -339,7 +339,7 @@ impl Pipeline {
         if let Err(reason) = encap::encapsulate(buf, parsed, backend, &snap.parts, ident, entropy) {
             return Verdict::Drop(reason);
         }
-        self.count_forwarded(vip, backend_id);
+        self.count_forwarded(vip, backend_id, parsed.ip_len);
         Verdict::Forward
     }
 
@@ -383,14 +383,15 @@ impl Pipeline {
         }
     }
 
-    /// Counts a forwarded frame for its VIP and its backend.
+    /// Counts a forwarded frame for its VIP and its backend; the backend's packets and inner
+    /// bytes (`ip_len`, the client's IP packet) sit side by side in one element.
     #[inline(always)]
-    fn count_forwarded(&mut self, vip: &Vip, backend_id: u32) {
+    fn count_forwarded(&mut self, vip: &Vip, backend_id: u32, ip_len: usize) {
         if let Some(c) = self.counters.vip_forwarded.get_mut(vip.id as usize) {
             *c += 1;
         }
         if let Some(c) = self.counters.backend_forwarded.get_mut(backend_id as usize) {
-            *c += 1;
+            c.count(ip_len);
         }
     }
 
@@ -448,7 +449,7 @@ impl Pipeline {
         } else {
             self.counters.second_chance_skipped_mtu += 1;
         }
-        self.count_forwarded(vip, backend_id);
+        self.count_forwarded(vip, backend_id, parsed.ip_len);
         Verdict::Forward
     }
 

@@ -612,18 +612,33 @@ protocol = "tcp"
         assert!(!text.contains("outcome=\"rx\""), "{text}");
         let backend = "{vip=\"web\",backend=\"10.1.0.1\"}";
         assert_eq!(
-            value(&text, &format!("mux_backend_forwarded_packets_total{backend}")),
+            value(
+                &text,
+                &format!("mux_backend_forwarded_packets_total{backend}")
+            ),
             22
         );
         assert_eq!(
-            value(&text, &format!("mux_backend_forwarded_bytes_total{backend}")),
+            value(
+                &text,
+                &format!("mux_backend_forwarded_bytes_total{backend}")
+            ),
             11 * 1560
         );
         // `/v1/status` shows the same per backend.
         let status = state.status_json();
         let b = &status["vips"][0]["backends"][0];
         assert_eq!(b["address"], "10.1.0.1");
-        assert_eq!((b["forwarded_packets"].as_u64(), b["forwarded_bytes"].as_u64()), (Some(22), Some(11 * 1560)));
-        assert_eq!(status["forwarded_bytes_per_backend"]["web/10.1.0.1"], 11 * 1560);
+        assert_eq!(
+            (
+                b["forwarded_packets"].as_u64(),
+                b["forwarded_bytes"].as_u64()
+            ),
+            (Some(22), Some(11 * 1560))
+        );
+        assert_eq!(
+            status["forwarded_bytes_per_backend"]["web/10.1.0.1"],
+            11 * 1560
+        );
     }
 }

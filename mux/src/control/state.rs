@@ -617,7 +617,8 @@ protocol = "tcp"
         // under generation 1 may have passed a bucket before a flow was created in it.
         let s = state(2);
         let snap = s.snapshot.load();
-        let drained = |s: &DaemonState| s.backend_views(&snap, &WorkerCounters::default())[1].drained;
+        let drained =
+            |s: &DaemonState| s.backend_views(&snap, &WorkerCounters::default())[1].drained;
         sweep(&s, 0, 1, &[0, 0]);
         sweep(&s, 1, 2, &[0, 0]);
         assert_eq!(drained(&s), Some(false));

@@ -139,6 +139,10 @@ worker_counters! {
     second_chance_skipped_mtu => SecondChance("skipped_mtu"),
     /// Frames not addressed to a VIP (ARP, ND, BGP, other ports...) handed to the kernel.
     to_kernel => Outcome("to_kernel"),
+    /// Sampled new flows whose flow-log record was dropped because the worker's ring was full
+    /// (the writer thread is behind: a slow disk, or `[flow_log] queue_depth` too small for
+    /// the new-flow rate). Never moves without `[flow_log]`.
+    flow_log_dropped => FlowLogDropped("queue_full"),
 }
 
 /// The Prometheus family a scalar counter is exported in (`control::metrics`), with the label
@@ -160,6 +164,9 @@ pub enum Family {
     SecondChance,
     /// `mux_flow_events_total{event}`: flow-table events (per packet, not an outcome).
     FlowEvent,
+    /// `mux_flow_log_dropped_total{reason}`: flow-log records lost. The workers count
+    /// `queue_full`; the control plane adds `write_error` (records its writer could not write).
+    FlowLogDropped,
 }
 
 impl Family {
@@ -171,6 +178,7 @@ impl Family {
         Family::ForwardedKind,
         Family::SecondChance,
         Family::FlowEvent,
+        Family::FlowLogDropped,
     ];
 
     /// The metric's name without `_total`.
@@ -182,6 +190,7 @@ impl Family {
             Family::ForwardedKind => "mux_forwarded_packets_by_kind",
             Family::SecondChance => "mux_second_chance_packets",
             Family::FlowEvent => "mux_flow_events",
+            Family::FlowLogDropped => "mux_flow_log_dropped",
         }
     }
 
@@ -192,6 +201,7 @@ impl Family {
             Family::Outcome | Family::SecondChance => Some("outcome"),
             Family::ForwardedKind => Some("kind"),
             Family::FlowEvent => Some("event"),
+            Family::FlowLogDropped => Some("reason"),
         }
     }
 
@@ -210,6 +220,9 @@ impl Family {
                 "Forwarded frames that had an alternative backend: sent with it, or sent plain because it did not fit the MTU (of outcome=\"forwarded\")."
             }
             Family::FlowEvent => "Flow-table outcomes.",
+            Family::FlowLogDropped => {
+                "Sampled new flows whose flow-log record was lost: queue_full (a worker's ring was full), write_error (the writer could not write it)."
+            }
         }
     }
 
@@ -411,6 +424,7 @@ mod tests {
             second_chance_sent: 1,
             second_chance_skipped_mtu: 1,
             to_kernel: 1,
+            flow_log_dropped: 1,
             ..Default::default()
         };
         a.add(&ones);
@@ -419,7 +433,7 @@ mod tests {
         assert_eq!(a.clone().scalars(), vec![2; n]);
         let names: Vec<_> = a.named().into_iter().take(n).collect();
         assert_eq!(names[0], ("rx".to_string(), 2));
-        assert_eq!(names[n - 1], ("to_kernel".to_string(), 2));
+        assert_eq!(names[n - 1], ("flow_log_dropped".to_string(), 2));
     }
 
     #[test]

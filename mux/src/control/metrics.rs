@@ -38,6 +38,9 @@
 //! - `mux_port_packets_total{worker,direction}`, `mux_port_dropped_packets_total{worker,direction}`
 //!   — what each worker's port moved and lost (ring full, no buffer, refused);
 //!   `mux_worker_idle_waits_total{worker}` — times the worker slept on its port when idle;
+//! - flow logs (`[flow_log]`): `mux_flow_log_records_total` (records written),
+//!   `mux_flow_log_dropped_total{reason}` (`queue_full`: a worker's ring was full;
+//!   `write_error`: the writer could not write them), `mux_flow_log_write_errors_total`;
 //! - `mux_config_generation`, `mux_reloads_total{result}`, `mux_ready`, `mux_vip_announced{address}`;
 //! - the announcement's liveness: `mux_data_path_alive` (1 while every worker polls and the
 //!   data path is intact), `mux_data_path_downs_total` (times it was found down),
@@ -91,6 +94,13 @@ impl Collector for MuxCollector {
                 .collect();
             if *family == Family::Outcome {
                 series.push((vec![label("outcome", "dropped")], c.dropped_total()));
+            }
+            if *family == Family::FlowLogDropped {
+                let lost = state
+                    .flow_log
+                    .get()
+                    .map_or(0, |f| f.lost.load(Ordering::Relaxed));
+                series.push((vec![label("reason", "write_error")], lost));
             }
             counter_family(&mut e, family.metric(), family.help(), &series)?;
         }
@@ -405,6 +415,24 @@ impl Collector for MuxCollector {
             "mux_announce_guard_restarts",
             "Times the announcement guard process died and was replaced.",
             &[(vec![], restarts)],
+        )?;
+        let (records, write_errors) = state.flow_log.get().map_or((0, 0), |f| {
+            (
+                f.records.load(Ordering::Relaxed),
+                f.write_errors.load(Ordering::Relaxed),
+            )
+        });
+        counter_family(
+            &mut e,
+            "mux_flow_log_records",
+            "Flow-log records written to the file ([flow_log]; 0 without it).",
+            &[(vec![], records)],
+        )?;
+        counter_family(
+            &mut e,
+            "mux_flow_log_write_errors",
+            "Failed opens, writes and renames of the flow-log file.",
+            &[(vec![], write_errors)],
         )?;
         encode_health(&mut e, state)
     }

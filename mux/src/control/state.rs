@@ -8,12 +8,13 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
+use crate::control::flow_log::FlowLogStats;
 use crate::control::health_feed::HealthShared;
 use crate::control::liveness::Verdict;
 use crate::control::report;
@@ -123,6 +124,8 @@ pub struct DaemonState {
     pub started: Instant,
     /// The health feed's agents and judged backends.
     pub health: Arc<HealthShared>,
+    /// The flow-log writer's counters, set once at start when `[flow_log]` is present.
+    pub flow_log: OnceLock<Arc<FlowLogStats>>,
     phase: AtomicU8,
 }
 
@@ -147,6 +150,7 @@ impl DaemonState {
             announcement: Mutex::new(Announcement::default()),
             started,
             health: Arc::new(HealthShared::default()),
+            flow_log: OnceLock::new(),
             phase: AtomicU8::new(Phase::Starting as u8),
         }
     }
@@ -453,6 +457,7 @@ impl DaemonState {
             "workers": workers,
             "vips": vips,
             "health": self.health_json(),
+            "flow_log": self.flow_log.get().map(|f| f.json(counters.flow_log_dropped)),
             "counters": report["counters"],
             "forwarded_per_vip": report["forwarded_per_vip"],
             "forwarded_per_backend": report["forwarded_per_backend"],

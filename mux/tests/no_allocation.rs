@@ -92,11 +92,15 @@ fn steady_state_allocates_nothing() {
     frames.push(PacketBuilder::tcp(ip("2001:db8:c::1"), 1, ip("2001:db8::10"), 443, SYN).build());
 
     let port = MemPort::cycling(frames, 64, Capture::CountOnly);
+    // With a flow log: its records are pushed (and, the ring being small, some dropped) on
+    // the data path; popping them is the writer's, counted here too.
+    let (sink, mut source) = mux::dataplane::flow_log::FlowLogSink::ring(64);
     let mut w = mux::dataplane::worker::Worker::new(
         port,
-        mux::dataplane::pipeline::Pipeline::new(1 << 12, 1),
+        mux::dataplane::pipeline::Pipeline::new(1 << 12, 1).with_flow_log(sink),
         32,
     );
+    let mut popped = 0u64;
     w.poll(&snap, 1); // warm-up: adopts the snapshot
     COUNTING.store(true, Ordering::SeqCst);
     for _ in 0..2000 {
@@ -113,6 +117,9 @@ fn steady_state_allocates_nothing() {
         for _ in 0..40 {
             w.poll(&drained, second);
         }
+        while source.pop().is_ok() {
+            popped += 1;
+        }
         w.publish(&stats, &drained, BurstTime::from_secs(second));
     }
     COUNTING.store(false, Ordering::SeqCst);
@@ -123,6 +130,10 @@ fn steady_state_allocates_nothing() {
     assert!(c.drain_resets_sent > 0 && c.flows_rehashed_after_drain > 0);
     assert!(c.dropped(mux::dataplane::verdict::DropReason::IcmpRateLimited) > 0);
     assert!(stats.census_sweeps.load(Ordering::Relaxed) > 90);
+    assert!(
+        popped > 0 && c.flow_log_dropped > 0,
+        "records both queued and dropped"
+    );
     assert_eq!(
         ALLOCATIONS.load(Ordering::SeqCst),
         0,

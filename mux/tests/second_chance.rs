@@ -942,3 +942,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_second_chance_entry_is_logged_with_its_alternative() {
+    let (_, second) = generations(120);
+    let (sink, mut source) = mux::dataplane::flow_log::FlowLogSink::ring(16);
+    let mut w = mux::dataplane::worker::Worker::new(
+        mux_ports::mem::MemPort::new(64, mux_ports::mem::Capture::Keep),
+        mux::dataplane::pipeline::Pipeline::new(4096, 7).with_flow_log(sink),
+        32,
+    );
+    let web = ip("192.0.2.10");
+    let packets: Vec<Vec<u8>> = [ACK, ACK]
+        .iter()
+        .map(|flags| PacketBuilder::tcp(client4(), 41000, web, 80, *flags).build())
+        .collect();
+    run_on(&mut w, &second, 100, &packets);
+    let record = source.pop().expect("one record");
+    assert!(source.pop().is_err(), "the second packet finds the entry");
+    assert_eq!(record.backend, canonical_addr(ip("10.1.0.5")));
+    assert_eq!(record.alternative, Some(canonical_addr(ip("10.1.0.1"))));
+    assert_eq!(record.generation, 2);
+}

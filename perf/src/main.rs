@@ -50,6 +50,8 @@ enum Command {
     ///   baseline     MAC swap only: the floor of the I/O path (always runs, first)
     ///   established  60-byte IPv4 TCP ACKs of warmed flows: every packet a flow-table hit
     ///   new-flows    60-byte IPv4 TCP SYNs: every packet a miss, a Maglev pick and an insert
+    ///   new-flows-logged  the same with a flow log ([flow_log] sample = 1): each new flow
+    ///                also queues its record in the worker's ring (a thread empties it)
     ///   mixed        9 ACKs of established flows to 1 SYN of a new flow
     ///   ipv6         74-byte IPv6 TCP ACKs, IPv6 VIPs to IPv6 backends: hits
     ///   second-chance        60-byte TCP ACKs without entries after a backend change: every

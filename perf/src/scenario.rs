@@ -11,6 +11,7 @@
 //! | `baseline`    | the `established` frames                 | —                          | a MAC swap (no pipeline) |
 //! | `established` | one 60-byte TCP ACK per flow             | 0                          | a flow-table hit        |
 //! | `new-flows`   | one 60-byte TCP SYN per flow             | `tcp_syn` timeout + 1 s    | a miss + Maglev + insert |
+//! | `new-flows-logged` | the same, with a flow log (`[flow_log] sample = 1`) | `tcp_syn` timeout + 1 s | the same + a flow-log record queued |
 //! | `mixed`       | 9 ACKs of established flows, then 1 SYN of a new flow, repeated | `tcp_syn` + 1 s (< `tcp_established`) | 90 % hits, 10 % new flows |
 //! | `ipv6`        | one 74-byte IPv6 TCP ACK per flow        | 0                          | a flow-table hit (IPv6 VIP → IPv6 backend) |
 //! | `second-chance` | one 60-byte TCP ACK per flow, after a backend change | `tcp_established` + 1 s | a miss that names an alternative: previous table, second-chance entry, option |
@@ -64,6 +65,8 @@ pub enum Scenario {
     Established,
     /// Every packet a new IPv4 TCP flow (SYN): miss, Maglev pick, insert.
     NewFlows,
+    /// `new-flows` with a flow log: each new flow also queues its record in the worker's ring.
+    NewFlowsLogged,
     /// 90 % established flows, 10 % new flows.
     Mixed,
     /// Established flows to IPv6 VIPs with IPv6 backends.
@@ -76,10 +79,11 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order `perf pipeline` runs them.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Baseline,
         Scenario::Established,
         Scenario::NewFlows,
+        Scenario::NewFlowsLogged,
         Scenario::Mixed,
         Scenario::Ipv6,
         Scenario::SecondChance,
@@ -92,6 +96,7 @@ impl Scenario {
             Scenario::Baseline => "baseline",
             Scenario::Established => "established",
             Scenario::NewFlows => "new-flows",
+            Scenario::NewFlowsLogged => "new-flows-logged",
             Scenario::Mixed => "mixed",
             Scenario::Ipv6 => "ipv6",
             Scenario::SecondChance => "second-chance",
@@ -105,6 +110,9 @@ impl Scenario {
             Scenario::Baseline => "MAC swap over the same port and frames as `established`",
             Scenario::Established => "60-byte IPv4 TCP ACKs of established flows: flow-table hits",
             Scenario::NewFlows => "60-byte IPv4 TCP SYNs, each a flow miss + Maglev + insert",
+            Scenario::NewFlowsLogged => {
+                "the new-flows SYNs with a flow log (sample 1): + one record queued per flow"
+            }
             Scenario::Mixed => "9 ACKs of established flows : 1 SYN of a new flow",
             Scenario::Ipv6 => "74-byte IPv6 TCP ACKs, IPv6 VIPs to IPv6 backends: hits",
             Scenario::SecondChance => {
@@ -343,7 +351,9 @@ pub fn workload(scenario: Scenario, flows: usize, burst: usize) -> Workload {
         Scenario::Baseline | Scenario::Established => {
             ((0..n).map(|i| tcp_v4(0, i, ACK)).collect(), 0)
         }
-        Scenario::NewFlows => ((0..n).map(|i| tcp_v4(0, i, SYN)).collect(), syn_step),
+        Scenario::NewFlows | Scenario::NewFlowsLogged => {
+            ((0..n).map(|i| tcp_v4(0, i, SYN)).collect(), syn_step)
+        }
         Scenario::Mixed => (
             (0..n)
                 .map(|i| {

@@ -37,6 +37,9 @@
 //!   `[[health.agent]] address` is a unicast or loopback `ip:port` with a non-zero port, listed
 //!   once.
 //!
+//! - `[flow_log]`: `path` is absolute; `sample` 1..=1000000, `max_bytes` 4096..=2^40, `keep`
+//!   0..=1000, `queue_depth` 1..=1048576 (see `flow_log`).
+//!
 //! A file without any `[[vip]]` is valid: the MUX runs and forwards nothing.
 //!
 //! Invariants:
@@ -56,6 +59,7 @@
 //! and range-checked instead, with the allowed range and a fix in the message).
 
 mod dpdk;
+mod flow_log;
 mod schema;
 mod validate;
 
@@ -67,6 +71,10 @@ use std::path::Path;
 pub use dpdk::{
     DEFAULT_DPDK_DESCRIPTORS, DEFAULT_DPDK_MBUF_CACHE, DEFAULT_DPDK_MBUFS, DEFAULT_DPDK_MEMORY_MB,
     DPDK_EXCEPTION_DESCRIPTORS, Dpdk, device_name, is_pci_address,
+};
+pub use flow_log::{
+    DEFAULT_FLOW_LOG_KEEP, DEFAULT_FLOW_LOG_MAX_BYTES, DEFAULT_FLOW_LOG_QUEUE_DEPTH,
+    DEFAULT_FLOW_LOG_SAMPLE, FlowLog,
 };
 pub use mux_daemon_kit::config::{
     Collector, ConfigError, ConfigErrors, collect, from_toml, read_file, values,

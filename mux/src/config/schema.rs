@@ -97,6 +97,8 @@ pub struct MuxConfig {
     #[serde(default = "absent")]
     pub(crate) dpdk: Spanned<super::dpdk::Dpdk>,
     #[serde(default)]
+    pub(crate) flow_log: Option<Spanned<super::flow_log::FlowLog>>,
+    #[serde(default)]
     pub(crate) vip: Vec<Vip>,
 }
 

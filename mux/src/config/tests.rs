@@ -1681,3 +1681,87 @@ fn load_aware_ranges_are_checked_with_a_fix() {
         "connections",
     );
 }
+
+#[test]
+fn flow_log_is_absent_by_default_and_reads_its_defaults_and_values() {
+    assert!(valid(HEAD).flow_log().is_none());
+    let cfg = valid(&format!(
+        "{HEAD}[flow_log]\npath = \"/var/log/mux/flows.jsonl\"\n"
+    ));
+    let f = cfg.flow_log().expect("present");
+    assert_eq!(f.path(), std::path::Path::new("/var/log/mux/flows.jsonl"));
+    assert_eq!(
+        (f.sample(), f.max_bytes(), f.keep(), f.queue_depth()),
+        (
+            DEFAULT_FLOW_LOG_SAMPLE,
+            DEFAULT_FLOW_LOG_MAX_BYTES,
+            DEFAULT_FLOW_LOG_KEEP,
+            DEFAULT_FLOW_LOG_QUEUE_DEPTH
+        )
+    );
+    let cfg = valid(&format!(
+        "{HEAD}[flow_log]\npath = \"/l/f.jsonl\"\nsample = 100\nmax_bytes = 1048576\nkeep = 0\n\
+         queue_depth = 16\n"
+    ));
+    let f = cfg.flow_log().unwrap();
+    assert_eq!(
+        (f.sample(), f.max_bytes(), f.keep(), f.queue_depth()),
+        (100, 1 << 20, 0, 16)
+    );
+}
+
+#[test]
+fn flow_log_mistakes_are_refused_with_their_line() {
+    let text = format!("{HEAD}[flow_log]\npath = \"flows.jsonl\"\n");
+    refused_at(
+        &text,
+        "\"flows.jsonl\"",
+        "[flow_log]: path must be an absolute file name",
+    );
+    for (key, value, needle) in [
+        ("sample", "0", "sample must be between 1 and 1000000"),
+        ("max_bytes", "100", "max_bytes must be between 4096"),
+        ("keep", "-1", "keep must be between 0 and 1000"),
+        (
+            "queue_depth",
+            "0",
+            "queue_depth must be between 1 and 1048576",
+        ),
+    ] {
+        let text = format!("{HEAD}[flow_log]\npath = \"/l/f\"\n{key} = {value}\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        let (line, _) = position(&text, &format!("{key} = {value}"), 0);
+        assert_eq!((errs[0].line, errs[0].column), (line, key.len() + 4));
+        assert!(errs[0].message.contains(needle), "{}", errs[0]);
+    }
+    // The path is required; an unknown key is a typo.
+    let errs = errors(&format!("{HEAD}[flow_log]\nsampel = 2\n"));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs.iter().any(|e| e.message.contains("path")), "{errs:#?}");
+    assert!(
+        errs.iter().any(|e| e.message.contains("sampel")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn a_flow_log_reload_needs_a_restart_only_to_turn_it_on_or_off_or_resize_its_rings() {
+    let with = |extra: &str| valid(&format!("{HEAD}[flow_log]\npath = \"/l/f\"\n{extra}"));
+    let (a, b, c) = (
+        with(""),
+        with("sample = 10\nkeep = 2\n"),
+        with("queue_depth = 8\n"),
+    );
+    let (a, b, c) = (a.flow_log(), b.flow_log(), c.flow_log());
+    assert_eq!(FlowLog::restart_needed(None, None), None);
+    assert_eq!(FlowLog::restart_needed(a, b), None);
+    for (old, new, needle) in [
+        (None, a, "[flow_log] was added"),
+        (a, None, "[flow_log] was removed"),
+        (a, c, "queue_depth changed (4096 -> 8)"),
+    ] {
+        let why = FlowLog::restart_needed(old, new).expect("refused");
+        assert!(why.contains(needle) && why.contains("restart"), "{why}");
+    }
+}

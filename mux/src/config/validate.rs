@@ -53,6 +53,7 @@ impl MuxConfig {
         self.check_lifecycle_and_bgp(c);
         self.check_health(c);
         self.check_dpdk(c);
+        self.check_flow_log(c);
         self.check_vips(c);
     }
 

@@ -30,6 +30,7 @@ use crate::control::registry::{IdsExhausted, Registry};
 use crate::control::table_history::{
     Generation, TableHistory, TableInputs, TableMember, VipHistory,
 };
+use crate::dataplane::flow_log::FlowSample;
 use crate::dataplane::rate_limit::RateLimit;
 use crate::dataplane::snapshot::{
     Backend, BackendState, CutoffReason, FlowCutoff, FlowTimeouts, PreviousTable, Snapshot,
@@ -336,6 +337,7 @@ pub fn compile_with_history(
             per_second: cfg.dataplane().drain_reset_rate(),
             burst: cfg.dataplane().drain_reset_burst(),
         },
+        flow_log_sample: FlowSample::one_in(cfg.flow_log().map_or(1, |f| f.sample())),
     });
     Ok((snapshot, successor))
 }

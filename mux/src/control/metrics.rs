@@ -24,7 +24,9 @@
 //!   (a new flow that got a second-chance entry naming an alternative backend, also in `new`);
 //! - `mux_vip_previous_tables{vip}` — previous Maglev tables of the VIP still within
 //!   `second_chance_window_seconds` (0 to 4);
-//! - `mux_vip_forwarded_packets_total{vip}`, `mux_backend_forwarded_packets_total{vip,backend}`;
+//! - `mux_vip_forwarded_packets_total{vip}`, `mux_backend_forwarded_packets_total{vip,backend}`,
+//!   `mux_backend_forwarded_bytes_total{vip,backend}` (inner bytes: the client's IP packet as
+//!   received, without its Ethernet header or the outer header the MUX adds);
 //! - `mux_backend_up{vip,backend,state}` — 1 per backend, labelled with its state;
 //! - `mux_backend_flows{vip,backend}` — flows the backend still receives, summed over the
 //!   workers' last census sweeps (absent until every worker has completed one, and for ids
@@ -36,6 +38,9 @@
 //! - `mux_port_packets_total{worker,direction}`, `mux_port_dropped_packets_total{worker,direction}`
 //!   — what each worker's port moved and lost (ring full, no buffer, refused);
 //!   `mux_worker_idle_waits_total{worker}` — times the worker slept on its port when idle;
+//! - flow logs (`[flow_log]`): `mux_flow_log_records_total` (records written),
+//!   `mux_flow_log_dropped_total{reason}` (`queue_full`: a worker's ring was full;
+//!   `write_error`: the writer could not write them), `mux_flow_log_write_errors_total`;
 //! - `mux_config_generation`, `mux_reloads_total{result}`, `mux_ready`, `mux_vip_announced{address}`;
 //! - the announcement's liveness: `mux_data_path_alive` (1 while every worker polls and the
 //!   data path is intact), `mux_data_path_downs_total` (times it was found down),
@@ -90,6 +95,13 @@ impl Collector for MuxCollector {
             if *family == Family::Outcome {
                 series.push((vec![label("outcome", "dropped")], c.dropped_total()));
             }
+            if *family == Family::FlowLogDropped {
+                let lost = state
+                    .flow_log
+                    .get()
+                    .map_or(0, |f| f.lost.load(Ordering::Relaxed));
+                series.push((vec![label("reason", "write_error")], lost));
+            }
             counter_family(&mut e, family.metric(), family.help(), &series)?;
         }
         let series: Vec<_> = DropReason::ALL
@@ -135,6 +147,7 @@ impl Collector for MuxCollector {
             &series,
         )?;
         let mut per_backend = Vec::new();
+        let mut per_backend_bytes = Vec::new();
         let mut up = Vec::new();
         for (id, b) in snap.parts.backends.iter().enumerate() {
             let Some(b) = b else { continue };
@@ -145,8 +158,9 @@ impl Collector for MuxCollector {
                 .find(|v| v.id == b.vip_id)
                 .map_or("?", |v| v.name.as_str());
             let addr = unmap(b.address).to_string();
-            let n = c.backend_forwarded.get(id).copied().unwrap_or(0);
-            per_backend.push((vec![label("vip", vip), label("backend", &addr)], n));
+            let n = c.backend_forwarded.get(id).copied().unwrap_or_default();
+            per_backend.push((vec![label("vip", vip), label("backend", &addr)], n.packets));
+            per_backend_bytes.push((vec![label("vip", vip), label("backend", &addr)], n.bytes));
             up.push((
                 vec![
                     label("vip", vip),
@@ -162,6 +176,12 @@ impl Collector for MuxCollector {
             "Frames forwarded per backend.",
             &per_backend,
         )?;
+        counter_family(
+            &mut e,
+            "mux_backend_forwarded_bytes",
+            "Inner bytes forwarded per backend: the clients' IP packets as received (no Ethernet header, no outer header).",
+            &per_backend_bytes,
+        )?;
         gauge_family(
             &mut e,
             "mux_backend_up",
@@ -170,7 +190,7 @@ impl Collector for MuxCollector {
         )?;
         let mut flows = Vec::new();
         let mut drained = Vec::new();
-        for b in state.backend_views(&snap) {
+        for b in state.backend_views(&snap, &c) {
             let labels = vec![label("vip", &b.vip), label("backend", b.address)];
             if let Some(n) = b.flows {
                 flows.push((labels.clone(), i64::try_from(n).unwrap_or(i64::MAX)));
@@ -396,6 +416,24 @@ impl Collector for MuxCollector {
             "Times the announcement guard process died and was replaced.",
             &[(vec![], restarts)],
         )?;
+        let (records, write_errors) = state.flow_log.get().map_or((0, 0), |f| {
+            (
+                f.records.load(Ordering::Relaxed),
+                f.write_errors.load(Ordering::Relaxed),
+            )
+        });
+        counter_family(
+            &mut e,
+            "mux_flow_log_records",
+            "Flow-log records written to the file ([flow_log]; 0 without it).",
+            &[(vec![], records)],
+        )?;
+        counter_family(
+            &mut e,
+            "mux_flow_log_write_errors",
+            "Failed opens, writes and renames of the flow-log file.",
+            &[(vec![], write_errors)],
+        )?;
         encode_health(&mut e, state)
     }
 }
@@ -551,6 +589,12 @@ protocol = "tcp"
             c.drain_resets_sent = 2 * k;
             c.to_kernel = 4 * k;
             c.flow_hits = 15 * k;
+            // Backend 10.1.0.1 (the only one, id 0): k frames of 60 and 1500 inner bytes.
+            c.ensure_ids(1, 1);
+            for _ in 0..k {
+                c.backend_forwarded[0].count(60);
+                c.backend_forwarded[0].count(1500);
+            }
             for _ in 0..k {
                 c.drop(DropReason::NoBackend);
                 c.drop(DropReason::NoBackend);
@@ -594,5 +638,35 @@ protocol = "tcp"
         );
         assert_eq!(value(&text, "mux_flow_events_total{event=\"hit\"}"), 165);
         assert!(!text.contains("outcome=\"rx\""), "{text}");
+        let backend = "{vip=\"web\",backend=\"10.1.0.1\"}";
+        assert_eq!(
+            value(
+                &text,
+                &format!("mux_backend_forwarded_packets_total{backend}")
+            ),
+            22
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!("mux_backend_forwarded_bytes_total{backend}")
+            ),
+            11 * 1560
+        );
+        // `/v1/status` shows the same per backend.
+        let status = state.status_json();
+        let b = &status["vips"][0]["backends"][0];
+        assert_eq!(b["address"], "10.1.0.1");
+        assert_eq!(
+            (
+                b["forwarded_packets"].as_u64(),
+                b["forwarded_bytes"].as_u64()
+            ),
+            (Some(22), Some(11 * 1560))
+        );
+        assert_eq!(
+            status["forwarded_bytes_per_backend"]["web/10.1.0.1"],
+            11 * 1560
+        );
     }
 }

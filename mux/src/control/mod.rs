@@ -15,6 +15,8 @@
 //!   section.
 //! - [`health_feed`] — polls the host agents' `/v1/backends`; [`health_decision`] turns their
 //!   answers into the failed backends the daemon compiles in.
+//! - [`flow_log`] — with `[flow_log]`: the writer thread that drains the workers' flow-log
+//!   rings into a rotated JSON-lines file.
 
 pub mod admin;
 pub mod announce;
@@ -22,6 +24,7 @@ pub mod compile;
 pub mod daemon;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_io;
+pub mod flow_log;
 pub mod health_decision;
 pub mod health_feed;
 pub mod liveness;

@@ -12,7 +12,8 @@ use crate::control::replay::ReplayOutcome;
 use crate::dataplane::counters::WorkerCounters;
 use crate::dataplane::snapshot::Snapshot;
 
-/// `{"counters": {...}, "forwarded_per_vip": {...}, "forwarded_per_backend": {...}}`.
+/// `{"counters": {...}, "forwarded_per_vip": {...}, "forwarded_per_backend": {...},
+/// "forwarded_bytes_per_backend": {...}}` (bytes: the inner IP packets').
 ///
 /// Per-VIP and per-backend maps list every VIP and backend of the snapshot, zeros included, so
 /// a reader sees which backends got nothing.
@@ -31,16 +32,23 @@ pub fn counters_json(counters: &WorkerCounters, snap: &Snapshot) -> Value {
         per_vip.insert(vip.name.clone(), json!(n));
     }
     let mut per_backend = Map::new();
+    let mut bytes_per_backend = Map::new();
     for (id, backend) in snap.parts.backends.iter().enumerate() {
         if let Some(b) = backend {
-            let n = counters.backend_forwarded.get(id).copied().unwrap_or(0);
-            per_backend.insert(b.label.clone(), json!(n));
+            let n = counters
+                .backend_forwarded
+                .get(id)
+                .copied()
+                .unwrap_or_default();
+            per_backend.insert(b.label.clone(), json!(n.packets));
+            bytes_per_backend.insert(b.label.clone(), json!(n.bytes));
         }
     }
     json!({
         "counters": scalars,
         "forwarded_per_vip": per_vip,
         "forwarded_per_backend": per_backend,
+        "forwarded_bytes_per_backend": bytes_per_backend,
     })
 }
 

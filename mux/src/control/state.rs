@@ -8,16 +8,17 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
+use crate::control::flow_log::FlowLogStats;
 use crate::control::health_feed::HealthShared;
 use crate::control::liveness::Verdict;
 use crate::control::report;
-use crate::dataplane::counters::WorkerCounters;
+use crate::dataplane::counters::{Forwarded, WorkerCounters};
 use crate::dataplane::flow_table::CENSUS_BACKEND_IDS;
 use crate::dataplane::snapshot::{BackendState, FlowCutoff, Snapshot};
 use crate::dataplane::worker::WorkerStats;
@@ -75,6 +76,8 @@ pub struct BackendView {
     /// current snapshot (so no flow created before it started draining can have been
     /// missed). `None` for other states.
     pub drained: Option<bool>,
+    /// Frames and inner bytes the workers forwarded to it (as of their last publish).
+    pub forwarded: Forwarded,
 }
 
 pub use mux_daemon_kit::reloads::ReloadStats;
@@ -121,6 +124,8 @@ pub struct DaemonState {
     pub started: Instant,
     /// The health feed's agents and judged backends.
     pub health: Arc<HealthShared>,
+    /// The flow-log writer's counters, set once at start when `[flow_log]` is present.
+    pub flow_log: OnceLock<Arc<FlowLogStats>>,
     phase: AtomicU8,
 }
 
@@ -145,6 +150,7 @@ impl DaemonState {
             announcement: Mutex::new(Announcement::default()),
             started,
             health: Arc::new(HealthShared::default()),
+            flow_log: OnceLock::new(),
             phase: AtomicU8::new(Phase::Starting as u8),
         }
     }
@@ -207,8 +213,9 @@ impl DaemonState {
         })
     }
 
-    /// Every configured backend of `snap`, in id order, with its flows and cutoff.
-    pub fn backend_views(&self, snap: &Snapshot) -> Vec<BackendView> {
+    /// Every configured backend of `snap`, in id order, with its flows, cutoff and what
+    /// `counters` (the workers' sum) say was forwarded to it.
+    pub fn backend_views(&self, snap: &Snapshot, counters: &WorkerCounters) -> Vec<BackendView> {
         let flows = self.backend_flows(snap.parts.backends.len());
         let covered = self.census_covers(snap.generation());
         let now = self.flow_now();
@@ -231,6 +238,11 @@ impl DaemonState {
                     flows: n,
                     cutoff,
                     drained,
+                    forwarded: counters
+                        .backend_forwarded
+                        .get(id)
+                        .copied()
+                        .unwrap_or_default(),
                 })
             })
             .collect()
@@ -347,7 +359,7 @@ impl DaemonState {
         let snap = self.snapshot.load();
         let counters = self.counters();
         let report = report::counters_json(&counters, &snap);
-        let views = self.backend_views(&snap);
+        let views = self.backend_views(&snap, &counters);
         let now = self.flow_now();
         let vips: Vec<Value> = snap
             .parts
@@ -369,6 +381,8 @@ impl DaemonState {
                                 "passed": passed,
                             })),
                             "drained": b.drained,
+                            "forwarded_packets": b.forwarded.packets,
+                            "forwarded_bytes": b.forwarded.bytes,
                         })
                     })
                     .collect();
@@ -443,9 +457,11 @@ impl DaemonState {
             "workers": workers,
             "vips": vips,
             "health": self.health_json(),
+            "flow_log": self.flow_log.get().map(|f| f.json(counters.flow_log_dropped)),
             "counters": report["counters"],
             "forwarded_per_vip": report["forwarded_per_vip"],
             "forwarded_per_backend": report["forwarded_per_backend"],
+            "forwarded_bytes_per_backend": report["forwarded_bytes_per_backend"],
         })
     }
 }
@@ -582,7 +598,7 @@ protocol = "tcp"
         let s = state(1);
         let snap = s.snapshot.load();
         let flows = |s: &DaemonState| {
-            s.backend_views(&snap)
+            s.backend_views(&snap, &WorkerCounters::default())
                 .iter()
                 .map(|b| (b.flows, b.drained))
                 .collect::<Vec<_>>()
@@ -606,7 +622,8 @@ protocol = "tcp"
         // under generation 1 may have passed a bucket before a flow was created in it.
         let s = state(2);
         let snap = s.snapshot.load();
-        let drained = |s: &DaemonState| s.backend_views(&snap)[1].drained;
+        let drained =
+            |s: &DaemonState| s.backend_views(&snap, &WorkerCounters::default())[1].drained;
         sweep(&s, 0, 1, &[0, 0]);
         sweep(&s, 1, 2, &[0, 0]);
         assert_eq!(drained(&s), Some(false));

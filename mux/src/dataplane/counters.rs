@@ -39,8 +39,9 @@ macro_rules! worker_counters {
             pub drops: [u64; DropReason::COUNT],
             /// Frames forwarded per VIP, indexed by the VIP's stable id.
             pub vip_forwarded: Vec<u64>,
-            /// Frames forwarded per backend, indexed by the backend's stable id.
-            pub backend_forwarded: Vec<u64>,
+            /// Frames and inner bytes forwarded per backend, indexed by the backend's stable
+            /// id (one element holds both, so counting a frame touches one cache line).
+            pub backend_forwarded: Vec<Forwarded>,
         }
 
         impl WorkerCounters {
@@ -138,6 +139,10 @@ worker_counters! {
     second_chance_skipped_mtu => SecondChance("skipped_mtu"),
     /// Frames not addressed to a VIP (ARP, ND, BGP, other ports...) handed to the kernel.
     to_kernel => Outcome("to_kernel"),
+    /// Sampled new flows whose flow-log record was dropped because the worker's ring was full
+    /// (the writer thread is behind: a slow disk, or `[flow_log] queue_depth` too small for
+    /// the new-flow rate). Never moves without `[flow_log]`.
+    flow_log_dropped => FlowLogDropped("queue_full"),
 }
 
 /// The Prometheus family a scalar counter is exported in (`control::metrics`), with the label
@@ -159,6 +164,9 @@ pub enum Family {
     SecondChance,
     /// `mux_flow_events_total{event}`: flow-table events (per packet, not an outcome).
     FlowEvent,
+    /// `mux_flow_log_dropped_total{reason}`: flow-log records lost. The workers count
+    /// `queue_full`; the control plane adds `write_error` (records its writer could not write).
+    FlowLogDropped,
 }
 
 impl Family {
@@ -170,6 +178,7 @@ impl Family {
         Family::ForwardedKind,
         Family::SecondChance,
         Family::FlowEvent,
+        Family::FlowLogDropped,
     ];
 
     /// The metric's name without `_total`.
@@ -181,6 +190,7 @@ impl Family {
             Family::ForwardedKind => "mux_forwarded_packets_by_kind",
             Family::SecondChance => "mux_second_chance_packets",
             Family::FlowEvent => "mux_flow_events",
+            Family::FlowLogDropped => "mux_flow_log_dropped",
         }
     }
 
@@ -191,6 +201,7 @@ impl Family {
             Family::Outcome | Family::SecondChance => Some("outcome"),
             Family::ForwardedKind => Some("kind"),
             Family::FlowEvent => Some("event"),
+            Family::FlowLogDropped => Some("reason"),
         }
     }
 
@@ -209,6 +220,9 @@ impl Family {
                 "Forwarded frames that had an alternative backend: sent with it, or sent plain because it did not fit the MTU (of outcome=\"forwarded\")."
             }
             Family::FlowEvent => "Flow-table outcomes.",
+            Family::FlowLogDropped => {
+                "Sampled new flows whose flow-log record was lost: queue_full (a worker's ring was full), write_error (the writer could not write it)."
+            }
         }
     }
 
@@ -218,6 +232,33 @@ impl Family {
             Family::ForwardedKind | Family::SecondChance => Some("forwarded"),
             _ => None,
         }
+    }
+}
+
+/// What a worker forwarded to one backend.
+///
+/// `bytes` are *inner* packet bytes: the client's IP packet as it arrived (IP header and
+/// payload; no Ethernet or VLAN header, no outer header the MUX adds), the figure an operator
+/// compares with what the backend and its host agent see.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Frames encapsulated toward the backend.
+    pub packets: u64,
+    /// Their inner IP packets' bytes.
+    pub bytes: u64,
+}
+
+impl Forwarded {
+    /// Counts one frame whose inner IP packet is `bytes` long.
+    #[inline(always)]
+    pub fn count(&mut self, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+    }
+
+    fn add(&mut self, other: &Forwarded) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
     }
 }
 
@@ -259,7 +300,8 @@ impl WorkerCounters {
             self.vip_forwarded.resize(vips, 0);
         }
         if self.backend_forwarded.len() < backends {
-            self.backend_forwarded.resize(backends, 0);
+            self.backend_forwarded
+                .resize(backends, Forwarded::default());
         }
     }
 
@@ -278,7 +320,7 @@ impl WorkerCounters {
             .iter_mut()
             .zip(&other.backend_forwarded)
         {
-            *a += b;
+            a.add(b);
         }
     }
 
@@ -305,6 +347,8 @@ pub struct CounterReport {
     pub forwarded_per_vip: serde_json::Map<String, serde_json::Value>,
     /// Frames forwarded per backend (`vip/backend-address`).
     pub forwarded_per_backend: serde_json::Map<String, serde_json::Value>,
+    /// Inner bytes forwarded per backend (`vip/backend-address`).
+    pub forwarded_bytes_per_backend: serde_json::Map<String, serde_json::Value>,
 }
 
 #[cfg(test)]
@@ -324,11 +368,19 @@ mod tests {
         };
         b.drop(DropReason::NoBackend);
         b.ensure_ids(2, 3);
-        b.backend_forwarded[2] = 7;
+        b.backend_forwarded[2].count(60);
+        b.backend_forwarded[2].count(1500);
+        a.ensure_ids(2, 3);
+        a.backend_forwarded[2].count(40);
         a.add(&b);
         assert_eq!(a.rx, 5);
         assert_eq!(a.dropped(DropReason::NoBackend), 2);
-        assert_eq!(a.backend_forwarded, vec![0, 0, 7]);
+        let per_backend: Vec<_> = a
+            .backend_forwarded
+            .iter()
+            .map(|f| (f.packets, f.bytes))
+            .collect();
+        assert_eq!(per_backend, vec![(0, 0), (0, 0), (3, 1600)]);
         assert_eq!(a.dropped_total(), 2);
     }
 
@@ -341,7 +393,7 @@ mod tests {
         };
         a.drop(DropReason::MalformedIpv6);
         a.ensure_ids(3, 4);
-        a.backend_forwarded[3] = 9;
+        a.backend_forwarded[3].count(9);
         let mut b = WorkerCounters::default();
         b.clone_from(&a);
         assert_eq!(a, b);
@@ -372,6 +424,7 @@ mod tests {
             second_chance_sent: 1,
             second_chance_skipped_mtu: 1,
             to_kernel: 1,
+            flow_log_dropped: 1,
             ..Default::default()
         };
         a.add(&ones);
@@ -380,7 +433,7 @@ mod tests {
         assert_eq!(a.clone().scalars(), vec![2; n]);
         let names: Vec<_> = a.named().into_iter().take(n).collect();
         assert_eq!(names[0], ("rx".to_string(), 2));
-        assert_eq!(names[n - 1], ("to_kernel".to_string(), 2));
+        assert_eq!(names[n - 1], ("flow_log_dropped".to_string(), 2));
     }
 
     #[test]

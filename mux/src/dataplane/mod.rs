@@ -15,6 +15,8 @@
 //! 8. [`verdict`] and [`counters`] — what happened, and how often.
 //! 9. [`clock`] — the one time reading per burst; [`rate_limit`] — the token buckets that
 //!    bound the replies the MUX writes itself.
+//! 10. [`flow_log`] — with `[flow_log]`: a fixed-size record per sampled new flow, pushed into
+//!     the worker's own bounded ring for the control plane's writer.
 //!
 //! Invariants: per packet there is no lock, no allocation, no syscall and no logging; workers
 //! share nothing (each owns its flow table and counters); every drop has a reason and a counter.
@@ -22,6 +24,7 @@
 pub mod clock;
 pub mod counters;
 pub mod encap;
+pub mod flow_log;
 pub mod flow_table;
 pub mod icmp_reply;
 pub mod parse;

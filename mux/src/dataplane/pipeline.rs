@@ -53,6 +53,12 @@
 //! Fragments and ICMP errors never carry one either: fragments bypass the flow table and
 //! carry no ports after the first, and an ICMP error's owner is the flow it quotes, which the
 //! host agent's connection table is not asked about (see docs/architecture.md).
+//!
+//! Flow logs ([`flow_log`](super::flow_log)): wherever an entry is created (a bare SYN's
+//! miss, a miss without SYN, a second-chance entry; `new_flows` counted), a sampled flow's
+//! fixed-size record is pushed into the worker's own ring, or counted as dropped when the
+//! ring is full. Without `[flow_log]` that is one test of an `Option` per new flow; hits
+//! never see it.
 
 use mux_packet::stable_hash;
 use mux_ports::PacketBuf;
@@ -60,6 +66,7 @@ use mux_ports::PacketBuf;
 use super::clock::BurstTime;
 use super::counters::WorkerCounters;
 use super::encap::{self, outer_len};
+use super::flow_log::{FlowLogSink, FlowRecord};
 use super::flow_table::{FlowHash, FlowState, FlowTable, InsertOutcome};
 use super::icmp_reply;
 use super::parse::{self, Kind, Parsed, Settled, TcpSeen};
@@ -144,6 +151,10 @@ pub struct Pipeline {
     icmp_bucket: TokenBucket,
     /// Bounds the drain resets this worker writes.
     reset_bucket: TokenBucket,
+    /// With `[flow_log]`: where sampled new flows' records go.
+    flow_log: Option<FlowLogSink>,
+    /// The current burst's time on the flow clock (for flow-log records).
+    burst_micros: u64,
 }
 
 impl Pipeline {
@@ -158,6 +169,16 @@ impl Pipeline {
             generation: 0,
             icmp_bucket: TokenBucket::new(),
             reset_bucket: TokenBucket::new(),
+            flow_log: None,
+            burst_micros: 0,
+        }
+    }
+
+    /// The same pipeline, pushing a record of each sampled new flow into `sink`.
+    pub fn with_flow_log(self, sink: FlowLogSink) -> Self {
+        Pipeline {
+            flow_log: Some(sink),
+            ..self
         }
     }
 
@@ -192,6 +213,7 @@ impl Pipeline {
         self.reset_bucket
             .refill(clock, snap.parts.drain_reset_limit);
         let now = clock.secs();
+        self.burst_micros = clock.micros();
         for (buf, slot) in bufs.iter().zip(self.slots.iter_mut()) {
             let frame = buf.data();
             self.counters.rx += 1;
@@ -351,7 +373,7 @@ impl Pipeline {
         if let Err(reason) = encap::encapsulate(buf, parsed, backend, &snap.parts, ident, entropy) {
             return Verdict::Drop(reason);
         }
-        self.count_forwarded(vip, backend_id);
+        self.count_forwarded(vip, backend_id, parsed.ip_len);
         Verdict::Forward
     }
 
@@ -395,14 +417,15 @@ impl Pipeline {
         }
     }
 
-    /// Counts a forwarded frame for its VIP and its backend.
+    /// Counts a forwarded frame for its VIP and its backend; the backend's packets and inner
+    /// bytes (`ip_len`, the client's IP packet) sit side by side in one element.
     #[inline(always)]
-    fn count_forwarded(&mut self, vip: &Vip, backend_id: u32) {
+    fn count_forwarded(&mut self, vip: &Vip, backend_id: u32, ip_len: usize) {
         if let Some(c) = self.counters.vip_forwarded.get_mut(vip.id as usize) {
             *c += 1;
         }
         if let Some(c) = self.counters.backend_forwarded.get_mut(backend_id as usize) {
-            *c += 1;
+            c.count(ip_len);
         }
     }
 
@@ -460,7 +483,7 @@ impl Pipeline {
         } else {
             self.counters.second_chance_skipped_mtu += 1;
         }
-        self.count_forwarded(vip, backend_id);
+        self.count_forwarded(vip, backend_id, parsed.ip_len);
         Verdict::Forward
     }
 
@@ -526,11 +549,63 @@ impl Pipeline {
         let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
         let state = next_state(None, tcp);
         let expires = expiry(now, &vip.timeouts, state);
-        self.insert_flow(hash, id, state, expires, now);
+        if self.insert_flow(hash, id, state, expires, now) {
+            self.log_new_flow(snap, vip, parsed, stable, id, None);
+        }
         Ok(FlowDecision::Backend {
             id,
             stable: Some(stable),
         })
+    }
+
+    /// With a flow log, and when the snapshot samples this flow (by its stable hash): queues
+    /// the record of a new flow-table entry, or counts it dropped when the ring is full.
+    /// Without one: a single test of `flow_log`.
+    #[inline(always)]
+    fn log_new_flow(
+        &mut self,
+        snap: &Snapshot,
+        vip: &Vip,
+        parsed: &Parsed,
+        stable: u64,
+        backend: u32,
+        alternative: Option<u32>,
+    ) {
+        if self.flow_log.is_some() && snap.parts.flow_log_sample.picks(stable) {
+            self.push_flow_record(snap, vip, parsed, backend, alternative);
+        }
+    }
+
+    /// Builds and queues a sampled new flow's record (out of line: the flow-log-off path and
+    /// the unsampled flows never run it).
+    #[inline(never)]
+    fn push_flow_record(
+        &mut self,
+        snap: &Snapshot,
+        vip: &Vip,
+        parsed: &Parsed,
+        backend: u32,
+        alternative: Option<u32>,
+    ) {
+        let Some(sink) = self.flow_log.as_mut() else {
+            return;
+        };
+        // Both ids come from this snapshot's tables: they exist (a `None` is never logged
+        // as an address that is not).
+        let Some(address) = snap.backend(backend).map(|b| b.address) else {
+            return;
+        };
+        let record = FlowRecord {
+            micros: self.burst_micros,
+            generation: snap.generation(),
+            key: parsed.key,
+            vip_id: vip.id,
+            backend: address,
+            alternative: alternative.and_then(|a| snap.backend(a)).map(|b| b.address),
+        };
+        if !sink.push(record) {
+            self.counters.flow_log_dropped += 1;
+        }
     }
 
     /// Records a new flow's entry, counting the outcome; true when it was stored.
@@ -577,12 +652,14 @@ impl Pipeline {
     ) -> Result<FlowDecision, DropReason> {
         let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
         let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
-        if let Some(decision) = self.second_chance(snap, vip, now, hash, stable, id, tcp) {
+        if let Some(decision) = self.second_chance(snap, vip, now, hash, stable, id, parsed, tcp) {
             return Ok(decision);
         }
         let state = next_state(None, tcp);
         let expires = expiry(now, &vip.timeouts, state);
-        self.insert_flow(hash, id, state, expires, now);
+        if self.insert_flow(hash, id, state, expires, now) {
+            self.log_new_flow(snap, vip, parsed, stable, id, None);
+        }
         Ok(FlowDecision::Backend {
             id,
             stable: Some(stable),
@@ -607,6 +684,7 @@ impl Pipeline {
         hash: &FlowHash,
         stable: u64,
         current: u32,
+        parsed: &Parsed,
         tcp: Option<TcpSeen>,
     ) -> Option<FlowDecision> {
         let key = hash.second_chance();
@@ -663,6 +741,7 @@ impl Pipeline {
         if self.insert_flow(&key, alternative, state, expires, now) {
             self.counters.second_chance_flows += 1;
             self.insert_primary(&primary_key, current, state, expires, now);
+            self.log_new_flow(snap, vip, parsed, stable, current, Some(alternative));
         }
         Some(FlowDecision::SecondChance {
             id: current,

@@ -25,6 +25,7 @@
 
 use mux_packet::maglev::MaglevTable;
 
+use super::flow_log::FlowSample;
 use super::rate_limit::RateLimit;
 use super::vip_index::{IndexKey, VipIndex};
 
@@ -272,6 +273,9 @@ pub struct SnapshotParts {
     /// Each worker's bucket for the resets of flows past a drain deadline
     /// (`[dataplane] drain_reset_rate`, `drain_reset_burst`).
     pub drain_reset_limit: RateLimit,
+    /// Which new flows get a flow-log record (`[flow_log] sample`; read only by workers that
+    /// have a flow-log ring).
+    pub flow_log_sample: FlowSample,
 }
 
 /// The immutable forwarding state workers read.

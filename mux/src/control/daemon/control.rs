@@ -2,7 +2,9 @@
 //! announcement should say.
 //!
 //! - SIGHUP ([`Control::reload`]): parse → validate → compile (Maglev built here, off the data
-//!   path) → publish with one atomic pointer swap. Workers pick it up between bursts; flow
+//!   path) → publish with one atomic pointer swap. A reload that adds or removes `[flow_log]`
+//!   or changes its `queue_depth` is refused (the rings are made at start): restart for that.
+//!   Then, accepted or not, [`Control::reopen_flow_log`]. Workers pick it up between bursts; flow
 //!   tables survive because backend ids are stable. A bad file is refused, its errors logged
 //!   and counted, and the old snapshot keeps serving.
 //! - every tick ([`Control::apply_health`]): judge the health feed's latest agent answers; when
@@ -32,10 +34,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{self, IoKind, MuxConfig};
+use crate::config::{self, FlowLog, IoKind, MuxConfig};
 use mux_ports::afxdp::XdpProgram;
 
 use crate::control::compile::{self, CompileOptions};
+use crate::control::flow_log::FlowLogWriter;
 use crate::control::health_decision::{self, Tracker};
 use crate::control::health_feed::{self, HealthFeed};
 use crate::control::load_weights::{self, LoadWeights};
@@ -68,6 +71,8 @@ pub struct Control {
     pub(super) history: TableHistory,
     /// Load-aware weights (`[vip.load_aware]`).
     pub(super) load_weights: LoadWeights,
+    /// The flow-log writer, with `[flow_log]`; taken by the stop.
+    pub(super) flow_log: Option<FlowLogWriter>,
 }
 
 /// A gap between two health judgements this long means the process was not running (the
@@ -92,6 +97,9 @@ impl Control {
             Ok(cfg) => cfg,
             Err(errors) => return refuse(&self.state, errors.to_string()),
         };
+        if let Some(why) = FlowLog::restart_needed(self.cfg.flow_log(), cfg.flow_log()) {
+            return refuse(&self.state, why);
+        }
         let restart_only = restart_only_changes(&self.cfg, &cfg);
         if !restart_only.is_empty() {
             tracing::warn!(fields = ?restart_only, "these changes take effect on restart only");
@@ -144,6 +152,14 @@ impl Control {
             "configuration reloaded"
         );
         self.reconcile_announcement();
+    }
+
+    /// SIGHUP: the flow-log writer writes what is queued and reopens its file, with the
+    /// `[flow_log]` in force (the reloaded one if the reload was accepted).
+    pub fn reopen_flow_log(&self) {
+        if let (Some(writer), Some(f)) = (&self.flow_log, self.cfg.flow_log()) {
+            writer.reopen(f.into());
+        }
     }
 
     /// Once a second: next-hop MAC, readiness, announcement.

@@ -19,7 +19,12 @@
 //!
 //! Stop (SIGTERM or SIGINT, [`stop`]): withdraw every route and wait for the guard to confirm,
 //! keep forwarding for `[lifecycle] drain_seconds` while the routers move traffic away, then
-//! stop the workers and exit. A second signal skips the rest of the drain.
+//! stop the workers, drain the flow-log rings completely to disk, and exit. A second signal
+//! skips the rest of the drain.
+//!
+//! Flow logs (`[flow_log]`, `control::flow_log`): the rings and the writer thread start
+//! before the workers (a file that cannot be opened refuses the start); every SIGHUP, whether
+//! its reload is accepted or refused, has the writer reopen the file.
 //!
 //! With `io = "dpdk"` the DPDK devices start first (`dpdk_io`), and the workers open their
 //! queue pairs on them; they are closed after the workers stop.
@@ -41,11 +46,13 @@ use crate::control::announce::{BirdSpeaker, GuardLink};
 use crate::control::compile::{self, CompileOptions, FlowClock};
 #[cfg(feature = "dpdk")]
 use crate::control::dpdk_io;
+use crate::control::flow_log::{FlowLogError, FlowLogWriter};
 use crate::control::health_decision::Tracker;
 use crate::control::health_feed::HealthFeed;
 use crate::control::registry::Registry;
 use crate::control::state::DaemonState;
 use crate::control::{admin, liveness, neighbour};
+use crate::dataplane::flow_log::FlowLogSink;
 use crate::dataplane::snapshot::Snapshot;
 
 use self::control::Control;
@@ -114,6 +121,9 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("{0}")]
     Signals(String),
+    /// The flow log could not start.
+    #[error("{0}")]
+    FlowLog(#[from] FlowLogError),
     /// The announcement guard or the liveness thread could not be started.
     #[error(
         "cannot start the announcement guard ({what}): {source}; the VIPs cannot be announced \
@@ -216,9 +226,29 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         _ => None,
     };
 
+    // Flow logs: one ring per worker, the writer's file opened before any worker runs.
+    let (flow_log_sinks, flow_log) = match cfg.flow_log() {
+        Some(f) => {
+            let (sinks, sources): (Vec<_>, Vec<_>) = (0..dp.workers())
+                .map(|_| FlowLogSink::ring(f.queue_depth()))
+                .unzip();
+            let writer = FlowLogWriter::start(f.into(), sources, Arc::clone(&state))?;
+            let _ = state.flow_log.set(writer.stats());
+            tracing::info!(
+                path = %f.path().display(),
+                sample = f.sample(),
+                queue_depth = f.queue_depth(),
+                "flow log writing"
+            );
+            (sinks, Some(writer))
+        }
+        None => (Vec::new(), None),
+    };
+
     let workers = ports::start_workers(
         &cfg,
         &state,
+        flow_log_sinks,
         xdp.as_mut(),
         #[cfg(feature = "dpdk")]
         dpdk.as_ref(),
@@ -308,6 +338,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         stale_hold_until: None,
         history,
         load_weights: Default::default(),
+        flow_log,
     };
 
     // Run until told to stop.
@@ -318,6 +349,8 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         }
         if signals.reload.swap(false, Ordering::Relaxed) {
             control.reload();
+            // Accepted or refused, a SIGHUP reopens the flow log (external rotation).
+            control.reopen_flow_log();
         }
         control.apply_health();
         control.probe_datapath();

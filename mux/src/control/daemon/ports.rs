@@ -23,6 +23,7 @@ use mux_ports::mem::{Capture, MemPort};
 #[cfg(feature = "dpdk")]
 use crate::control::dpdk_io;
 use crate::control::state::DaemonState;
+use crate::dataplane::flow_log::FlowLogSink;
 use crate::dataplane::pipeline::Pipeline;
 use crate::dataplane::worker::{IdlePolicy, Worker};
 
@@ -52,10 +53,12 @@ impl Workers {
 }
 
 /// Starts one worker per `[dataplane] workers`, waits until each has opened its port, and
-/// registers AF_XDP sockets with `xdp`.
+/// registers AF_XDP sockets with `xdp`. `flow_logs` holds one sink per worker, in worker order,
+/// with `[flow_log]`, and is empty without it.
 pub fn start_workers(
     cfg: &MuxConfig,
     state: &Arc<DaemonState>,
+    flow_logs: Vec<FlowLogSink>,
     xdp: Option<&mut XdpProgram>,
     #[cfg(feature = "dpdk")] dpdk: Option<&Arc<mux_ports::dpdk::DpdkRuntime>>,
 ) -> Result<Workers, DaemonError> {
@@ -66,6 +69,7 @@ pub fn start_workers(
     let mut handles = Vec::new();
     let seed_source = std::collections::hash_map::RandomState::new();
     let cpus = dp.cpus();
+    let mut flow_logs = flow_logs.into_iter();
     for index in 0..dp.workers() {
         let seed = {
             let mut h = seed_source.build_hasher();
@@ -82,6 +86,7 @@ pub fn start_workers(
             state: Arc::clone(state),
             stop: Arc::clone(&stop),
             opened: opened_tx.clone(),
+            flow_log: flow_logs.next(),
         };
         let iface = dp.interface().unwrap_or_default().to_string();
         let handle = match io {
@@ -169,6 +174,7 @@ struct WorkerCtx {
     state: Arc<DaemonState>,
     stop: Arc<AtomicBool>,
     opened: mpsc::Sender<Opened>,
+    flow_log: Option<FlowLogSink>,
 }
 
 /// Starts a worker thread that opens its port with `open` and runs until stopped.
@@ -196,7 +202,10 @@ where
                     return;
                 }
             };
-            let pipeline = Pipeline::new(ctx.flow_capacity, ctx.seed);
+            let mut pipeline = Pipeline::new(ctx.flow_capacity, ctx.seed);
+            if let Some(sink) = ctx.flow_log {
+                pipeline = pipeline.with_flow_log(sink);
+            }
             let mut worker = Worker::new(port, pipeline, ctx.burst).with_idle(ctx.idle);
             let _ = ctx.opened.send(Ok((ctx.index, fd)));
             worker.run(

@@ -7,8 +7,9 @@
 //!    other MUXes (health is still applied: flows still arrive). A second SIGTERM/SIGINT skips
 //!    the rest.
 //! 3. Stop the liveness thread (its heartbeats would otherwise turn into "worker stalled"),
-//!    the workers, the health feed and the admin endpoint; close the guard's pipe and wait for
-//!    it to exit.
+//!    the workers, then the flow-log writer (after the workers, so it drains every record they
+//!    queued), the health feed and the admin endpoint; close the guard's pipe and wait for it
+//!    to exit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +73,16 @@ pub fn graceful(control: &mut Control, signals: &Signals, running: Running) {
     running.stop_liveness.store(true, Ordering::Relaxed);
     let guard = running.liveness.join().ok().flatten();
     running.workers.stop();
+    // Nothing is pushed any more: the writer empties every ring to disk before it ends.
+    if let Some(writer) = control.flow_log.take() {
+        let stats = writer.stats();
+        writer.finish();
+        tracing::info!(
+            records = stats.records.load(Ordering::Relaxed),
+            lost = stats.lost.load(Ordering::Relaxed),
+            "flow log drained and closed"
+        );
+    }
     control.feed.stop();
     running.stop_admin.store(true, Ordering::Relaxed);
     let _ = running.admin.join();

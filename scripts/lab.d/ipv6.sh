@@ -218,6 +218,47 @@ ipv6_dsr_off() {
     ip netns exec "$NS_ROUTER" nft delete table ip6 mux_lab_dsr6
 }
 
+# ipv6_retransmit_paths DIR VIP: does a retransmitting IPv6 client keep its ECMP path? For a
+# moment the router drops the SYN-ACKs toward the client, and RETRANSMIT_CONNECTIONS new
+# connections to [VIP]:80 each send their SYN again (about every second, for 2.5 s); an nft
+# set per MUX link records each SYN's client port and flow label. retransmits.json says how
+# many SYNs went toward each MUX and how many connections changed MUX or label: perf
+# http-summary requires at least two SYNs per connection and no change (the client's
+# net.core.txrehash=0 keeps the socket hash, which both the router's L4 hash and the auto flow
+# label come from; docs/lab.md).
+RETRANSMIT_CONNECTIONS=12
+ipv6_retransmit_paths() {
+    local dir=$1 vip=$2 i pids=()
+    ip netns exec "$NS_ROUTER" nft -f - <<NFT
+table ip6 mux_lab_syn6 {
+    set via_mux1 { typeof tcp sport . ip6 flowlabel; flags dynamic; size 4096; }
+    set via_mux2 { typeof tcp sport . ip6 flowlabel; flags dynamic; size 4096; }
+    chain forward_syn {
+        type filter hook forward priority -10; policy accept;
+        ip6 daddr $vip tcp dport 80 tcp flags & (syn|ack) == syn oifname "mux1" counter add @via_mux1 { tcp sport . ip6 flowlabel } comment "syns_mux1"
+        ip6 daddr $vip tcp dport 80 tcp flags & (syn|ack) == syn oifname "mux2" counter add @via_mux2 { tcp sport . ip6 flowlabel } comment "syns_mux2"
+        ip6 saddr $vip tcp sport 80 tcp flags & (syn|ack) == (syn|ack) oifname "client" counter drop
+    }
+}
+NFT
+    for i in $(seq "$RETRANSMIT_CONNECTIONS"); do
+        ip netns exec "$NS_CLIENT" curl -s -o /dev/null --connect-timeout 2.5 "http://[$vip]/" &
+        pids+=($!)
+    done
+    # curl fails (no answer): that is the point.
+    for i in "${pids[@]}"; do wait "$i" || true; done
+    ip netns exec "$NS_ROUTER" nft -j list table ip6 mux_lab_syn6 |
+        jq --arg vip "$vip" --argjson n "$RETRANSMIT_CONNECTIONS" '
+            [.nftables[] | select(.set) | .set | .name[4:] as $m | .elem[]?.concat | {port: .[0], label: .[1], mux: $m}] as $syn
+            | ($syn | group_by(.port)) as $by
+            | {vip: $vip, connections: $n,
+               syns: ([.nftables[] | select(.rule) | .rule | select((.comment // "") | startswith("syns_"))
+                       | {(.comment[5:]): (.expr[] | select(.counter) | .counter.packets)}] | add),
+               changed_mux: [$by[] | select([.[].mux] | unique | length > 1)] | length,
+               changed_label: [$by[] | select([.[].label] | unique | length > 1)] | length}' >"$dir/retransmits.json"
+    ip netns exec "$NS_ROUTER" nft delete table ip6 mux_lab_syn6
+}
+
 # ipv6_http_round NAME VIP SPEC_JSON LOAD_ARGS...: http_round's IPv6 twin, from the client's
 # fd00:1::2 to [VIP]:80; the same reports, so perf http-summary checks it the same way.
 ipv6_http_round() {
@@ -227,6 +268,8 @@ ipv6_http_round() {
     dir=$RESULTS/$(printf '%02d' $ROUND_N)-$name
     mkdir -p "$dir"
     echo "$spec" >"$dir/http-round.json"
+    # Before the round's counters: the half-open connections it leaves are gone by the load.
+    if [ "$name" = http6 ]; then ipv6_retransmit_paths "$dir" "$vip"; fi
     for m in "${MUXES[@]}"; do status_to "$m" "$dir/status-$m-before.json"; done
     for h in "${HOSTS[@]}"; do agent_status_to "$h" "$dir/agent-$h-before.json"; done
     ipv6_dsr_on "$vip"

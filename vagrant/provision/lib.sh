@@ -18,6 +18,10 @@ LAB_LIBEXEC=/usr/local/lib/mux-lab
 
 VIP=192.0.2.10
 VIP_PREFIXES="192.0.2.10/32"
+# The namespace lab's IPv6 VIPs (scripts/lab.d/ipv6.sh): the router's BIRD template imports
+# them on its ipv6 channels. The VMs have no IPv6 addresses and their MUXes no IPv6 VIPs, so
+# nothing is announced on those channels here.
+VIP6_PREFIXES="2001:db8::10/128, 2001:db8::11/128"
 SRC_NET=198.51.100.0/24
 CLIENT_ADDR=10.0.1.2
 # Every lab link; each node routes the ones it is not on through its own link's router end.

@@ -23,7 +23,7 @@ BFD="bfd on; error wait time 1, 5;"
 
 render_router() {
     local out=$1
-    render "$LAB_TEMPLATES/bird-router.conf.in" "$out/bird.conf" NS="VM router" VIP_PREFIXES="$VIP_PREFIXES" BFD="$BFD"
+    render "$LAB_TEMPLATES/bird-router.conf.in" "$out/bird.conf" NS="VM router" VIP_PREFIXES="$VIP_PREFIXES" VIP6_PREFIXES="$VIP6_PREFIXES" BFD="$BFD"
 }
 
 render_mux() {
@@ -74,7 +74,7 @@ TOML
     rm -f "$out/mux.toml.rendered"
     cp "$LAB_TEMPLATES/vips-empty.conf" "$out/vips-empty.conf"
     render "$LAB_TEMPLATES/bird-mux.conf.in" "$out/bird.conf" NAME="$name" NS="VM $name" BFD="$BFD" \
-        ADDR="$addr" GATEWAY="$gateway" ASN="$(mux_asn "$name")" INCLUDE="$LAB_STATE/$name/vips.conf"
+        ADDR="$addr" ADDR6="fd00:$s::2" GATEWAY="$gateway" ASN="$(mux_asn "$name")" INCLUDE="$LAB_STATE/$name/vips.conf"
 }
 
 render_host() {

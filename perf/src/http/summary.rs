@@ -8,7 +8,10 @@
 //! no failed request, every answer names the client's own address, keep-alive connections
 //! kept their backend, the expected backends answered (or one did not), zero reply packets
 //! crossed a MUX while replies reached the client (direct server return), the agents
-//! rewrote replies, and failover detection and rejoin within their bounds.
+//! rewrote replies, and failover detection and rejoin within their bounds. A round whose
+//! directory also holds `retransmits.json` (the IPv6 round: new connections whose SYN-ACKs
+//! the router dropped, so their SYNs were retransmitted) must show that every connection's
+//! SYNs left the router toward one MUX with one IPv6 flow label: the client keeps its ECMP path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +53,53 @@ pub struct Failover {
     pub bound_ok_ms: u64,
     /// Each MUX's own `last_detect_ms` for the backend.
     pub mux_detect_ms: BTreeMap<String, Option<u64>>,
+}
+
+/// Retransmitted SYNs at the router (`retransmits.json`, written by the lab's
+/// `ipv6_retransmit_paths`): connections whose SYN-ACKs were dropped, so that their SYNs were
+/// sent again, and how many of them changed MUX or flow label between two SYNs.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Retransmits {
+    /// The VIP the connections were opened to.
+    pub vip: String,
+    /// Connections opened.
+    pub connections: u64,
+    /// SYNs the router forwarded toward the MUXes, by MUX.
+    pub syns: BTreeMap<String, u64>,
+    /// Connections (client ports) seen toward more than one MUX.
+    pub changed_mux: u64,
+    /// Connections seen with more than one flow label.
+    pub changed_label: u64,
+}
+
+impl Retransmits {
+    /// The line to print and the check: every connection retransmitted its SYN at least once
+    /// (two SYNs each, or the check would show nothing), and none changed MUX or label.
+    fn evaluate(&self) -> (String, (bool, String)) {
+        let total: u64 = self.syns.values().sum();
+        let per_mux: Vec<String> = self.syns.iter().map(|(m, n)| format!("{m} {n}")).collect();
+        let line = format!(
+            "  retransmits  {} new connections to {} whose SYN-ACKs the router dropped: {total} SYNs ({}); {} changed MUX, {} changed flow label\n",
+            self.connections,
+            self.vip,
+            per_mux.join(" / "),
+            self.changed_mux,
+            self.changed_label
+        );
+        let ok = self.connections > 0
+            && total >= 2 * self.connections
+            && self.changed_mux == 0
+            && self.changed_label == 0;
+        let what = format!(
+            "retransmitted SYNs kept their MUX and flow label ({total} SYNs of {} connections, at least {} needed; {} changed MUX, {} changed label)",
+            self.connections,
+            2 * self.connections,
+            self.changed_mux,
+            self.changed_label
+        );
+        (line, (ok, what))
+    }
 }
 
 fn read<T: for<'de> Deserialize<'de>>(p: &Path) -> Result<T, String> {
@@ -122,6 +172,11 @@ pub fn evaluate(results: &Path) -> Result<(String, bool), String> {
             ));
         }
         let mut checks: Vec<(bool, String)> = Vec::new();
+        if dir.join("retransmits.json").is_file() {
+            let (line, check) = read::<Retransmits>(&dir.join("retransmits.json"))?.evaluate();
+            out.push_str(&line);
+            checks.push(check);
+        }
         let failed: usize = load.failures.values().sum();
         if spec.strict {
             checks.push((
@@ -211,4 +266,95 @@ pub fn evaluate(results: &Path) -> Result<(String, bool), String> {
     let all = passed == total;
     out.push_str(&format!("HTTP: {} of {total} checks passed\n", passed));
     Ok((out, all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retransmits(syns: &[(&str, u64)], changed_mux: u64, changed_label: u64) -> Retransmits {
+        Retransmits {
+            vip: "2001:db8::10".into(),
+            connections: 12,
+            syns: syns.iter().map(|(m, n)| (m.to_string(), *n)).collect(),
+            changed_mux,
+            changed_label,
+        }
+    }
+
+    #[test]
+    fn retransmits_pass_only_when_every_connection_kept_its_path() {
+        let (line, (ok, what)) = retransmits(&[("mux1", 18), ("mux2", 18)], 0, 0).evaluate();
+        assert!(ok, "{what}");
+        assert!(line.contains("36 SYNs (mux1 18 / mux2 18)"), "{line}");
+        assert!(
+            !retransmits(&[("mux1", 18), ("mux2", 18)], 1, 0)
+                .evaluate()
+                .1
+                .0
+        );
+        assert!(
+            !retransmits(&[("mux1", 18), ("mux2", 18)], 0, 3)
+                .evaluate()
+                .1
+                .0
+        );
+        // One SYN per connection: nothing was retransmitted, so nothing was shown.
+        assert!(
+            !retransmits(&[("mux1", 6), ("mux2", 6)], 0, 0)
+                .evaluate()
+                .1
+                .0
+        );
+        assert!(!Retransmits::default().evaluate().1.0);
+    }
+
+    #[test]
+    fn a_round_with_retransmits_json_gets_the_check() {
+        let dir = std::env::temp_dir().join(format!("perf-http-summary-{}", std::process::id()));
+        let round = dir.join("02-http6");
+        std::fs::create_dir_all(&round).unwrap();
+        std::fs::write(
+            round.join("http-round.json"),
+            r#"{"name": "http6", "title": "t", "strict": true}"#,
+        )
+        .unwrap();
+        let load = LoadReport {
+            requests: 1,
+            ok: 1,
+            client_matches: 1,
+            ..LoadReport::default()
+        };
+        std::fs::write(
+            round.join("http-load.json"),
+            serde_json::to_string(&load).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            round.join("dsr.json"),
+            r#"{"replies_via_client": 3, "replies_via_mux1": null}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            round.join("retransmits.json"),
+            r#"{"vip": "2001:db8::10", "connections": 2, "syns": {"mux1": 3, "mux2": 3}, "changed_mux": 0, "changed_label": 0}"#,
+        )
+        .unwrap();
+        let (text, all) = evaluate(&dir).unwrap();
+        assert!(all, "{text}");
+        assert!(
+            text.contains(
+                "[ ok ] retransmitted SYNs kept their MUX and flow label (6 SYNs of 2 connections"
+            ),
+            "{text}"
+        );
+        std::fs::write(
+            round.join("retransmits.json"),
+            r#"{"vip": "2001:db8::10", "connections": 2, "syns": {"mux1": 3, "mux2": 3}, "changed_mux": 1, "changed_label": 0}"#,
+        )
+        .unwrap();
+        let (text, all) = evaluate(&dir).unwrap();
+        assert!(!all, "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -989,8 +989,9 @@ mod tests {
         assert_eq!(
             weights_in(&status, "imb-aware"),
             vec![
-                ("10.0.21.2".into(), 25, Some(0.25)),
-                ("10.0.22.2".into(), 150, Some(1.5))
+                // Effective Maglev weights: weight × factor × 100 once a factor moved.
+                ("10.0.21.2".into(), 2500, Some(0.25)),
+                ("10.0.22.2".into(), 22500, Some(1.5))
             ]
         );
     }

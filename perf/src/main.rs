@@ -270,6 +270,83 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
     },
+    /// One phase of the lab's imbalance round: HEAVY downloads at once (each
+    /// `GET /stream?bytes=B&rate=R`, from client ports the static Maglev table of the VIP in
+    /// --config sends to --heavy-backend), plus --light-per-second new one-request
+    /// connections, for --duration-s; reads each --agent's /v1/backends once a second. Writes
+    /// the phase's report (JSON) to --report (perf/src/http/imbalance.rs).
+    ///
+    ///   perf http-imbalance --phase static --target 192.0.2.10:8000 --client 10.0.1.2 \
+    ///     --config mux.toml --heavy-backend 10.0.21.2 --agent 10.0.21.2:9200 \
+    ///     --agent 10.0.22.2:9200 --duration-s 80 --report imbalance.json
+    #[command(verbatim_doc_comment)]
+    HttpImbalance {
+        /// The phase's name (static, load-aware).
+        #[arg(long)]
+        phase: String,
+        /// The VIP and port.
+        #[arg(long)]
+        target: std::net::SocketAddr,
+        /// This client's address (the source the MUX hashes).
+        #[arg(long)]
+        client: std::net::IpAddr,
+        /// A MUX config holding the VIP: its static table picks the heavy ports.
+        #[arg(long)]
+        config: PathBuf,
+        /// The backend the heavy ports hash to under the static table.
+        #[arg(long)]
+        heavy_backend: std::net::IpAddr,
+        /// Client ports the heavy downloads may use, FIRST-LAST (below the ephemeral range).
+        #[arg(long, default_value = "10000-32767")]
+        heavy_ports: String,
+        /// Heavy downloads at once.
+        #[arg(long, default_value_t = 8)]
+        heavy: usize,
+        /// Bytes per heavy download.
+        #[arg(long, default_value_t = 2_000_000)]
+        heavy_bytes: u64,
+        /// Pace of each heavy download, bytes per second.
+        #[arg(long, default_value_t = 500_000)]
+        heavy_rate: u64,
+        /// New light connections per second.
+        #[arg(long, default_value_t = 40.0)]
+        light_per_second: f64,
+        /// Seconds the phase sends.
+        #[arg(long)]
+        duration_s: f64,
+        /// A host agent's admin endpoint (repeat).
+        #[arg(long)]
+        agent: Vec<std::net::SocketAddr>,
+        /// Connect and read timeout, ms.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+        /// Where the report goes.
+        #[arg(long)]
+        report: PathBuf,
+    },
+    /// The imbalance round's summary: RESULTS/static and RESULTS/load-aware side by side
+    /// (the agents' per-backend load averaged over the last --measure-s of each phase, its
+    /// max/avg, Prometheus's recording rules, the MUXes' weights); writes
+    /// RESULTS/timeline.svg and, with --json, the figures.
+    ImbalanceSummary {
+        /// The results directory.
+        results: PathBuf,
+        /// Seconds averaged at the end of each phase.
+        #[arg(long, default_value_t = 60)]
+        measure_s: u64,
+        /// The MUX VIP names of the two phases.
+        #[arg(long, default_value = "imb-static")]
+        static_vip: String,
+        /// See --static-vip.
+        #[arg(long, default_value = "imb-aware")]
+        aware_vip: String,
+        /// Exit 1 when a check failed.
+        #[arg(long)]
+        check: bool,
+        /// Also write the figures as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
     /// Evaluate the HTTP rounds of a lab results directory (scripts/lab's http and failover
     /// rounds) and print the checks.
     HttpSummary {
@@ -733,6 +810,101 @@ fn main() -> ExitCode {
             vip,
         } => chaos_summary(&results, check, json.as_deref(), &vip.to_string()),
         Command::HopLatency { captures, json } => hop_latency(&captures, json.as_deref()),
+        Command::HttpImbalance {
+            phase,
+            target,
+            client,
+            config,
+            heavy_backend,
+            heavy_ports,
+            heavy,
+            heavy_bytes,
+            heavy_rate,
+            light_per_second,
+            duration_s,
+            agent,
+            timeout_ms,
+            report,
+        } => {
+            let duration = match seconds(duration_s, "--duration-s") {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("perf http-imbalance: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let Some((first, last)) = heavy_ports
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                .filter(|(a, b): &(u16, u16)| a <= b)
+            else {
+                eprintln!("perf http-imbalance: --heavy-ports FIRST-LAST, e.g. 10000-32767");
+                return ExitCode::FAILURE;
+            };
+            let spec = perf::http::imbalance::ImbalanceSpec {
+                phase,
+                target,
+                client,
+                config,
+                heavy_backend,
+                heavy_ports: (first, last),
+                heavy,
+                heavy_bytes,
+                heavy_rate,
+                light_per_second,
+                duration,
+                agents: agent,
+                timeout: std::time::Duration::from_millis(timeout_ms),
+            };
+            match perf::http::imbalance::run(&spec) {
+                Ok(r) => write_report(&r, Some(&report)),
+                Err(e) => {
+                    eprintln!("perf http-imbalance: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::ImbalanceSummary {
+            results,
+            measure_s,
+            static_vip,
+            aware_vip,
+            check,
+            json,
+        } => {
+            let o = match perf::http::imbalance::summarize(
+                &results,
+                measure_s,
+                [&static_vip, &aware_vip],
+            ) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("perf imbalance-summary: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            print!("{}", perf::http::imbalance::render_text(&o));
+            let svg = perf::http::timeline::render_imbalance(
+                "Imbalance round: static Maglev, then load-aware weights",
+                &o.phases,
+            );
+            let path = results.join("timeline.svg");
+            if let Err(e) = std::fs::write(&path, svg) {
+                eprintln!("perf imbalance-summary: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            println!("  timeline: {}", path.display());
+            if let Some(p) = json
+                && write_report(&o, Some(&p)) != ExitCode::SUCCESS
+            {
+                return ExitCode::FAILURE;
+            }
+            if check && !o.all_passed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Command::HttpSummary { results, check } => match perf::http::summary::evaluate(&results) {
             Ok((text, passed)) => {
                 print!("{text}");

@@ -80,3 +80,71 @@ pub fn poll_readable(fds: &[RawFd], timeout: Duration, ready: &mut Vec<bool>) ->
     );
     Ok(())
 }
+
+/// A TCP connection to `to` (IPv4) from the local address and port `from`, within `timeout`
+/// (`bind` then `connect`, which `std::net::TcpStream` cannot do): for a client that must pick
+/// its source port, as the lab's imbalance round does to choose which flows it sends. The
+/// stream keeps `timeout` as its write timeout.
+pub fn tcp_connect_from(
+    from: std::net::SocketAddrV4,
+    to: std::net::SocketAddrV4,
+    timeout: Duration,
+) -> io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    let sin = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket() takes no pointers; on success the descriptor is new and owned by
+    // nothing else, so the TcpStream may own (and close) it.
+    let stream = unsafe {
+        let fd = check(libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+        ))?;
+        std::net::TcpStream::from_raw_fd(fd)
+    };
+    // connect() honours the send timeout on Linux.
+    stream.set_write_timeout(Some(timeout))?;
+    let (a, b) = (sin(from), sin(to));
+    // SAFETY: `a` is a valid sockaddr_in of `len` bytes for the duration of the call; the
+    // kernel only reads it.
+    check(unsafe { libc::bind(stream.as_raw_fd(), (&raw const a).cast(), len) })?;
+    // SAFETY: as above, for `b`.
+    check(unsafe { libc::connect(stream.as_raw_fd(), (&raw const b).cast(), len) })?;
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_leaves_from_the_port_asked_for() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = match listener.local_addr().unwrap() {
+            std::net::SocketAddr::V4(a) => a,
+            std::net::SocketAddr::V6(_) => unreachable!(),
+        };
+        // A free port: bind one, note it, release it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let from = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+        let s = tcp_connect_from(from, to, Duration::from_secs(2)).unwrap();
+        assert_eq!(s.local_addr().unwrap(), std::net::SocketAddr::V4(from));
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer, std::net::SocketAddr::V4(from));
+        // The same port again, while the first connection lives: refused at bind.
+        let e = tcp_connect_from(from, to, Duration::from_secs(2)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    }
+}

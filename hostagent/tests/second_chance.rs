@@ -428,6 +428,61 @@ fn syn_then_known_connection_are_delivered() {
 }
 
 #[test]
+fn a_closed_connection_does_not_claim_its_ports_next_connection() {
+    // The backend here served a short connection from port 40030 and closed it (the server's
+    // FIN, as with `Connection: close`): its socket sits in TIME_WAIT. The client reuses the
+    // port for a new connection, which the MUX's table of the time sends to 10.0.22.2. After
+    // a change, a MUX without its entry sends it here with 10.0.22.2 as the alternative: it
+    // must go there, not to the TIME_WAIT socket (which would answer with bare ACKs until the
+    // client gave up: the lab's idle case saw such read timeouts).
+    let mut a = agent_a();
+    let via_mux = |flags: u8| {
+        v4_outer(
+            MUX,
+            "10.0.21.2",
+            "10.0.22.2",
+            0,
+            0,
+            &tcp(CLIENT, 40030, VIP, flags),
+        )
+    };
+    let (verdict, _) = decap(&mut a, &via_mux(SYN));
+    assert!(matches!(verdict, Verdict::Deliver { .. }));
+    let (verdict, _) = decap(&mut a, &via_mux(ACK | PSH));
+    assert!(
+        matches!(verdict, Verdict::Deliver { .. }),
+        "open: carried here"
+    );
+    let mut fin =
+        PacketBuilder::tcp(ip("10.0.21.2"), 8080, ip(CLIENT), 40030, FIN | ACK).build_ip();
+    assert!(matches!(a.snat(&mut fin), Verdict::Send { .. }));
+    let (verdict, _) = decap(&mut a, &via_mux(FIN | ACK));
+    assert!(
+        matches!(verdict, Verdict::Forward { .. }),
+        "closing: not claimed"
+    );
+    let key = ConnKey::new(ip(CLIENT), 40030, ip("10.0.21.2"), 8080, 6);
+    assert!(!a.carries(&key));
+    assert!(
+        a.connections().contains(&key, a.clock()),
+        "still remembered, as closing"
+    );
+    // The port's next connection, living at the alternative.
+    let (verdict, _) = decap(&mut a, &via_mux(ACK | PSH));
+    assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");
+    // Its SYN, had it come here, opens it here again: known from then on.
+    let (verdict, _) = decap(&mut a, &via_mux(SYN));
+    assert!(matches!(verdict, Verdict::Deliver { .. }));
+    let (verdict, _) = decap(&mut a, &via_mux(ACK));
+    assert!(matches!(verdict, Verdict::Deliver { .. }), "{verdict:?}");
+    let sc = a.counters().second_chance;
+    assert_eq!(
+        (sc.delivered_syn, sc.delivered_known, sc.forwarded),
+        (2, 2, 2)
+    );
+}
+
+#[test]
 fn a_connection_learned_from_a_reply_is_known() {
     let mut a = agent_a();
     // The backend answers (a connection the agent did not see start, e.g. after a restart).

@@ -114,9 +114,20 @@ impl DataPath {
         &self.connections
     }
 
-    /// Whether `key` is a live connection now.
+    /// Whether a backend here carries `key` as an open connection now: second chance's
+    /// question. A connection a FIN or RST ended ([`ConnState::TcpClosing`]) does not count,
+    /// though the table keeps it for `tcp_closing` seconds: once the client has moved on,
+    /// its port (the 4-tuple) may belong to a new connection the MUX's previous table sent to
+    /// the alternative, and claiming its packets here would hand them to a socket in
+    /// TIME_WAIT, which answers with bare ACKs, and the connection would hang. The price: the
+    /// last packets of a connection that is closing here, arriving with an alternative (the
+    /// MUX forgot it just after a change), go to the alternative, which resets them; the
+    /// backend here then gives up its close by timeout.
     pub fn carries(&self, key: &ConnKey) -> bool {
-        self.connections.contains(key, self.now)
+        matches!(
+            self.connections.state_of(key, self.now),
+            Some(s) if s != ConnState::TcpClosing
+        )
     }
 
     /// One step of the connection sweep (see [`ConnTable::sweep_step`]): clears up to

@@ -709,9 +709,11 @@ pub struct LoadAware {
     pub min_factor: f64,
     /// Largest factor (default 4).
     pub max_factor: f64,
-    /// Largest relative change of a factor per interval (default 0.25: ±25 %).
+    /// Largest relative change of a factor per interval (default 0.25: ±25 %), whatever the
+    /// correction, leak and rescaling together ask for.
     pub max_step: f64,
-    /// A backend within this relative distance of the average load per weight is left alone
+    /// A backend within this relative distance of the VIP's average load per unit of
+    /// configured weight gets no correction of its own; when every backend is, nothing moves
     /// (default 0.1).
     pub hysteresis: f64,
     /// How often factors are revised (default 10 s).

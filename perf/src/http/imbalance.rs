@@ -25,7 +25,8 @@
 //! and Prometheus's answers (`prom-*.json`, the recording rules' values at the end of the
 //! phase), averages the agents' samples over the last `measure` seconds of each phase (the
 //! window Prometheus's `rate(...[1m])` covers at that moment, for the default 60 s) and gives
-//! max/avg per phase. [`render_text`] prints it; the timeline is
+//! max/avg per phase; for steadiness, also the max/avg of each sample on its own (p50 and p90
+//! over the window) and how far apart the MUXes' factors ended. [`render_text`] prints it; the timeline is
 //! [`super::timeline::render_imbalance`].
 
 use std::collections::BTreeMap;
@@ -552,6 +553,9 @@ pub fn run(spec: &ImbalanceSpec) -> Result<PhaseReport, String> {
 /// The phases a results directory holds, in order.
 pub const PHASES: [&str; 2] = ["static", "load-aware"];
 
+/// Per MUX (by name): per backend (address, effective Maglev weight, load-aware factor).
+pub type MuxWeights = BTreeMap<String, Vec<(String, u64, Option<f64>)>>;
+
 /// One phase, evaluated.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PhaseOutcome {
@@ -567,10 +571,16 @@ pub struct PhaseOutcome {
     pub bytes_max_over_avg: Option<f64>,
     /// max/avg of active connections over the backends.
     pub connections_max_over_avg: Option<f64>,
+    /// Steadiness: max/avg of bytes/s over the backends in each sample of the window (the
+    /// instantaneous balance), its median and 90th percentile.
+    pub bytes_instant_max_over_avg: Option<(f64, f64)>,
+    /// Per backend, the largest ratio between two MUXes' load-aware factors at the end of the
+    /// phase (1 = they agree); the largest first. Empty without factors from two MUXes.
+    pub factor_spread: Vec<(String, f64)>,
     /// Prometheus's answers at the end of the phase: (query, value), for the phase's port.
     pub prometheus: Vec<(String, Option<f64>)>,
     /// Per MUX: per backend (address, Maglev weight, load-aware factor).
-    pub weights: BTreeMap<String, Vec<(String, u64, Option<f64>)>>,
+    pub weights: MuxWeights,
 }
 
 /// Both phases and the verdict.
@@ -599,6 +609,41 @@ pub fn max_over_avg(values: &[f64]) -> Option<f64> {
     let avg = values.iter().sum::<f64>() / values.len() as f64;
     let max = values.iter().copied().fold(f64::MIN, f64::max);
     (avg > 0.0).then(|| max / avg)
+}
+
+/// The nearest-rank `q`-quantile (0 < q ≤ 1) of `values` (`None` when empty).
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    Some(v[rank - 1])
+}
+
+/// Per backend, the largest ratio between two MUXes' load-aware factors (see
+/// [`PhaseOutcome::factor_spread`]).
+pub fn factor_spread(weights: &MuxWeights) -> Vec<(String, f64)> {
+    let mut per_backend: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for ws in weights.values() {
+        for (a, _, f) in ws {
+            if let Some(f) = f.filter(|f| *f > 0.0) {
+                per_backend.entry(a).or_default().push(f);
+            }
+        }
+    }
+    let mut out: Vec<(String, f64)> = per_backend
+        .into_iter()
+        .filter(|(_, fs)| fs.len() >= 2)
+        .map(|(a, fs)| {
+            let max = fs.iter().copied().fold(f64::MIN, f64::max);
+            let min = fs.iter().copied().fold(f64::MAX, f64::min);
+            (a.to_string(), max / min)
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
 }
 
 /// Averages `report`'s samples over the `measure` seconds before its end.
@@ -631,6 +676,17 @@ pub fn evaluate_phase(report: PhaseReport, measure_s: u64) -> PhaseOutcome {
             )
         })
         .collect();
+    // The balance of each sample on its own (samples missing a backend the window saw are
+    // left out: a missing report is not an idle backend).
+    let instant: Vec<f64> = window
+        .iter()
+        .filter(|s| s.backends.len() == backends.len() && backends.len() >= 2)
+        .filter_map(|s| {
+            let v: Vec<f64> = s.backends.values().map(|b| b.bytes_per_s).collect();
+            max_over_avg(&v)
+        })
+        .collect();
+    let bytes_instant_max_over_avg = quantile(&instant, 0.5).zip(quantile(&instant, 0.9));
     let bytes: Vec<f64> = backends.values().map(|b| b.bytes_per_s).collect();
     let conns: Vec<f64> = backends
         .values()
@@ -641,6 +697,7 @@ pub fn evaluate_phase(report: PhaseReport, measure_s: u64) -> PhaseOutcome {
         window_samples: window.len(),
         bytes_max_over_avg: max_over_avg(&bytes),
         connections_max_over_avg: max_over_avg(&conns),
+        bytes_instant_max_over_avg,
         backends,
         report,
         ..PhaseOutcome::default()
@@ -739,6 +796,7 @@ pub fn summarize(results: &Path, measure_s: u64, vips: [&str; 2]) -> Result<Outc
                 p.weights.insert(mux.to_string(), weights_in(&doc, vip));
             }
         }
+        p.factor_spread = factor_spread(&p.weights);
         out.phases.push(p);
     }
     if out.phases.is_empty() {
@@ -873,10 +931,19 @@ pub fn render_text(o: &Outcome) -> String {
         );
     }
     let _ = writeln!(s, "{line}");
+    let mut line = format!("  {:<11}", "instant");
+    for p in &o.phases {
+        let v = p
+            .bytes_instant_max_over_avg
+            .map_or("-".to_string(), |(p50, p90)| format!("{p50:.2} / {p90:.2}"));
+        let _ = write!(line, " | {v:>12} {:>29}", "");
+    }
+    let _ = writeln!(s, "{line}");
     let _ = writeln!(
         s,
         "  (heavy, light: downloads and light requests answered per backend over the whole phase; \
-         weight: the effective Maglev weight mux1 ended the phase with)"
+         weight: the effective Maglev weight mux1 ended the phase with; instant: max/avg of \
+         bytes/s in each agent sample of the window, p50 / p90)"
     );
     for p in &o.phases {
         let _ = writeln!(
@@ -902,6 +969,12 @@ pub fn render_text(o: &Outcome) -> String {
                 s,
                 "    {mux} load-aware factor (Maglev weight): {}",
                 list.join("  ")
+            );
+        }
+        if let Some((a, worst)) = p.factor_spread.first() {
+            let _ = writeln!(
+                s,
+                "    factor spread between the MUXes: up to ×{worst:.2} ({a}; 1 = they agree)"
             );
         }
     }
@@ -955,6 +1028,110 @@ mod tests {
         assert_eq!(p.backends["10.0.21.2"].bytes_per_s, 400.0);
         assert_eq!(p.bytes_max_over_avg, Some(400.0 / 250.0));
         assert_eq!(p.connections_max_over_avg, Some(4.0 / 3.0));
+        // Each sample on its own: 300/200 = 1.5 and 500/300 = 5/3; p50 and p90 by rank.
+        assert_eq!(p.bytes_instant_max_over_avg, Some((1.5, 500.0 / 300.0)));
+    }
+
+    #[test]
+    fn instantaneous_balance_and_factor_spread() {
+        assert_eq!(quantile(&[], 0.5), None);
+        let v = [1.0, 4.0, 2.0, 3.0, 10.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        assert_eq!(quantile(&v, 0.5), Some(5.0));
+        assert_eq!(quantile(&v, 0.9), Some(9.0));
+        // Even on average, uneven at every instant: the averaged figure hides waves, the
+        // instantaneous one shows them.
+        let sample = |t, a: f64, b: f64| AgentSample {
+            t_unix_ms: t,
+            backends: [
+                (
+                    "10.0.21.2".to_string(),
+                    BackendSample {
+                        bytes_per_s: a,
+                        active_connections: 1,
+                    },
+                ),
+                (
+                    "10.0.22.2".to_string(),
+                    BackendSample {
+                        bytes_per_s: b,
+                        active_connections: 1,
+                    },
+                ),
+            ]
+            .into(),
+        };
+        let mut samples: Vec<AgentSample> = (0..10)
+            .map(|i| {
+                let t = 41_000 + i * 1000;
+                if i % 2 == 0 {
+                    sample(t, 300.0, 100.0)
+                } else {
+                    sample(t, 100.0, 300.0)
+                }
+            })
+            .collect();
+        // A sample missing a backend is left out of the instantaneous figure.
+        samples.push(AgentSample {
+            t_unix_ms: 99_000,
+            backends: [("10.0.21.2".to_string(), BackendSample::default())].into(),
+        });
+        let p = evaluate_phase(
+            PhaseReport {
+                ended_unix_ms: 100_000,
+                samples,
+                ..PhaseReport::default()
+            },
+            60,
+        );
+        assert_eq!(p.window_samples, 11);
+        assert!(
+            p.bytes_max_over_avg.unwrap() < 1.2,
+            "{:?}",
+            p.bytes_max_over_avg
+        );
+        assert_eq!(p.bytes_instant_max_over_avg, Some((1.5, 1.5)));
+        // Factor spread: per backend the largest ratio between two MUXes' factors.
+        let weights: MuxWeights = [
+            (
+                "mux1".to_string(),
+                vec![
+                    ("10.0.21.2".to_string(), 2500, Some(0.25)),
+                    ("10.0.21.3".to_string(), 40000, Some(4.0)),
+                    ("10.0.22.2".to_string(), 100, None),
+                ],
+            ),
+            (
+                "mux2".to_string(),
+                vec![
+                    ("10.0.21.2".to_string(), 2500, Some(0.25)),
+                    ("10.0.21.3".to_string(), 2500, Some(0.25)),
+                    ("10.0.22.2".to_string(), 100, None),
+                ],
+            ),
+        ]
+        .into();
+        assert_eq!(
+            factor_spread(&weights),
+            vec![
+                ("10.0.21.3".to_string(), 16.0),
+                ("10.0.21.2".to_string(), 1.0)
+            ]
+        );
+        let one: BTreeMap<_, _> = weights.into_iter().take(1).collect();
+        assert!(factor_spread(&one).is_empty());
+        // Both appear in the text.
+        let outcome = Outcome {
+            phases: vec![PhaseOutcome {
+                bytes_instant_max_over_avg: Some((1.5, 2.25)),
+                factor_spread: vec![("10.0.21.3".to_string(), 16.0)],
+                ..p
+            }],
+            measure_s: 60,
+            ..Outcome::default()
+        };
+        let text = render_text(&outcome);
+        assert!(text.contains("1.50 / 2.25"), "{text}");
+        assert!(text.contains("up to ×16.00 (10.0.21.3"), "{text}");
     }
 
     #[test]

@@ -454,9 +454,16 @@ fn second_chance_history_survives_reloads_and_restarts() {
     let file = std::fs::read_to_string(&state).unwrap();
     assert!(file.contains("\"10.1.0.7\""), "{file}");
 
-    // Restarted on the same file: the previous table is back, with its original window.
+    // A clean stop writes the file once more with the moment the MUX stopped taking new
+    // flows, which ends the current table's time in force at a restart.
     stop(&mut d);
+    let stopped: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let stopped_at = stopped["stopped_unix_ms"].as_u64().expect("a stop mark");
+    assert!(stopped_at >= replaced, "{stopped}");
     drop(d);
+    // Restarted on the file as it was before the stop: the previous table is back, with its
+    // original window.
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("mux.toml"), with_state(true)).unwrap();
     std::fs::write(&state, &file).unwrap();

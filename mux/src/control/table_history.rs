@@ -61,8 +61,14 @@
 //! bytes per backend) and *portable*: a MUX joining the ECMP group may start from a peer's
 //! file. It is written after every publish (atomically: a temporary file, then a rename) and
 //! read at start; tables whose window has ended by then are dropped, and the table the file
-//! records as current becomes a previous one, replaced at the restart, if the new
-//! configuration's table differs. An unreadable or malformed file is logged and ignored: the
+//! records as current becomes a previous one if the new configuration's table differs —
+//! replaced when the MUX stopped taking new flows: a clean stop writes the file once more,
+//! with that moment, after withdrawing its routes ([`TableHistory::mark_stopped`]); after a
+//! crash, at the restart. Without that, the downtime counted as time in force: a MUX stopped
+//! half a second after a change it had not yet applied (a reload overtaken by the stop)
+//! restarted believing the table it stopped with had stood for seconds, asked it first as
+//! settled, and named its picks as alternatives for flows that had started under the one
+//! before (the lab's `halve-restart-x3`, 2026-12-06: 2 connections and 2 UDP flows). An unreadable or malformed file is logged and ignored: the
 //! MUX starts without history rather than not at all.
 
 use std::collections::HashMap;
@@ -204,6 +210,11 @@ impl VipHistory {
 #[derive(Clone, Debug, Default)]
 pub struct TableHistory {
     vips: HashMap<VipKey, VipHistory>,
+    /// When the MUX that wrote this history stopped taking new flows (its routes withdrawn at
+    /// a clean stop), in Unix milliseconds: read from the file, it ends the time in force of
+    /// the tables it records as current. `None` in a history built while running, and in one
+    /// read from a file a MUX did not stop cleanly (then the restart ends it).
+    stopped_unix_ms: Option<u64>,
 }
 
 impl TableHistory {
@@ -225,6 +236,13 @@ impl TableHistory {
     /// True when no VIP is recorded.
     pub fn is_empty(&self) -> bool {
         self.vips.is_empty()
+    }
+
+    /// Records that the MUX stopped taking new flows at `at_unix_ms` (a clean stop, once its
+    /// routes are withdrawn); [`save`] writes it, and the next start's first [`Self::succeed`]
+    /// ends the current tables' time in force there instead of at the restart.
+    pub fn mark_stopped(&mut self, at_unix_ms: u64) {
+        self.stopped_unix_ms = Some(at_unix_ms);
     }
 
     /// What the VIP `key` has once `current` takes over at `at_unix_ms`, with tables kept for
@@ -249,11 +267,18 @@ impl TableHistory {
         if window_ms > 0
             && let Some(old) = self.vips.get(key)
         {
+            // A history read from a cleanly stopped MUX: its current table stopped taking new
+            // flows there when the MUX withdrew, not at this restart. Counting the downtime
+            // would make a table that stood a few hundred milliseconds before the stop look
+            // settled, and asked first.
+            let replaced_unix_ms = self.stopped_unix_ms.map_or(at_unix_ms, |stopped| {
+                stopped.clamp(old.current_since_unix_ms.min(at_unix_ms), at_unix_ms)
+            });
             let replaced = match (&old.current, &current) {
                 (Some(before), Some(now)) if before.same_picks(now) => None,
                 (Some(before), _) => Some(Replaced {
                     generation: before.clone(),
-                    replaced_unix_ms: at_unix_ms,
+                    replaced_unix_ms,
                     since_unix_ms: old.current_since_unix_ms,
                 }),
                 (None, _) => None,
@@ -295,6 +320,10 @@ pub const FILE_FORMAT: u32 = 1;
 struct HistoryFile {
     format: u32,
     written_unix_ms: u64,
+    /// Present when the MUX wrote the file as it stopped cleanly: when it stopped taking new
+    /// flows. (Builds before it refuse such a file and start without history.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stopped_unix_ms: Option<u64>,
     vips: Vec<VipRecord>,
 }
 
@@ -398,7 +427,10 @@ fn from_json(text: &str) -> Result<Loaded, String> {
             file.format
         ));
     }
-    let mut history = TableHistory::default();
+    let mut history = TableHistory {
+        stopped_unix_ms: file.stopped_unix_ms,
+        ..TableHistory::default()
+    };
     let mut skipped = 0;
     let mut build = |inputs: TableInputs| match Generation::build(inputs) {
         Ok(g) => Some(g),
@@ -467,6 +499,7 @@ fn to_json(history: &TableHistory, now: SystemTime) -> String {
     let file = HistoryFile {
         format: FILE_FORMAT,
         written_unix_ms: unix_ms(now),
+        stopped_unix_ms: history.stopped_unix_ms,
         vips,
     };
     serde_json::to_string_pretty(&file).expect("the history serializes")
@@ -738,6 +771,37 @@ mod tests {
             Err(HistoryFileError::Malformed { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_clean_stop_ends_the_current_tables_time_in_force_at_the_stop_not_the_restart() {
+        let a = generation(&[("10.1.0.1", 1), ("10.1.0.2", 2)]);
+        let b = generation(&[("10.1.0.1", 1), ("10.1.0.2", 1), ("10.1.0.3", 1)]);
+        let c = generation(&[("10.1.0.1", 1), ("10.1.0.2", 1), ("10.1.0.3", 2)]);
+        // `a` stood a minute; `b` took over at 60 s; the MUX stopped at 60.6 s, before it
+        // applied `c`, and restarts with `c` at 63 s.
+        let mut h = through(&[(0, a.clone()), (60_000, b.clone())], W);
+        let restart = |h: &TableHistory| {
+            let back = from_json(&to_json(h, SystemTime::UNIX_EPOCH))
+                .unwrap()
+                .history;
+            let v = back.succeed(&key(), Some(c.clone()), 63_000, W);
+            v.by_preference()
+                .iter()
+                .map(|r| (r.since_unix_ms, r.replaced_unix_ms))
+                .collect::<Vec<_>>()
+        };
+        // A crash (no stop recorded): `b` counts as in force until the restart, 3 s: settled,
+        // and asked before `a`.
+        assert_eq!(restart(&h), [(60_000, 63_000), (0, 60_000)]);
+        h.mark_stopped(60_600);
+        assert!(to_json(&h, SystemTime::UNIX_EPOCH).contains("\"stopped_unix_ms\": 60600"));
+        // A clean stop: `b` stood 0.6 s, transient; `a` is asked first.
+        assert_eq!(restart(&h), [(0, 60_000), (60_000, 60_600)]);
+        // The marker is the file's: the successor a running MUX builds has none.
+        let mut next = TableHistory::default();
+        next.insert(key(), h.succeed(&key(), Some(c.clone()), 63_000, W));
+        assert!(!to_json(&next, SystemTime::UNIX_EPOCH).contains("stopped_unix_ms"));
     }
 
     #[test]

@@ -350,6 +350,13 @@ impl Control {
         }
     }
 
+    /// A clean stop: the second-chance history records that no new flow started here after
+    /// `at_unix_ms`, and is written with that moment (see `table_history`, Restarts).
+    pub fn mark_history_stopped(&mut self, at_unix_ms: u64) {
+        self.history.mark_stopped(at_unix_ms);
+        save_history(&self.cfg, &self.history);
+    }
+
     /// Wants what is servable while ready, nothing otherwise; the liveness thread hands it to
     /// the announcement guard, which announces it while the data path is alive.
     pub fn reconcile_announcement(&mut self) {

@@ -14,12 +14,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mux_daemon_kit::signals::Signals;
 
 use crate::control::announce::GuardLink;
 use crate::control::state::Phase;
+use crate::control::table_history;
 
 use super::TICK;
 use super::control::Control;
@@ -60,6 +61,10 @@ pub fn graceful(control: &mut Control, signals: &Signals, running: Running) {
         drain_seconds = drain.as_secs(),
         "stopping: routes withdrawn, draining"
     );
+    // No new flow starts here from now on: the tables in force stop gathering connections,
+    // and a restart must not count the time it was down as theirs (table_history, Restarts).
+    let stopped_unix_ms = table_history::unix_ms(SystemTime::now());
+    control.mark_history_stopped(stopped_unix_ms);
     let until = Instant::now() + drain;
     while Instant::now() < until {
         if signals.terminate.swap(false, Ordering::Relaxed) {
@@ -70,6 +75,8 @@ pub fn graceful(control: &mut Control, signals: &Signals, running: Running) {
         control.apply_health();
         std::thread::sleep(TICK);
     }
+    // Again: a health republish during the drain wrote a history without the mark.
+    control.mark_history_stopped(stopped_unix_ms);
     running.stop_liveness.store(true, Ordering::Relaxed);
     let guard = running.liveness.join().ok().flatten();
     running.workers.stop();

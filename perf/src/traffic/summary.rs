@@ -691,6 +691,8 @@ mod tests {
             sent,
             dropped_on_send: 0,
             retries: 0,
+            tx: "batch 32".into(),
+            send_calls: sent.div_ceil(32),
             pps: sent as f64,
             flow_list: flows
                 .iter()

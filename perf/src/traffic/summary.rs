@@ -138,6 +138,7 @@ pub fn machine_cpu_seconds(
         || total(a) < total(b)
         || a.busy() < b.busy()
         || a.softirq < b.softirq
+        || a.nice < b.nice
     {
         return None;
     }
@@ -145,6 +146,7 @@ pub fn machine_cpu_seconds(
     Some(MachineSeconds {
         busy: (a.busy() - b.busy()) as f64 / hz,
         softirq: (a.softirq - b.softirq) as f64 / hz,
+        nice: (a.nice - b.nice) as f64 / hz,
         available: (total(a) - total(b)) as f64 / hz,
     })
 }
@@ -161,6 +163,9 @@ pub struct MachineSeconds {
     pub busy: f64,
     /// Of which softirq.
     pub softirq: f64,
+    /// Of which niced user time: on the lab machine, someone else's work (the lab runs nothing
+    /// niced), so a round with much of it was disturbed.
+    pub nice: f64,
     /// Wall seconds × CPUs (busy + idle + iowait).
     pub available: f64,
 }
@@ -738,8 +743,13 @@ pub fn render(o: &Outcome) -> String {
             let per = |sec: f64| {
                 ns_per_packet(sec, r.delivered).map_or("-".to_string(), |n| format!("{n:.0}"))
             };
+            let nice = if m.nice > 0.0 {
+                format!(", {:.2} CPU-s niced: other work", m.nice)
+            } else {
+                String::new()
+            };
             cpu.push(format!(
-                "machine busy {:.2} of {:.2} CPU-s ({} ns/packet delivered, softirq {})",
+                "machine busy {:.2} of {:.2} CPU-s ({} ns/packet delivered, softirq {}{nice})",
                 m.busy,
                 m.available,
                 per(m.busy),
@@ -999,6 +1009,11 @@ mod tests {
         assert_eq!(m.busy, 2.0);
         assert_eq!(m.softirq, 0.5);
         assert_eq!(m.available, 3.0);
+        assert_eq!(m.nice, 0.0);
+        let mut niced = machine(1100, 550, 8100, 150);
+        niced.nice = 25;
+        let m = machine_cpu_seconds(&(Some(machine(1000, 500, 8000, 100)), Some(niced))).unwrap();
+        assert_eq!((m.busy, m.nice, m.available), (2.25, 0.25, 3.25));
         assert!(
             machine_cpu_seconds(&(
                 Some(machine(1100, 550, 8100, 150)),

@@ -421,3 +421,33 @@ fn a_fanout_group_receives_each_frame_exactly_once_and_keeps_flows_whole() {
         }
     });
 }
+
+#[test]
+fn a_raw_socket_batch_arrives_whole_and_in_order() {
+    let Some(ns) = lab("batch") else {
+        return;
+    };
+    ns.run(|| {
+        let mut port = AfPacketPort::open("mux0", &config()).expect("open port on mux0");
+        let peer = RawSocket::open("peer0").expect("open peer0");
+        let web = common::ip("192.0.2.10");
+        // 100 frames of 100 different flows (the generator's batches): one call takes at most
+        // MAX_SEND_BATCH of them, the caller sends the rest next.
+        let frames: Vec<Vec<u8>> = (0..100u16)
+            .map(|i| PacketBuilder::tcp(common::ip("198.51.100.7"), 1000 + i, web, 80, ACK).build())
+            .collect();
+        let refs: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+        assert_eq!(peer.send_batch(&[]).expect("empty batch"), 0);
+        let mut sent = 0;
+        let mut calls = 0;
+        while sent < refs.len() {
+            let m = peer.send_batch(&refs[sent..]).expect("send a batch");
+            assert!((1..=mux_ports::afpacket::MAX_SEND_BATCH).contains(&m));
+            sent += m;
+            calls += 1;
+        }
+        assert!(calls >= 2, "100 frames need two calls at least");
+        let got = recv_from(&mut port, DEFAULT_SRC_MAC, frames.len());
+        assert_frames_eq(&got, &frames, "batched");
+    });
+}

@@ -122,7 +122,7 @@ enum Command {
     /// Send N flows toward a VIP (or any address) on an interface, for a duration.
     ///
     /// Frames are built before sending and go out through an AF_PACKET socket, flows
-    /// round-robin. The flow list is reproducible from --seed; the report (JSON) lists it with
+    /// round-robin, by default --batch consecutive frames (several flows) per sendmmsg call. The flow list is reproducible from --seed; the report (JSON) lists it with
     /// the packets sent, the drops on transmit and the rate achieved. Needs CAP_NET_RAW.
     ///
     /// Example (the lab's client namespace):
@@ -415,6 +415,13 @@ struct GenArgs {
     /// TCP: the first packet of each flow is a SYN, the others ACKs (default: all ACKs).
     #[arg(long)]
     syn_ack_mix: bool,
+    /// How frames reach the kernel: `batch` (consecutive packets, hence several flows, per
+    /// `sendmmsg` call, --batch at a time) or `single` (one `send` per frame, the old way).
+    #[arg(long, default_value = "batch", value_parser = ["batch", "single"])]
+    tx: String,
+    /// Frames per `sendmmsg` call with --tx batch (1..=64).
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
     /// Write the JSON report here (default: stdout).
     #[arg(long)]
     report: Option<PathBuf>,
@@ -1144,6 +1151,13 @@ fn generate(args: GenArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let tx = match traffic::generator::TxMode::new(&args.tx, args.batch) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("perf gen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut destination = args.vip;
     if args.udp {
         destination.protocol = traffic::PROTO_UDP;
@@ -1161,15 +1175,18 @@ fn generate(args: GenArgs) -> ExitCode {
         rate: args.rate,
         duration,
         syn_ack_mix: args.syn_ack_mix,
+        tx,
     };
     match traffic::generator::run(&settings, |line| eprintln!("{line}")) {
         Ok(report) => {
             eprintln!(
-                "gen: sent {} frames in {:.2} s ({:.3} Mpps), {} dropped on send",
+                "gen: sent {} frames in {:.2} s ({:.3} Mpps), {} dropped on send, tx {} ({} calls)",
                 report.sent,
                 report.elapsed_seconds,
                 report.pps / 1e6,
-                report.dropped_on_send
+                report.dropped_on_send,
+                report.tx,
+                report.send_calls
             );
             write_report(&report, args.report.as_deref())
         }

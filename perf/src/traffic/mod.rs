@@ -5,7 +5,8 @@
 //!
 //! - [`generator`]: `perf gen` — N distinct flows (source address and port varied, reproducible from a
 //!   seed) toward one destination, TCP (optionally a SYN then ACKs per flow) or UDP, at a fixed
-//!   rate or flat out for a duration, through an AF_PACKET socket; reports what it sent.
+//!   rate or flat out for a duration, through an AF_PACKET socket, by default in `sendmmsg`
+//!   batches of consecutive frames (several flows per call); reports what it sent.
 //! - [`sink`]: `perf sink` — counts and validates the IP-in-IP packets arriving on an interface
 //!   (outer checksum and lengths, inner packet untouched and addressed to a VIP) and records,
 //!   per inner flow, which backend (outer destination) and which MUX (outer source) carried it.
@@ -13,7 +14,7 @@
 //! - [`summary`]: `perf lab-summary` — reads the reports of a lab run (generator, sinks, MUX
 //!   status before and after each round) and prints the table a person reads at a glance:
 //!   packets per MUX and per backend, loss, rate, the ratio to the plain-forwarding baseline,
-//!   and whether every flow kept its backend whichever MUX carried it. With `--check` it
+//!   the MUXes' CPU time per forwarded packet and the machine's, and whether every flow kept its backend whichever MUX carried it. With `--check` it
 //!   fails on any broken expectation.
 //! - This module: what the three share — the VIP/destination spec (`192.0.2.10:80/tcp`),
 //!   prefixes, MAC addresses and the flow list.
@@ -33,12 +34,16 @@
 //! - *trafgen / DPDK testpmd as the generator*: external packages with their own flow syntax and
 //!   no report of which flows they sent; the lab needs the exact flow list to check backend
 //!   consistency, and one binary the CI already builds.
-//! - *A `sendmmsg` batch generator*: it needs `unsafe` in this crate (denied) or a buffer
-//!   allocation API the shared ports do not offer; the shared `RawSocket` sends one frame per
-//!   system call, 0.4–0.6 Mpps on the 2-core machines here. That is the same order as what the
-//!   veth path forwards, so flat-out rounds are bounded by the generator and by the CPU it
-//!   shares with the forwarders; the lab therefore reports the MUX path as a ratio to baselines
-//!   measured with the same generator in the same run.
+//! - *One `send(2)` per frame* (the generator until issue 15 item 5, still `--tx single`): at
+//!   0.4–0.6 Mpps on the 2-core machines here it was the same order as what the veth path
+//!   forwards, so flat-out rounds measured the generator. The batches go through
+//!   `mux_ports::afpacket::RawSocket::send_batch` (`sendmmsg`), so the `unsafe` stays in the
+//!   ports crate with its SAFETY notes and this crate keeps `unsafe` denied.
+//! - *The AF_XDP port or a TPACKET TX ring as the generator's transmit*: faster per frame, but
+//!   the ports hand out buffers to fill per packet (AF_XDP also needs an XDP program on the
+//!   client's veth); the generator sends the same prebuilt frames over and over, which
+//!   `sendmmsg` takes as they are. The lab also reports CPU time per packet (the MUXes' and the
+//!   machine's), which does not depend on how fast the generator is.
 
 pub mod generator;
 pub mod sink;

@@ -8,7 +8,15 @@
 //! RESULTS/<NN-name>/gen.json       the generator's report
 //! RESULTS/<NN-name>/sink-*.json    one report per host
 //! RESULTS/<NN-name>/status-<mux>-before.json, status-<mux>-after.json   GET /v1/status
+//! RESULTS/<NN-name>/cpu-<mux>-before.json, cpu-<mux>-after.json   the MUX process's CPU time
+//! RESULTS/<NN-name>/cpu-machine-before.json, cpu-machine-after.json   /proc/stat's cpu line
 //! ```
+//!
+//! The CPU files are taken right before the generator starts and right after it ends; from
+//! them the summary prints the MUX's CPU time per packet it forwarded (all its threads, user
+//! and system: what the MUX process costs per packet, busy polling included) and the whole
+//! machine's busy and softirq time per delivered packet (generator, sinks and the kernel's
+//! forwarding included: the only CPU figure a Linux-forwarding baseline has).
 //!
 //! [`load`] reads that, [`evaluate`] computes per round: packets sent and delivered, loss,
 //! rate, packets per MUX (as the sinks saw them by outer source, and as each MUX counted them),
@@ -68,6 +76,100 @@ pub struct RoundSpec {
     pub throughput: bool,
 }
 
+/// A process's CPU time (`/proc/PID/stat` fields 14 and 15), as the lab writes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcCpu {
+    /// User time, clock ticks.
+    pub utime: u64,
+    /// System time, clock ticks.
+    pub stime: u64,
+    /// Clock ticks per second (`getconf CLK_TCK`).
+    pub hz: u64,
+}
+
+/// The machine's CPU time (`/proc/stat`'s `cpu` line, all CPUs), as the lab writes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MachineCpu {
+    /// User time, ticks.
+    pub user: u64,
+    /// Niced user time, ticks.
+    pub nice: u64,
+    /// System time, ticks.
+    pub system: u64,
+    /// Idle time, ticks.
+    pub idle: u64,
+    /// I/O wait, ticks.
+    pub iowait: u64,
+    /// Hard interrupts, ticks.
+    pub irq: u64,
+    /// Soft interrupts (the kernel's packet forwarding, veth NAPI, XDP), ticks.
+    pub softirq: u64,
+    /// Ticks per second.
+    pub hz: u64,
+}
+
+impl MachineCpu {
+    fn busy(&self) -> u64 {
+        self.user + self.nice + self.system + self.irq + self.softirq
+    }
+}
+
+/// Seconds of CPU between two [`ProcCpu`] readings (`None` unless both exist, with the same
+/// clock, and time did not run backwards: a restarted process).
+pub fn proc_cpu_seconds(pair: &(Option<ProcCpu>, Option<ProcCpu>)) -> Option<f64> {
+    let (Some(b), Some(a)) = pair else {
+        return None;
+    };
+    let (tb, ta) = (b.utime + b.stime, a.utime + a.stime);
+    (a.hz == b.hz && a.hz > 0 && ta >= tb).then(|| (ta - tb) as f64 / a.hz as f64)
+}
+
+/// Machine CPU over a round: (busy seconds, softirq seconds, seconds elapsed × CPUs).
+pub fn machine_cpu_seconds(
+    pair: &(Option<MachineCpu>, Option<MachineCpu>),
+) -> Option<MachineSeconds> {
+    let (Some(b), Some(a)) = pair else {
+        return None;
+    };
+    let total = |c: &MachineCpu| c.busy() + c.idle + c.iowait;
+    if a.hz != b.hz
+        || a.hz == 0
+        || total(a) < total(b)
+        || a.busy() < b.busy()
+        || a.softirq < b.softirq
+        || a.nice < b.nice
+    {
+        return None;
+    }
+    let hz = a.hz as f64;
+    Some(MachineSeconds {
+        busy: (a.busy() - b.busy()) as f64 / hz,
+        softirq: (a.softirq - b.softirq) as f64 / hz,
+        nice: (a.nice - b.nice) as f64 / hz,
+        available: (total(a) - total(b)) as f64 / hz,
+    })
+}
+
+/// CPU seconds per packet in nanoseconds; `None` without packets.
+pub fn ns_per_packet(seconds: f64, packets: u64) -> Option<f64> {
+    (packets > 0).then(|| seconds * 1e9 / packets as f64)
+}
+
+/// The whole machine's CPU over a round.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct MachineSeconds {
+    /// Busy (user, nice, system, irq, softirq) seconds, all CPUs.
+    pub busy: f64,
+    /// Of which softirq.
+    pub softirq: f64,
+    /// Of which niced user time: on the lab machine, someone else's work (the lab runs nothing
+    /// niced), so a round with much of it was disturbed.
+    pub nice: f64,
+    /// Wall seconds × CPUs (busy + idle + iowait).
+    pub available: f64,
+}
+
 /// One round's inputs.
 #[derive(Clone, Debug)]
 pub struct Round {
@@ -81,6 +183,10 @@ pub struct Round {
     pub sinks: Vec<SinkReport>,
     /// MUX name → (`/v1/status` before, after), either missing when the MUX was not running.
     pub status: BTreeMap<String, (Option<Value>, Option<Value>)>,
+    /// MUX name → its process's CPU time (before, after the generator), either missing.
+    pub cpu: BTreeMap<String, (Option<ProcCpu>, Option<ProcCpu>)>,
+    /// The machine's CPU time before and after the generator.
+    pub machine_cpu: (Option<MachineCpu>, Option<MachineCpu>),
 }
 
 /// A whole lab run's inputs.
@@ -96,6 +202,12 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `dir/file` if it exists (an error if it exists and does not parse).
+fn optional<T: for<'de> Deserialize<'de>>(dir: &Path, file: &str) -> Result<Option<T>, String> {
+    let p = dir.join(file);
+    p.is_file().then(|| read_json(&p)).transpose()
 }
 
 /// Reads a results directory (layout in the module doc).
@@ -125,6 +237,20 @@ pub fn load(dir: &Path) -> Result<LabRun, String> {
             .iter()
             .map(|p| read_json(p))
             .collect::<Result<Vec<SinkReport>, _>>()?;
+        let mut cpu = BTreeMap::new();
+        for name in info.muxes.keys() {
+            cpu.insert(
+                name.clone(),
+                (
+                    optional(&rd, &format!("cpu-{name}-before.json"))?,
+                    optional(&rd, &format!("cpu-{name}-after.json"))?,
+                ),
+            );
+        }
+        let machine_cpu = (
+            optional(&rd, "cpu-machine-before.json")?,
+            optional(&rd, "cpu-machine-after.json")?,
+        );
         let mut status = BTreeMap::new();
         for name in info.muxes.keys() {
             let get = |when: &str| {
@@ -143,6 +269,8 @@ pub fn load(dir: &Path) -> Result<LabRun, String> {
             generator,
             sinks,
             status,
+            cpu,
+            machine_cpu,
         });
     }
     if rounds.is_empty() {
@@ -164,7 +292,7 @@ pub struct Check {
 }
 
 /// Per-MUX figures of a round.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct MuxFigures {
     /// Packets the sinks received from this MUX (outer source).
     pub at_sinks: u64,
@@ -177,6 +305,8 @@ pub struct MuxFigures {
     pub port_rx_dropped: Option<u64>,
     /// Phase after the round (`ready`, `draining`...), or `stopped`.
     pub phase_after: String,
+    /// CPU seconds the MUX process used while the generator sent.
+    pub cpu_seconds: Option<f64>,
 }
 
 /// One round's outcome.
@@ -214,6 +344,12 @@ pub struct RoundOutcome {
     pub moved_flows: usize,
     /// Frame size.
     pub size: usize,
+    /// The MUXes' CPU time (all MUX processes) per packet they forwarded, nanoseconds.
+    pub mux_cpu_ns_per_packet: Option<f64>,
+    /// The machine's CPU over the round.
+    pub machine: Option<MachineSeconds>,
+    /// How the generator sent (`batch 32`, `single`).
+    pub tx: String,
     /// The round's checks.
     pub checks: Vec<Check>,
 }
@@ -235,6 +371,8 @@ pub struct Outcome {
     pub mux_pps: Option<f64>,
     /// Delivered pps of each baseline throughput round: (name, title, pps).
     pub baselines: Vec<(String, String, f64)>,
+    /// The MUXes' CPU per forwarded packet in the throughput round through them, ns.
+    pub mux_cpu_ns_per_packet: Option<f64>,
     /// Cross-round checks.
     pub checks: Vec<Check>,
 }
@@ -313,6 +451,7 @@ pub fn evaluate(run: &LabRun) -> Outcome {
     let mut muxes_seen: BTreeMap<FiveTuple, BTreeSet<IpAddr>> = BTreeMap::new();
     let mut rounds = Vec::new();
     let mut mux_pps = None;
+    let mut mux_cpu_ns_per_packet = None;
     let mut baselines = Vec::new();
     for round in &run.rounds {
         let g = &round.generator;
@@ -409,6 +548,7 @@ pub fn evaluate(run: &LabRun) -> Outcome {
                         port_tx_dropped: port_delta(&pair, "tx_dropped"),
                         port_rx_dropped: port_rx_lost_delta(&pair),
                         phase_after,
+                        cpu_seconds: round.cpu.get(name).and_then(proc_cpu_seconds),
                     },
                 )
             })
@@ -505,9 +645,18 @@ pub fn evaluate(run: &LabRun) -> Outcome {
                 !spec.strict,
             );
         }
+        let mux_cpu: Option<f64> = per_mux
+            .values()
+            .filter_map(|m| m.cpu_seconds)
+            .reduce(|a, b| a + b);
+        let mux_forwarded: u64 = per_mux.values().filter_map(|m| m.forwarded).sum();
+        let mux_cpu_ns = mux_cpu
+            .filter(|_| is_mux)
+            .and_then(|c| ns_per_packet(c, mux_forwarded));
         if spec.throughput {
             if is_mux {
                 mux_pps = Some(delivered_pps);
+                mux_cpu_ns_per_packet = mux_cpu_ns;
             } else {
                 baselines.push((spec.name.clone(), spec.title.clone(), delivered_pps));
             }
@@ -529,6 +678,9 @@ pub fn evaluate(run: &LabRun) -> Outcome {
             invalid_reasons,
             moved_flows: moved,
             size: g.size,
+            mux_cpu_ns_per_packet: mux_cpu_ns,
+            machine: machine_cpu_seconds(&round.machine_cpu),
+            tx: g.tx.clone(),
             checks,
         });
     }
@@ -555,6 +707,7 @@ pub fn evaluate(run: &LabRun) -> Outcome {
         inconsistent,
         mux_pps,
         baselines,
+        mux_cpu_ns_per_packet,
         checks,
     }
 }
@@ -582,6 +735,31 @@ pub fn render(o: &Outcome) -> String {
             r.lost,
             pct(r.lost, r.sent)
         );
+        let mut cpu = Vec::new();
+        if let Some(ns) = r.mux_cpu_ns_per_packet {
+            cpu.push(format!("MUX {ns:.0} ns/packet forwarded"));
+        }
+        if let Some(m) = r.machine {
+            let per = |sec: f64| {
+                ns_per_packet(sec, r.delivered).map_or("-".to_string(), |n| format!("{n:.0}"))
+            };
+            let nice = if m.nice > 0.0 {
+                format!(", {:.2} CPU-s niced: other work", m.nice)
+            } else {
+                String::new()
+            };
+            cpu.push(format!(
+                "machine busy {:.2} of {:.2} CPU-s ({} ns/packet delivered, softirq {}{nice})",
+                m.busy,
+                m.available,
+                per(m.busy),
+                per(m.softirq)
+            ));
+        }
+        if !cpu.is_empty() || !r.tx.is_empty() {
+            let tx = if r.tx.is_empty() { "?" } else { &r.tx };
+            let _ = writeln!(s, "  cpu          {} (generator tx {tx})", cpu.join("; "));
+        }
         if r.kind != "baseline" {
             let muxes: Vec<String> = r
                 .per_mux
@@ -594,8 +772,11 @@ pub fn render(o: &Outcome) -> String {
                         }
                         _ => String::new(),
                     };
+                    let cpu = m
+                        .cpu_seconds
+                        .map_or(String::new(), |c| format!(", {c:.2} CPU-s"));
                     format!(
-                        "{n} {} (MUX counted {fwd}{drops}, {})",
+                        "{n} {} (MUX counted {fwd}{drops}{cpu}, {})",
                         m.at_sinks, m.phase_after
                     )
                 })
@@ -633,9 +814,11 @@ pub fn render(o: &Outcome) -> String {
     if let Some(m) = o.mux_pps {
         let _ = writeln!(
             s,
-            "  throughput   MUX path ({}): {:.3} Mpps delivered",
+            "  throughput   MUX path ({}): {:.3} Mpps delivered{}",
             o.io,
-            m / 1e6
+            m / 1e6,
+            o.mux_cpu_ns_per_packet
+                .map_or(String::new(), |ns| format!(", MUX CPU {ns:.0} ns/packet"))
         );
         for (name, _, b) in &o.baselines {
             let ratio = if *b > 0.0 { m / b } else { 0.0 };
@@ -691,6 +874,8 @@ mod tests {
             sent,
             dropped_on_send: 0,
             retries: 0,
+            tx: "batch 32".into(),
+            send_calls: sent.div_ceil(32),
             pps: sent as f64,
             flow_list: flows
                 .iter()
@@ -770,7 +955,117 @@ mod tests {
                 ("mux2".to_string(), (status(5, 0, 0), status(15, 0, 0))),
             ]
             .into(),
+            cpu: [
+                ("mux1".to_string(), (cpu(100, 5), cpu(110, 5))),
+                ("mux2".to_string(), (cpu(200, 10), cpu(205, 12))),
+            ]
+            .into(),
+            machine_cpu: (
+                Some(machine(1000, 500, 8000, 100)),
+                Some(machine(1100, 550, 8100, 150)),
+            ),
         }
+    }
+
+    fn cpu(utime: u64, stime: u64) -> Option<ProcCpu> {
+        Some(ProcCpu {
+            utime,
+            stime,
+            hz: 100,
+        })
+    }
+
+    fn machine(user: u64, system: u64, idle: u64, softirq: u64) -> MachineCpu {
+        MachineCpu {
+            user,
+            system,
+            idle,
+            softirq,
+            hz: 100,
+            ..MachineCpu::default()
+        }
+    }
+
+    #[test]
+    fn cpu_time_arithmetic() {
+        // 10 + 0 ticks at 100 Hz; a clock mismatch, a restart (time backwards) or a missing
+        // reading gives nothing.
+        assert_eq!(proc_cpu_seconds(&(cpu(100, 5), cpu(110, 5))), Some(0.1));
+        assert_eq!(proc_cpu_seconds(&(cpu(200, 10), cpu(205, 12))), Some(0.07));
+        assert_eq!(proc_cpu_seconds(&(cpu(200, 10), cpu(3, 1))), None);
+        assert_eq!(proc_cpu_seconds(&(cpu(1, 1), None)), None);
+        let other_hz = Some(ProcCpu {
+            utime: 500,
+            stime: 0,
+            hz: 250,
+        });
+        assert_eq!(proc_cpu_seconds(&(cpu(1, 1), other_hz)), None);
+        let m = machine_cpu_seconds(&(
+            Some(machine(1000, 500, 8000, 100)),
+            Some(machine(1100, 550, 8100, 150)),
+        ))
+        .unwrap();
+        // busy: user 100 + system 50 + softirq 50 = 200 ticks; idle 100 more.
+        assert_eq!(m.busy, 2.0);
+        assert_eq!(m.softirq, 0.5);
+        assert_eq!(m.available, 3.0);
+        assert_eq!(m.nice, 0.0);
+        let mut niced = machine(1100, 550, 8100, 150);
+        niced.nice = 25;
+        let m = machine_cpu_seconds(&(Some(machine(1000, 500, 8000, 100)), Some(niced))).unwrap();
+        assert_eq!((m.busy, m.nice, m.available), (2.25, 0.25, 3.25));
+        assert!(
+            machine_cpu_seconds(&(
+                Some(machine(1100, 550, 8100, 150)),
+                Some(machine(1000, 500, 8000, 100))
+            ))
+            .is_none()
+        );
+        assert_eq!(ns_per_packet(0.17, 20), Some(8_500_000.0));
+        assert_eq!(ns_per_packet(1.0, 0), None);
+    }
+
+    #[test]
+    fn mux_cpu_per_packet_is_printed_next_to_the_rates() {
+        let mut load = spread_round();
+        load.spec.name = "load".into();
+        load.spec.strict = false;
+        load.spec.throughput = true;
+        let mut base = spread_round();
+        base.spec = RoundSpec {
+            name: "linux-same-path".into(),
+            kind: "baseline".into(),
+            throughput: true,
+            ..RoundSpec::default()
+        };
+        base.cpu = BTreeMap::new();
+        let run = LabRun {
+            info: info(),
+            rounds: vec![load, base],
+        };
+        let o = evaluate(&run);
+        let r = &o.rounds[0];
+        assert_eq!(r.per_mux["mux1"].cpu_seconds, Some(0.1));
+        assert_eq!(r.per_mux["mux2"].cpu_seconds, Some(0.07));
+        // (0.1 + 0.07) s over 10 + 10 forwarded packets.
+        let ns = r.mux_cpu_ns_per_packet.unwrap();
+        assert!((ns - 8_500_000.0).abs() < 1e-3, "{ns}");
+        assert_eq!(o.mux_cpu_ns_per_packet, r.mux_cpu_ns_per_packet);
+        assert_eq!(
+            o.rounds[1].mux_cpu_ns_per_packet, None,
+            "no MUX CPU for a baseline"
+        );
+        assert_eq!(o.rounds[1].machine.unwrap().busy, 2.0);
+        let text = render(&o);
+        assert!(
+            text.contains("MUX 8500000 ns/packet forwarded; machine busy 2.00 of 3.00 CPU-s (100000000 ns/packet delivered, softirq 25000000) (generator tx batch 32)"),
+            "{text}"
+        );
+        assert!(text.contains(", 0.07 CPU-s, ready)"), "{text}");
+        assert!(
+            text.contains("MUX path (afxdp): 0.000 Mpps delivered, MUX CPU 8500000 ns/packet"),
+            "{text}"
+        );
     }
 
     fn moved_round(backend_of_first: &str) -> Round {
@@ -795,6 +1090,8 @@ mod tests {
                 ("mux2".to_string(), (status(15, 0, 0), status(35, 0, 0))),
             ]
             .into(),
+            cpu: BTreeMap::new(),
+            machine_cpu: (None, None),
         }
     }
 
@@ -826,7 +1123,7 @@ mod tests {
         assert!(text.contains("PASS"), "{text}");
         assert!(text.contains("per backend  10.0.21.2 10 (50 %)"), "{text}");
         assert!(
-            text.contains("mux1 10 (MUX counted 10, port drops rx 0 tx 1, ready)"),
+            text.contains("mux1 10 (MUX counted 10, port drops rx 0 tx 1, 0.10 CPU-s, ready)"),
             "{text}"
         );
     }
@@ -963,8 +1260,30 @@ mod tests {
             )
             .unwrap();
         }
+        for (name, (b, a)) in &r.cpu {
+            for (when, c) in [("before", b), ("after", a)] {
+                std::fs::write(
+                    rd.join(format!("cpu-{name}-{when}.json")),
+                    serde_json::to_string(c.as_ref().unwrap()).unwrap(),
+                )
+                .unwrap();
+            }
+        }
+        // As scripts/lab writes them.
+        std::fs::write(
+            rd.join("cpu-machine-before.json"),
+            r#"{"user": 1000, "nice": 0, "system": 500, "idle": 8000, "iowait": 0, "irq": 0, "softirq": 100, "hz": 100}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            rd.join("cpu-machine-after.json"),
+            r#"{"user": 1100, "nice": 0, "system": 550, "idle": 8100, "iowait": 0, "irq": 0, "softirq": 150, "hz": 100}"#,
+        )
+        .unwrap();
         let run = load(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(run.rounds[0].cpu, r.cpu);
+        assert_eq!(run.rounds[0].machine_cpu, r.machine_cpu);
         assert_eq!(run.rounds.len(), 1);
         assert_eq!(run.rounds[0].sinks.len(), 2);
         let o = evaluate(&run);

@@ -84,7 +84,7 @@ use super::heap_buf::HeapBuf;
 use super::{MIN_HEADROOM, PacketBuf, Port, PortStats};
 use ring::{Entry, RxRing};
 
-pub use raw::{MAX_CAPTURE, RawSocket};
+pub use raw::{MAX_CAPTURE, MAX_SEND_BATCH, RawSocket};
 pub use sys::enter_netns;
 
 /// Geometry and options of an [`AfPacketPort`].

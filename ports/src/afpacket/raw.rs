@@ -1,6 +1,7 @@
 //! A plain AF_PACKET socket for injecting and capturing frames one at a time.
 //!
-//! Not a data-path port: no ring, one syscall per frame. It serves the tests, the lab and
+//! Not a data-path port: no ring, one syscall per frame, or per up to [`MAX_SEND_BATCH`]
+//! frames with [`RawSocket::send_batch`] (`sendmmsg`, for generators). It serves the tests, the lab and
 //! simple generators, which need to put exact bytes on a wire and read back exactly what
 //! arrived. It sees every frame arriving on its interface, including those an XDP program
 //! passes to the kernel, but not the ones this host transmits (`PACKET_IGNORE_OUTGOING`). Like
@@ -22,6 +23,10 @@ use super::{AfPacketError, sys};
 /// The largest frame [`RawSocket::collect`] captures (VLAN tag included); a packet socket never
 /// delivers more than 64 KiB.
 pub const MAX_CAPTURE: usize = 65536 + 4;
+
+/// The most frames one [`RawSocket::send_batch`] call hands to the kernel (its headers live on
+/// the stack).
+pub const MAX_SEND_BATCH: usize = 64;
 
 /// An AF_PACKET socket bound to one interface (see the module doc).
 #[derive(Debug)]
@@ -53,6 +58,49 @@ impl RawSocket {
             ));
         }
         Ok(())
+    }
+
+    /// Transmits up to [`MAX_SEND_BATCH`] whole frames with one `sendmmsg(2)`, in order, without
+    /// blocking. Returns how many of the first frames the kernel accepted (at least one); the
+    /// error of the first frame when it accepted none (`WouldBlock`: socket buffer full,
+    /// `ENOBUFS`: the device dropped it). Frames past [`MAX_SEND_BATCH`] are not looked at: the
+    /// caller sends them next.
+    pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        let k = frames.len().min(MAX_SEND_BATCH);
+        if k == 0 {
+            return Ok(0);
+        }
+        let mut iovs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_SEND_BATCH];
+        for (iov, f) in iovs.iter_mut().zip(&frames[..k]) {
+            // The kernel only reads through this pointer (`sendmmsg` takes a mutable header
+            // only because it writes `msg_len`).
+            iov.iov_base = f.as_ptr().cast_mut().cast();
+            iov.iov_len = f.len();
+        }
+        // SAFETY: `mmsghdr` is plain data; all zeroes is a valid value (null name and control,
+        // no flags).
+        let mut hdrs: [libc::mmsghdr; MAX_SEND_BATCH] = unsafe { std::mem::zeroed() };
+        for (h, iov) in hdrs.iter_mut().zip(iovs.iter_mut()) {
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        // `iovs` and the borrowed `frames` outlive the call, as `sys::send_batch` requires.
+        let m = sys::send_batch(self.fd.as_raw_fd(), &mut hdrs[..k])?;
+        let m = m.min(k);
+        if hdrs[..m]
+            .iter()
+            .zip(&frames[..m])
+            .any(|(h, f)| h.msg_len as usize != f.len())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "packet socket sent part of a frame",
+            ));
+        }
+        Ok(m)
     }
 
     /// Waits up to `timeout` for one frame and copies it into `buf`, VLAN tag re-inserted.

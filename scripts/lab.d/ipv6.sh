@@ -257,6 +257,20 @@ NFT
                changed_mux: [$by[] | select([.[].mux] | unique | length > 1)] | length,
                changed_label: [$by[] | select([.[].label] | unique | length > 1)] | length}' >"$dir/retransmits.json"
     ip netns exec "$NS_ROUTER" nft delete table ip6 mux_lab_syn6
+    # The backends still hold those connections half-open and resend their SYN-ACKs (after
+    # 1, 3, 7 s...); the client, whose curl gave up, answers each with a reset through a MUX.
+    # Wait for them to end here: a reset arriving later lands in the next round's sinks as
+    # an encapsulated packet to a VIP they do not expect (`not_a_vip`, one per connection).
+    wait_for 30 "no half-open connection on a backend" ipv6_no_half_open ||
+        log "   (some backends still hold half-open connections from the retransmit check)"
+}
+
+# True when no backend namespace has a connection in SYN-RECV.
+ipv6_no_half_open() {
+    local h a
+    while read -r h a; do
+        [ -z "$(ip netns exec "$(backend_ns "$h" "$a")" ss -Htn state syn-recv 2>/dev/null)" ] || return 1
+    done < <(all_backends)
 }
 
 # ipv6_http_round NAME VIP SPEC_JSON LOAD_ARGS...: http_round's IPv6 twin, from the client's

@@ -2,36 +2,16 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::scratch::Scratch;
 use common::*;
 use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 
 fn mux() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mux"))
-}
-
-/// A scratch directory unique to this test run, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("mux-cli-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]

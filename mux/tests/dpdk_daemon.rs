@@ -20,26 +20,9 @@ use std::time::{Duration, Instant};
 
 use common::netns::{Netns, lab_available};
 use common::process::{free_port, signal, status, wait_for};
+use common::scratch::Scratch;
 use mux_packet::packet_builder::{PacketBuilder, tcp_flags::SYN};
 use mux_ports::afpacket::RawSocket;
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mux-dpdk-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running daemon; killed on drop if the test failed before stopping it.
 struct Daemon {

@@ -20,29 +20,12 @@ use std::time::{Duration, Instant};
 
 use common::netns::{Netns, lab_available};
 use common::process::{free_port, get, signal};
+use common::scratch::Scratch;
 use mux_packet::packet_builder::{PacketBuilder, tcp_flags::SYN};
 use mux_ports::afpacket::RawSocket;
 
 const MUX_IF: &str = "fa";
 const PEER_IF: &str = "fb";
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mux-flowlog-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The namespace lab: a veth pair, the daemon on one end, a raw socket on the other.
 struct Lab {

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::scratch::Scratch;
 use common::*;
 use mux::control::compile::{self, CompileOptions, FlowClock};
 use mux::control::registry::Registry;
@@ -248,26 +249,6 @@ fn two_muxes_started_at_different_generations() {
 
 fn mux() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mux"))
-}
-
-/// A scratch directory unique to this test run, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("mux-sc-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn write_capture(path: &PathBuf, frames: &[(u64, Vec<u8>)]) {

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use common::scratch::Scratch;
 use common::*;
 use mux::control::compile::{self, CompileOptions, FlowClock};
 use mux::control::registry::Registry;
@@ -47,25 +48,6 @@ maglev_table_size = 1009
 /// Generation 2: a third backend joins.
 fn gen2() -> String {
     GEN1.to_string() + "  [[vip.backend]]\n  address = \"10.1.0.3\"\n"
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("mux-trace-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Writes gen1.toml, gen2.toml and the history a MUX that ran generation 1 leaves behind.

@@ -5,6 +5,7 @@
 
 pub mod netns;
 pub mod process;
+pub mod scratch;
 
 use std::net::IpAddr;
 

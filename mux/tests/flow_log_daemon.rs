@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::{Netns, lab_available};
-use common::process::{free_port, get, signal};
+use common::process::{free_port, get, signal, terminate};
 use common::scratch::Scratch;
 use mux_packet::packet_builder::{PacketBuilder, tcp_flags::SYN};
 use mux_ports::afpacket::RawSocket;
@@ -197,20 +197,8 @@ impl Lab {
 
     /// SIGTERM, then waits (up to 15 s) for a clean exit.
     fn stop(&mut self) {
-        signal(&self.child, "TERM");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(code)) = self.child.try_wait() {
-                assert!(code.success(), "mux exited with {code}:\n{}", self.log());
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mux did not stop:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = self.dir.0.join("stderr");
+        terminate(&mut self.child, Duration::from_secs(15), &log);
     }
 }
 

@@ -702,6 +702,23 @@ mod tests {
         }
     }
 
+    /// The lab's imbalance VIP as a plant: 4 backends, load-aware on bytes every 2 s (bounds
+    /// 10 %..400 %), and the slots the static table gives the first backend (where every heavy
+    /// flow comes from).
+    fn heavy_slice_plant() -> (Vec<Vip>, crate::config::LoadAware, Vec<bool>) {
+        let v = plant_vip(
+            4,
+            "[vip.load_aware]\nsignal = \"bytes\"\ninterval_seconds = 2\nmin_percent = 10\n",
+        );
+        let rule = v[0].load_aware().unwrap();
+        let heavy_slots = table(&v[0], &LoadWeights::default())
+            .slots()
+            .iter()
+            .map(|&i| i == 0)
+            .collect();
+        (v, rule, heavy_slots)
+    }
+
     /// The largest |ln a − ln b| over the backends: how far apart two MUXes' factors are.
     fn apart(f: &[Vec<f64>; 2]) -> f64 {
         f[0].iter()
@@ -716,16 +733,7 @@ mod tests {
         // slots the static table gives 10.1.0.1 (2 a second, each lasting 4 s: two
         // intervals of lag), light flows (1 % of the bytes) from anywhere; two MUXes each
         // send half of the new flows and see the same total load, revising 1 s apart.
-        let v = plant_vip(
-            4,
-            "[vip.load_aware]\nsignal = \"bytes\"\ninterval_seconds = 2\nmin_percent = 10\n",
-        );
-        let rule = v[0].load_aware().unwrap();
-        let heavy_slots: Vec<bool> = table(&v[0], &LoadWeights::default())
-            .slots()
-            .iter()
-            .map(|&i| i == 0)
-            .collect();
+        let (v, rule, heavy_slots) = heavy_slice_plant();
         let mut plant = Plant {
             v: v.clone(),
             heavy_slots,
@@ -810,16 +818,7 @@ mod tests {
     fn two_muxes_under_whole_heavy_flows_stay_close_and_off_the_bounds() {
         // The same plant with whole flows: one new heavy download a second through each MUX,
         // from a pseudo-random slot of the heavy slice.
-        let v = plant_vip(
-            4,
-            "[vip.load_aware]\nsignal = \"bytes\"\ninterval_seconds = 2\nmin_percent = 10\n",
-        );
-        let rule = v[0].load_aware().unwrap();
-        let heavy_slots: Vec<bool> = table(&v[0], &LoadWeights::default())
-            .slots()
-            .iter()
-            .map(|&i| i == 0)
-            .collect();
+        let (v, rule, heavy_slots) = heavy_slice_plant();
         for seed in 1..=4u64 {
             let mut plant = Plant {
                 v: v.clone(),

@@ -59,3 +59,19 @@ pub fn signal(child: &Child, sig: &str) {
         .unwrap();
     assert!(ok.success());
 }
+
+/// SIGTERM to `child`, then waits up to `limit` for it to exit with success; on failure or
+/// timeout panics with the daemon's log, `log_file`.
+pub fn terminate(child: &mut Child, limit: Duration, log_file: &std::path::Path) {
+    let log = || std::fs::read_to_string(log_file).unwrap_or_default();
+    signal(child, "TERM");
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(code)) = child.try_wait() {
+            assert!(code.success(), "mux exited with {code}:\n{}", log());
+            return;
+        }
+        assert!(Instant::now() < deadline, "mux did not stop:\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

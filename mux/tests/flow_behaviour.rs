@@ -374,6 +374,45 @@ fn a_failed_backend_keeps_its_flows_for_the_grace_then_they_move() {
 }
 
 #[test]
+fn a_new_connection_on_a_kept_4_tuple_leaves_a_failed_backend() {
+    // A client that reuses its port for a new connection while the old connection's entry is
+    // still kept (closing, or within the grace) must not be sent to the dead backend: the grace
+    // keeps connections the backend carried, and a bare SYN starts another one.
+    let origin = Instant::now();
+    let mut registry = Registry::default();
+    let healthy = compile_with(&three(), &mut registry, 1, &CompileOptions::default());
+    let mut w = worker(1 << 14);
+    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
+    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let fins: Vec<_> = (0..300).map(|i| client_packet(i, FIN | ACK)).collect();
+    assert_eq!(
+        backends_of(&run_on(&mut w, &healthy, 2, &fins).transmitted),
+        first
+    );
+    let on_failed = first.iter().filter(|b| **b == [10, 1, 0, 2]).count();
+    assert!(on_failed > 50);
+
+    let sick = compile_with(&three(), &mut registry, 2, &failing("10.1.0.2", origin, 10));
+    let syns: Vec<_> = (0..300).map(|i| client_packet(i, SYN)).collect();
+    let out = run_on(&mut w, &sick, 11, &syns);
+    let after = backends_of(&out.transmitted);
+    assert!(
+        after.iter().all(|b| *b != [10, 1, 0, 2]),
+        "a new connection was sent to the failed backend"
+    );
+    let moved = first.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert_eq!(moved, on_failed, "only the failed backend's 4-tuples moved");
+    assert_eq!(out.counters.flows_rehashed_new_on_failed, on_failed as u64);
+    assert_eq!(out.counters.failed_backend_grace_hits, 0);
+
+    // The new connection sticks to where it went, and the entry is a new one (SYN-only): its
+    // handshake completes there.
+    let out = run_on(&mut w, &sick, 12, &acks);
+    assert_eq!(backends_of(&out.transmitted), after);
+    assert_eq!(out.counters.failed_backend_grace_hits, 0);
+}
+
+#[test]
 fn a_backend_that_recovers_within_its_grace_keeps_every_flow() {
     let origin = Instant::now();
     let mut registry = Registry::default();

@@ -95,11 +95,15 @@ pub fn replay_summary(outcome: &ReplayOutcome, input: &Path, output: &Path) -> S
     );
     let _ = writeln!(
         s,
-        "flows: {} new, {} hits, {} re-hashed ({} after a failed backend's grace, {} after a drain deadline), {} evicted, {} table-full; {} fragments, {} ICMP errors routed to backends",
+        "flows: {} new, {} hits, {} re-hashed ({} after a failed backend's grace, {} new connections off a failed backend, {} after a drain deadline), {} evicted, {} table-full; {} fragments, {} ICMP errors routed to backends",
         c.new_flows,
         c.flow_hits,
-        c.flows_rehashed + c.flows_rehashed_after_grace + c.flows_rehashed_after_drain,
+        c.flows_rehashed
+            + c.flows_rehashed_after_grace
+            + c.flows_rehashed_new_on_failed
+            + c.flows_rehashed_after_drain,
         c.flows_rehashed_after_grace,
+        c.flows_rehashed_new_on_failed,
         c.flows_rehashed_after_drain,
         c.flows_evicted,
         c.flow_table_full,

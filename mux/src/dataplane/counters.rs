@@ -102,6 +102,10 @@ worker_counters! {
     /// whose entry pointed at a backend past its drain deadline: the flow was re-hashed with
     /// Maglev and its entry updated.
     flows_rehashed_after_drain => FlowEvent("rehashed_after_drain"),
+    /// Bare SYNs (a client starting a new connection on a 4-tuple whose entry is still kept)
+    /// whose entry pointed at a failed backend within its grace: the grace keeps the
+    /// connections the backend had, not new ones, so the flow was re-hashed with Maglev.
+    flows_rehashed_new_on_failed => FlowEvent("rehashed_new_connection_on_failed"),
     /// New flows that replaced a live entry because both their buckets were full and no room
     /// could be made by moving entries (a table beyond about 95 % full).
     flows_evicted => FlowEvent("evicted"),
@@ -414,6 +418,7 @@ mod tests {
             flows_rehashed: 1,
             flows_rehashed_after_grace: 1,
             flows_rehashed_after_drain: 1,
+            flows_rehashed_new_on_failed: 1,
             flows_evicted: 1,
             flow_table_full: 1,
             fragments_forwarded: 1,

@@ -104,6 +104,9 @@ enum Rehash {
     AfterGrace,
     /// The backend passed its drain deadline.
     AfterDrain,
+    /// A bare SYN, a new connection on the 4-tuple, found the backend failed (within its
+    /// grace, which keeps only the connections it already carries).
+    NewOnFailed,
 }
 
 /// Which sub-count of `forwarded` a fragment or an ICMP error goes to once encapsulated.
@@ -508,12 +511,18 @@ impl Pipeline {
             let id = entry.backend();
             let why = match snap.backend(id) {
                 Some(b) if b.vip_id == vip.id => match b.pinned(now) {
+                    Pinned::Kept if b.state != BackendState::Failed => {
+                        entry.refresh(state, expires);
+                        self.counters.flow_hits += 1;
+                        return Ok(FlowDecision::Backend { id, stable: None });
+                    }
+                    // The grace keeps established connections, not new ones: a bare SYN on
+                    // the 4-tuple (a client reusing its port) belongs on a backend that is up.
+                    Pinned::Kept if tcp.is_some_and(|t| t.syn && !t.ack) => Rehash::NewOnFailed,
                     Pinned::Kept => {
                         entry.refresh(state, expires);
                         self.counters.flow_hits += 1;
-                        if b.state == BackendState::Failed {
-                            self.counters.failed_backend_grace_hits += 1;
-                        }
+                        self.counters.failed_backend_grace_hits += 1;
                         return Ok(FlowDecision::Backend { id, stable: None });
                     }
                     Pinned::Cut(CutoffReason::FailedGrace) => Rehash::AfterGrace,
@@ -530,11 +539,20 @@ impl Pipeline {
             };
             let stable = stable.unwrap_or_else(|| stable_hash::flow_hash(&parsed.key));
             let id = vip.pick(stable).ok_or(DropReason::NoBackend)?;
+            let (state, expires) = match why {
+                // The old connection's state does not carry over to the new one.
+                Rehash::NewOnFailed => (
+                    FlowState::TcpSynOnly,
+                    expiry(now, &vip.timeouts, FlowState::TcpSynOnly),
+                ),
+                _ => (state, expires),
+            };
             entry.set(id, state, expires);
             match why {
                 Rehash::Removed => self.counters.flows_rehashed += 1,
                 Rehash::AfterGrace => self.counters.flows_rehashed_after_grace += 1,
                 Rehash::AfterDrain => self.counters.flows_rehashed_after_drain += 1,
+                Rehash::NewOnFailed => self.counters.flows_rehashed_new_on_failed += 1,
             }
             return Ok(FlowDecision::Backend {
                 id,

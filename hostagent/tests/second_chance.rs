@@ -15,10 +15,10 @@ use std::time::{Duration, SystemTime};
 use hostagent::config;
 use hostagent::dataplane::{ConnKey, DataPath, DropReason, ServiceTable, Verdict};
 use hostagent::io::state_file;
-use mux_packet::checksum;
 use mux_packet::flow_key::{FlowKey, canonical_addr};
 use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
 use mux_packet::stable_hash;
+use mux_packet::{checksum, claim_horizon};
 
 const SERVICES_A: &str = r#"
 [[service]]   # 0
@@ -514,6 +514,76 @@ fn a_connection_learned_from_a_reply_is_known() {
     );
     assert!(matches!(verdict, Verdict::Deliver { .. }));
     assert!(a.carries(&ConnKey::new(ip(CLIENT), 5300, ip("10.0.21.2"), 53, 17)));
+}
+
+/// The claim horizon (docs/second-chance.md): a UDP flow last seen before the MUX's table
+/// that named the alternative arrived may be an older flow on the same 5-tuple (a client
+/// reusing its port); it is not claimed, and forgotten, so the flow's later packets (no
+/// horizon) go to the alternative too. A flow seen within the horizon, or a packet without
+/// one, is claimed as before; TCP ignores it.
+#[test]
+fn a_udp_flow_seen_before_the_claim_horizon_is_not_claimed() {
+    let mut a = agent_a();
+    let to_a = |inner: &[u8], flags: u8| v4_outer(MUX, "10.0.21.2", "10.0.22.2", flags, 0, inner);
+    let plain = |inner: &[u8]| {
+        PacketBuilder::raw(ip(MUX), ip("10.0.21.2"), 4)
+            .payload(inner.to_vec())
+            .build_ip()
+    };
+    let horizon = |secs: u64| claim_horizon::to_flags(claim_horizon::encode(secs * 1000));
+    // Two UDP flows delivered here at second 100; a TCP connection too.
+    a.set_clock(100);
+    let (old, recent) = (udp(CLIENT, 5310, VIP), udp(CLIENT, 5311, VIP));
+    let conn = tcp(CLIENT, 40090, VIP, ACK);
+    for p in [&old, &recent, &conn] {
+        assert!(matches!(
+            decap(&mut a, &plain(p)).0,
+            Verdict::Deliver { .. }
+        ));
+    }
+    a.set_clock(130);
+    assert!(matches!(
+        decap(&mut a, &plain(&recent)).0,
+        Verdict::Deliver { .. }
+    ));
+    // Second 140: a table that arrived 20 s ago (second 120) named the alternative.
+    a.set_clock(140);
+    let before = a.counters().second_chance;
+    let (verdict, _) = decap(&mut a, &to_a(&old, horizon(20)));
+    assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");
+    let (verdict, _) = decap(&mut a, &to_a(&recent, horizon(20)));
+    assert!(
+        matches!(verdict, Verdict::Deliver { .. }),
+        "seen at 130: {verdict:?}"
+    );
+    let (verdict, _) = decap(&mut a, &to_a(&conn, horizon(20)));
+    assert!(
+        matches!(verdict, Verdict::Deliver { .. }),
+        "TCP: {verdict:?}"
+    );
+    let after = a.counters().second_chance;
+    assert_eq!(after.forwarded - before.forwarded, 1);
+    assert_eq!(after.delivered_known - before.delivered_known, 2);
+    assert_eq!(a.counters().connections.before_horizon, 1);
+    // Forgotten: the flow's next packet, which carries no horizon, goes to the alternative.
+    let (verdict, _) = decap(&mut a, &to_a(&old, 0));
+    assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");
+    assert!(!a.carries(&ConnKey::new(ip(CLIENT), 5310, ip("10.0.21.2"), 53, 17)));
+    // Without a horizon (a MUX that sends none, or a transient table) memory claims as before.
+    let other = udp(CLIENT, 5312, VIP);
+    assert!(matches!(
+        decap(&mut a, &plain(&other)).0,
+        Verdict::Deliver { .. }
+    ));
+    a.set_clock(200);
+    let (verdict, _) = decap(&mut a, &to_a(&other, 0));
+    assert!(matches!(verdict, Verdict::Deliver { .. }), "{verdict:?}");
+    // The horizon is inclusive: seen exactly `horizon` seconds ago still claims.
+    let (verdict, _) = decap(&mut a, &to_a(&recent, horizon(70)));
+    assert!(
+        matches!(verdict, Verdict::Deliver { .. }),
+        "seen at 130, horizon 70: {verdict:?}"
+    );
 }
 
 #[test]

@@ -21,6 +21,7 @@ use mux::control::table_history::{Generation, SETTLED_MS, TableHistory, TableInp
 use mux::dataplane::snapshot::Snapshot;
 use mux::dataplane::verdict::Verdict;
 use mux_packet::checksum;
+use mux_packet::claim_horizon;
 use mux_packet::flow_key::{FlowKey, canonical_addr};
 use mux_packet::packet_builder::{PacketBuilder, tcp_flags::*};
 use mux_packet::stable_hash;
@@ -648,6 +649,99 @@ fn a_second_chance_flow_keeps_its_primary_and_alternative_across_later_tables() 
     let other = PacketBuilder::tcp(client4(), 41002, web, 80, SYN).build();
     let out = run_on(&mut w, &snaps[3], 32, std::slice::from_ref(&other));
     assert_eq!(out.transmitted[0], plain_v4(&other, [10, 1, 0, 9]));
+}
+
+/// The snapshots of three generations of the fixture (the `dns` VIP's backends: 10.1.0.9,
+/// then 10.1.0.2, then 10.1.0.2 draining and 10.1.0.3), compiled at flow seconds 0, 10 and
+/// 10 + `in_force`: generation 2's previous table is generation 1's, whose arrival (second
+/// 10) is known.
+fn three_generations(in_force: u64) -> Snapshot {
+    let clock = clock();
+    let options = CompileOptions {
+        clock,
+        ..CompileOptions::default()
+    };
+    let gen0 = config(1, 120).replacen(
+        "  address = \"10.1.0.2\"\n",
+        "  address = \"10.1.0.9\"\n",
+        1,
+    );
+    let mut registry = Registry::default();
+    let mut history = TableHistory::default();
+    let mut last = None;
+    for (i, (text, at)) in [
+        (gen0, 0),
+        (config(1, 120), 10),
+        (config(2, 120), 10 + in_force),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let cfg = mux::config::parse(text, "sc.toml").expect("valid");
+        let (snap, h) = compile::compile_with_history(
+            &cfg,
+            &mut registry,
+            i as u64 + 1,
+            &options,
+            &history,
+            clock.origin_unix + Duration::from_secs(*at),
+        )
+        .expect("compiles");
+        history = h;
+        last = Some(snap);
+    }
+    last.expect("three generations")
+}
+
+/// The option's flags byte of an outer IPv4 frame with the option.
+fn option_flags(frame: &[u8]) -> u8 {
+    assert_eq!(
+        frame[14 + 20],
+        0x1e,
+        "the option follows the 20-byte header"
+    );
+    frame[14 + 20 + 2]
+}
+
+/// The claim horizon (docs/second-chance.md): the packet that creates a flow's second-chance
+/// entry says how long ago the table that named the alternative arrived, rounded up, when
+/// that table was settled; the flow's later packets, and an alternative from a transient
+/// table, say nothing (0).
+#[test]
+fn the_first_packet_carries_the_age_of_a_settled_alternative_table() {
+    let settled = three_generations(30);
+    let mut w = worker(4096);
+    let udp = PacketBuilder::udp(client4(), 5353, ip("192.0.2.53"), 53).build();
+    // Second 55: generation 1 arrived 45 s ago and stood 30 s.
+    let out = run_on(&mut w, &settled, 55, &[udp.clone(), udp.clone()]);
+    assert_eq!(out.transmitted.len(), 2);
+    let first = option_flags(&out.transmitted[0]);
+    assert_eq!(first & 1, 0, "a MUX never sets forwarded");
+    assert_eq!(
+        claim_horizon::decode(claim_horizon::from_flags(first)),
+        Some(45)
+    );
+    assert_eq!(option_flags(&out.transmitted[1]), 0, "the entry's packets");
+    // Otherwise byte for byte the same: only the flags and the header checksum differ, and
+    // both headers sum to zero.
+    let (a, b) = (&out.transmitted[0], &out.transmitted[1]);
+    let differ: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+    assert!(
+        differ
+            .iter()
+            .all(|i| [14 + 10, 14 + 11, 14 + 22].contains(i)),
+        "{differ:?}"
+    );
+    for frame in [a, b] {
+        assert_eq!(checksum::internet_checksum(&frame[14..14 + 28]), 0);
+    }
+
+    // Generation 1 stood 1 s: transient, no horizon.
+    let transient = three_generations(1);
+    let mut w = worker(4096);
+    let out = run_on(&mut w, &transient, 15, std::slice::from_ref(&udp));
+    assert_eq!(out.counters.second_chance_sent, 1);
+    assert_eq!(option_flags(&out.transmitted[0]), 0);
 }
 
 #[test]

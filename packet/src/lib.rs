@@ -8,6 +8,8 @@
 //! - [`maglev`]: the weighted Maglev lookup-table builder.
 //! - [`packet_builder`]: whole frames from a description, for fixtures, benchmarks and generators.
 //! - [`drop_reasons`]: the macro both data paths declare their drop reasons with.
+//! - [`claim_horizon`]: the second-chance option's horizon for an agent's UDP memory (both
+//!   sides read and write it).
 //!
 //! Why a crate of its own: this is the code every packet goes through and every parser fuzz
 //! target exercises, so it is kept free of `unsafe` (denied here, not merely by the workspace
@@ -16,6 +18,7 @@
 #![deny(unsafe_code)]
 
 pub mod checksum;
+pub mod claim_horizon;
 pub mod drop_reasons;
 pub mod flow_key;
 pub mod maglev;

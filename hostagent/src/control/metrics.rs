@@ -18,7 +18,7 @@
 //!   `delivered_syn`, `delivered_known`, `delivered_local_alternative`,
 //!   `delivered_cannot_forward`, `forwarded`;
 //! - `hostagent_connection_events_total{event}` — the connection table: `inserts`,
-//!   `restored`, `expiries`, `displaced`, `table_full`; gauges `hostagent_connections`
+//!   `restored`, `expiries`, `displaced`, `table_full`, `before_horizon`; gauges `hostagent_connections`
 //!   (occupied entries) and `hostagent_connections_capacity`;
 //! - `hostagent_state_file_writes_total{result}` (`ok`, `failed`) and
 //!   `hostagent_state_file_entries` (in the last snapshot written);

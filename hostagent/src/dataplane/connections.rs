@@ -360,6 +360,24 @@ impl ConnTable {
             .map(|e| e.state)
     }
 
+    /// The state of `key` and the second it expires, if it is live at `now`.
+    #[inline]
+    pub fn entry_of(&self, key: &ConnKey, now: u32) -> Option<(ConnState, u32)> {
+        let (bucket, sig) = self.locate(key);
+        let slot = self.slot_of(bucket, sig, key)?;
+        let expires = self.buckets.get(bucket)?.expires[slot];
+        let state = self.entries.get(bucket * SLOTS_PER_BUCKET + slot)?.state;
+        (expires > now).then_some((state, expires))
+    }
+
+    /// Ends `key`'s entry now (it expires; the sweep clears and counts it like any other).
+    pub fn forget(&mut self, key: &ConnKey) {
+        let (bucket, sig) = self.locate(key);
+        if let Some(slot) = self.slot_of(bucket, sig, key) {
+            self.buckets[bucket].expires[slot] = 0;
+        }
+    }
+
     /// Records a packet of `key` at `now` with `tcp_flags` (0 for UDP): a live entry gets its
     /// new state and expiry, otherwise one is inserted (see "A full bucket").
     #[inline]

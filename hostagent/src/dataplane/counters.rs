@@ -100,6 +100,10 @@ pub struct ConnectionCounters {
     /// Connections that could not be entered: their bucket held only live established-TCP and
     /// UDP entries. Their packets were still delivered; the agent just does not remember them.
     pub table_full: u64,
+    /// UDP flows this agent remembered only from before a packet's claim horizon (the MUX's
+    /// table that named the alternative arrived after this agent last saw the flow): not
+    /// claimed, the packet forwarded, and the memory ended (the sweep then counts its expiry).
+    pub before_horizon: u64,
     /// Gauge: occupied entries (live, plus expired ones the sweep clears within a second).
     pub occupied: u64,
     /// Gauge: the table's capacity.
@@ -109,13 +113,14 @@ pub struct ConnectionCounters {
 impl ConnectionCounters {
     /// Every event counter with its name (as in `/v1/status` and the `event` label of
     /// `hostagent_connection_events_total`).
-    pub fn events(&self) -> [(&'static str, u64); 5] {
+    pub fn events(&self) -> [(&'static str, u64); 6] {
         [
             ("inserts", self.inserts),
             ("restored", self.restored),
             ("expiries", self.expiries),
             ("displaced", self.displaced),
             ("table_full", self.table_full),
+            ("before_horizon", self.before_horizon),
         ]
     }
 }

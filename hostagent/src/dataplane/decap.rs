@@ -15,7 +15,8 @@
 //!    deliver;
 //! 2. a TCP SYN without ACK → deliver;
 //! 3. a connection in the table (client address and port, backend address and port,
-//!    protocol) → deliver;
+//!    protocol) → deliver; a UDP flow only if last seen within the option's claim horizon
+//!    (otherwise it is forgotten: see `DataPath::claims`);
 //! 4. otherwise forward to the alternative — unless the alternative is a DIP of this agent:
 //!    then deliver, to the alternative's backend if that one carries the connection (two
 //!    backends on one host), else as addressed; and unless the agent has no tunnel source of
@@ -136,7 +137,7 @@ impl DataPath {
             {
                 Delivery::Syn
             }
-            Some(_) if self.carries(&key) => Delivery::Known,
+            Some(alt) if self.claims(&key, alt.claim_horizon(), index) => Delivery::Known,
             Some(alt) if self.table.is_dip(alt.address) => {
                 // Two backends of the service on this host: the alternative gets the packet,
                 // as a remote alternative would get it forwarded. Whether or not it carries

@@ -130,6 +130,34 @@ impl DataPath {
         )
     }
 
+    /// Whether a backend here claims `key` (service `index`) for a packet whose option says
+    /// `horizon` (`Alternative::claim_horizon`): [`Self::carries`], except that a UDP flow
+    /// last seen more than `horizon` seconds ago is not claimed, and forgotten. UDP has no
+    /// SYN: that memory may be of an older flow on the same 5-tuple (a client reusing its
+    /// port), while the flow now speaking started after the MUX's table that named the
+    /// alternative arrived, and lives there. Forgotten, so the flow's later packets (which
+    /// carry no horizon) are not claimed either. TCP needs no horizon: its SYN and FIN say
+    /// where connections begin and end.
+    pub fn claims(&mut self, key: &ConnKey, horizon: Option<u32>, index: usize) -> bool {
+        let Some((state, expires)) = self.connections.entry_of(key, self.now) else {
+            return false;
+        };
+        match (state, horizon) {
+            (ConnState::TcpClosing, _) => false,
+            (ConnState::Udp, Some(horizon)) => {
+                let timeout = state.timeout(self.table.timeouts(index));
+                let last_seen = expires.saturating_sub(timeout);
+                if last_seen.saturating_add(horizon) >= self.now {
+                    return true;
+                }
+                self.connections.forget(key);
+                self.counters.connections.before_horizon += 1;
+                false
+            }
+            _ => true,
+        }
+    }
+
     /// One step of the connection sweep (see [`ConnTable::sweep_step`]): clears up to
     /// `max_buckets` buckets' expired entries (counted) and copies their live ones into `out`.
     /// Returns `true` when the step finished a pass over the table. Between bursts only.

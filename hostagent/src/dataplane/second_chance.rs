@@ -39,7 +39,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use mux_packet::checksum;
+use mux_packet::{checksum, claim_horizon};
 
 /// The option type of the alternative, in IPv4 options and IPv6 Destination Options alike.
 pub const OPTION_TYPE: u8 = 0x1E;
@@ -60,7 +60,8 @@ pub const OUTER_TTL: u8 = 64;
 pub struct Alternative {
     /// The alternative DIP: where the agent forwards a packet of a connection it lacks.
     pub address: IpAddr,
-    /// The option's flags byte as received ([`FLAG_FORWARDED`]; other bits ignored).
+    /// The option's flags byte as received: [`FLAG_FORWARDED`], and bits 1–7 the claim
+    /// horizon ([`Alternative::claim_horizon`]).
     pub flags: u8,
     /// The option's hop count as received: 0 from a MUX, 1 after an agent forwarded it.
     pub hops: u8,
@@ -72,6 +73,14 @@ impl Alternative {
     #[inline]
     pub fn already_forwarded(&self) -> bool {
         self.flags & FLAG_FORWARDED != 0 || self.hops != 0
+    }
+
+    /// How far back, in seconds, this agent's memory of a UDP flow may reach and still claim
+    /// it (`mux_packet::claim_horizon`: the MUX's table that named the alternative arrived
+    /// that long ago); `None`: any memory claims.
+    #[inline]
+    pub fn claim_horizon(&self) -> Option<u32> {
+        claim_horizon::decode(claim_horizon::from_flags(self.flags))
     }
 }
 

@@ -28,7 +28,7 @@ use mux_packet::maglev::{self, MaglevBackend};
 use crate::control::load_weights;
 use crate::control::registry::{IdsExhausted, Registry};
 use crate::control::table_history::{
-    Generation, TableHistory, TableInputs, TableMember, VipHistory,
+    Generation, SETTLED_MS, TableHistory, TableInputs, TableMember, VipHistory,
 };
 use crate::dataplane::flow_log::FlowSample;
 use crate::dataplane::rate_limit::RateLimit;
@@ -71,6 +71,20 @@ impl FlowClock {
     /// The first second at which the wall-clock instant `t` has passed (0 if before the origin).
     pub fn second_at_unix(&self, t: SystemTime) -> u32 {
         Self::second_from(t.duration_since(self.origin_unix).unwrap_or_default())
+    }
+
+    /// The flow-clock microsecond of the wall-clock instant `unix_ms` (negative before the
+    /// origin).
+    pub fn micros_at_unix_ms(&self, unix_ms: u64) -> i64 {
+        let origin = self
+            .origin_unix
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let origin_us = i64::try_from(origin.as_micros()).unwrap_or(i64::MAX);
+        i64::try_from(unix_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000)
+            .saturating_sub(origin_us)
     }
 
     /// The first second at which `since + after` has passed.
@@ -369,6 +383,8 @@ fn previous_tables(
                 backends,
                 until: clock.second_at_unix(until),
                 since_unix_ms: r.since_unix_ms,
+                settled_since_us: (r.since_unix_ms != 0 && r.in_force_ms() >= SETTLED_MS)
+                    .then(|| clock.micros_at_unix_ms(r.since_unix_ms)),
                 replaced_unix_ms: r.replaced_unix_ms,
                 until_unix_ms: unix_ms(until),
             })

@@ -60,7 +60,7 @@
 //! ring is full. Without `[flow_log]` that is one test of an `Option` per new flow; hits
 //! never see it.
 
-use mux_packet::stable_hash;
+use mux_packet::{claim_horizon, stable_hash};
 use mux_ports::PacketBuf;
 
 use super::clock::BurstTime;
@@ -85,11 +85,13 @@ enum FlowDecision {
     /// To backend `id`. `stable` is the flow's stable hash when it was computed on the way (a
     /// miss or a re-hash), for the outer IPv6 flow label.
     Backend { id: u32, stable: Option<u64> },
-    /// To backend `id`, naming backend `alternative` in the outer header (second chance).
+    /// To backend `id`, naming backend `alternative` in the outer header (second chance), with
+    /// the claim horizon code `horizon` (`mux_packet::claim_horizon`).
     SecondChance {
         id: u32,
         alternative: u32,
         stable: u64,
+        horizon: u8,
     },
     /// Nowhere: the flow's backend passed its drain deadline; answer the client with a reset.
     Reset,
@@ -282,13 +284,14 @@ impl Pipeline {
                         id,
                         alternative,
                         stable,
+                        horizon,
                     }) => {
                         return self.send_with_alternative(
                             snap,
                             vip,
                             id,
                             stable,
-                            alternative,
+                            (alternative, horizon),
                             buf,
                             s,
                         );
@@ -447,7 +450,7 @@ impl Pipeline {
         vip: &Vip,
         backend_id: u32,
         stable: u64,
-        alternative: u32,
+        (alternative, horizon): (u32, u8),
         buf: &mut B,
         s: &Slot,
     ) -> Verdict {
@@ -471,6 +474,7 @@ impl Pipeline {
                 parsed,
                 backend,
                 alt,
+                claim_horizon::to_flags(horizon),
                 &snap.parts,
                 ident,
                 entropy,
@@ -744,10 +748,14 @@ impl Pipeline {
                     stable: Some(stable),
                 }
             } else {
+                // The horizon is for the agent's first decision about the flow (made on the
+                // packet that created this entry): a later, stricter one would make it refuse
+                // a flow it claimed and has been delivering, after an idle spell.
                 FlowDecision::SecondChance {
                     id: primary,
                     alternative,
                     stable,
+                    horizon: 0,
                 }
             });
         }
@@ -765,6 +773,7 @@ impl Pipeline {
             id: current,
             alternative,
             stable,
+            horizon: snap.claim_horizon(vip, stable, alternative, self.burst_micros),
         })
     }
 

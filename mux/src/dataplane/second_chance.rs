@@ -22,8 +22,10 @@
 //! | IPv4 | option length 8, header 28 bytes | option length 20, header 40 bytes |
 //! | IPv6 | optlen 6, 16-byte extension (PadN of 6) | optlen 18, 24-byte extension (PadN of 2) |
 //!
-//! The MUX always sends `flags` 0 and `hops` 0: setting `forwarded` and `hops` 1 is the host
-//! agent's job on the one hop it may add.
+//! The MUX sends `hops` 0 and `flags` with `forwarded` clear and bits 1–7 the claim horizon
+//! (`mux_packet::claim_horizon`: how long ago the table that named the alternative came into
+//! force; 0 when it was transient or its start is unknown): setting `forwarded` and `hops` 1
+//! is the host agent's job on the one hop it may add.
 //!
 //! # Why a path of its own
 //!
@@ -93,13 +95,16 @@ fn address_bytes(b: &Backend) -> &[u8] {
 
 /// Encapsulates the parsed packet in `buf` toward `backend`, naming `alternative` in the outer
 /// header. Same rules as [`super::encap::encapsulate`] otherwise (outer TTL, DSCP/ECN, DF,
-/// identification, flow label). The caller has checked the MTU with [`extra_len`] included.
+/// identification, flow label). `flags` is the option's flags byte (the claim horizon; never
+/// `forwarded`). The caller has checked the MTU with [`extra_len`] included.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub fn encapsulate_with_alternative<B: PacketBuf>(
     buf: &mut B,
     parsed: &Parsed,
     backend: &Backend,
     alternative: &Backend,
+    flags: u8,
     snap: &SnapshotParts,
     ident: u16,
     entropy: u64,
@@ -132,6 +137,7 @@ pub fn encapsulate_with_alternative<B: PacketBuf>(
             src,
             backend,
             alternative,
+            flags,
             parsed,
             inner_protocol,
             ident,
@@ -154,17 +160,24 @@ pub fn encapsulate_with_alternative<B: PacketBuf>(
         .emit(&mut ipv6::Packet::new_unchecked(
             &mut out[..ipv6::HEADER_LEN],
         ));
-        write_destination_options(&mut out[ipv6::HEADER_LEN..], alternative, inner_protocol);
+        write_destination_options(
+            &mut out[ipv6::HEADER_LEN..],
+            alternative,
+            flags,
+            inner_protocol,
+        );
     }
     Ok(())
 }
 
 /// The outer IPv4 header with the option (`out` is exactly its 28 or 40 bytes).
+#[allow(clippy::too_many_arguments)]
 fn write_v4(
     out: &mut [u8],
     src: [u8; 4],
     backend: &Backend,
     alternative: &Backend,
+    flags: u8,
     parsed: &Parsed,
     protocol: IpProtocol,
     ident: u16,
@@ -186,7 +199,7 @@ fn write_v4(
     let opt = &mut out[ipv4::HEADER_LEN..];
     opt[0] = OPTION_TYPE;
     opt[1] = option as u8;
-    opt[2] = 0; // flags
+    opt[2] = flags;
     opt[3] = 0; // hops
     opt[4..].copy_from_slice(address_bytes(alternative));
     let check = checksum::internet_checksum(out);
@@ -195,13 +208,13 @@ fn write_v4(
 
 /// The Destination Options header (`out` is exactly its 16 or 24 bytes): the option, then
 /// one PadN filling the rest.
-fn write_destination_options(out: &mut [u8], alternative: &Backend, inner: IpProtocol) {
+fn write_destination_options(out: &mut [u8], alternative: &Backend, flags: u8, inner: IpProtocol) {
     let address = address_bytes(alternative);
     out[0] = u8::from(inner);
     out[1] = (out.len() / 8 - 1) as u8;
     out[2] = OPTION_TYPE;
     out[3] = (2 + address.len()) as u8;
-    out[4] = 0; // flags
+    out[4] = flags;
     out[5] = 0; // hops
     let end = 6 + address.len();
     out[6..end].copy_from_slice(address);
@@ -281,11 +294,13 @@ mod tests {
                 [10, 0, 0, 11],
                 &backend("10.1.0.1"),
                 &alt,
+                0x54,
                 &p,
                 IpProtocol::IpIp,
                 7,
             );
             assert_eq!(checksum::internet_checksum(&out), 0);
+            assert_eq!(out[ipv4::HEADER_LEN + 2], 0x54, "flags as given");
             assert_eq!(usize::from(out[0] & 0x0f) * 4, len);
             assert_eq!(u16::from_be_bytes([out[2], out[3]]) as usize, len + 100);
             assert_eq!(out[ipv4::HEADER_LEN + 1] as usize, len - ipv4::HEADER_LEN);
@@ -298,8 +313,9 @@ mod tests {
             let alt = backend(alt);
             let len = extra_len(false, alt.is_v4);
             let mut out = vec![0xee; len];
-            write_destination_options(&mut out, &alt, IpProtocol::Ipv6);
+            write_destination_options(&mut out, &alt, 0x54, IpProtocol::Ipv6);
             assert_eq!((usize::from(out[1]) + 1) * 8, len);
+            assert_eq!(out[4], 0x54, "flags as given");
             // Walk the options: exactly the alternative's option, then PadN to the end.
             let opt_end = 4 + usize::from(out[3]);
             assert_eq!(out[2], OPTION_TYPE);

@@ -23,6 +23,7 @@
 //! asks [`Snapshot::alternative`] for a flow it has no entry for, and the end of a window, like
 //! a cutoff, needs no republish.
 
+use mux_packet::claim_horizon;
 use mux_packet::maglev::MaglevTable;
 
 use super::flow_log::FlowSample;
@@ -194,6 +195,11 @@ pub struct PreviousTable {
     /// When it became the VIP's current table, in Unix milliseconds; 0: unknown, in force when
     /// the history began (reports).
     pub since_unix_ms: u64,
+    /// When it became the VIP's current table, in flow-clock microseconds (negative: before
+    /// this process started), if it was in force long enough to be settled; `None` for a
+    /// transient table or an unknown start. The age sent as the option's claim horizon
+    /// (`mux_packet::claim_horizon`).
+    pub settled_since_us: Option<i64>,
     /// When it stopped being the VIP's current table, in Unix milliseconds (reports).
     pub replaced_unix_ms: u64,
     /// `until` on the wall clock, in Unix milliseconds (reports).
@@ -378,6 +384,24 @@ impl Snapshot {
             let id = table.pick(hash);
             (id != current && self.usable_alternative(vip, id, now)).then_some(id)
         })
+    }
+
+    /// The claim horizon code (`mux_packet::claim_horizon`) for the packet whose flow
+    /// [`Snapshot::alternative`] just gave `alternative` (stable hash `hash`) at flow-clock
+    /// microsecond `now_us`: the age of the table that named it (the first in the order they
+    /// are asked that picks it), when that table was settled; 0 (no horizon) for a transient
+    /// one or one whose start is unknown.
+    #[inline]
+    pub fn claim_horizon(&self, vip: &Vip, hash: u64, alternative: u32, now_us: u64) -> u8 {
+        let Some(table) = vip.previous.iter().find(|t| t.pick(hash) == alternative) else {
+            return 0;
+        };
+        let Some(since) = table.settled_since_us else {
+            return 0;
+        };
+        let now = i64::try_from(now_us).unwrap_or(i64::MAX);
+        let age_ms = now.saturating_sub(since).max(0) / 1000;
+        claim_horizon::encode(age_ms as u64)
     }
 
     /// True when backend `id` may be named as an alternative for a flow of `vip` at `now`.

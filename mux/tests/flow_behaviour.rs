@@ -316,14 +316,42 @@ fn failing(addr: &str, origin: Instant, at: u64) -> CompileOptions {
     }
 }
 
-#[test]
-fn a_failed_backend_keeps_its_flows_for_the_grace_then_they_move() {
-    let origin = Instant::now();
+/// 300 flows established at second 1 over the three healthy backends of [`three`].
+struct Established {
+    registry: Registry,
+    healthy: Snapshot,
+    w: mux::dataplane::worker::Worker<mux_ports::mem::MemPort>,
+    /// An ACK of each flow, in flow order.
+    acks: Vec<Vec<u8>>,
+    /// The backend each flow went to.
+    first: Vec<[u8; 4]>,
+}
+
+fn established_on_three() -> Established {
     let mut registry = Registry::default();
     let healthy = compile_with(&three(), &mut registry, 1, &CompileOptions::default());
     let mut w = worker(1 << 14);
     let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
     let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    Established {
+        registry,
+        healthy,
+        w,
+        acks,
+        first,
+    }
+}
+
+#[test]
+fn a_failed_backend_keeps_its_flows_for_the_grace_then_they_move() {
+    let origin = Instant::now();
+    let Established {
+        mut registry,
+        mut w,
+        acks,
+        first,
+        ..
+    } = established_on_three();
     let on_failed = first.iter().filter(|b| **b == [10, 1, 0, 2]).count();
     assert!(on_failed > 50);
 
@@ -379,11 +407,14 @@ fn a_new_connection_on_a_kept_4_tuple_leaves_a_failed_backend() {
     // still kept (closing, or within the grace) must not be sent to the dead backend: the grace
     // keeps connections the backend carried, and a bare SYN starts another one.
     let origin = Instant::now();
-    let mut registry = Registry::default();
-    let healthy = compile_with(&three(), &mut registry, 1, &CompileOptions::default());
-    let mut w = worker(1 << 14);
-    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
-    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let Established {
+        mut registry,
+        healthy,
+        mut w,
+        acks,
+        first,
+        ..
+    } = established_on_three();
     let fins: Vec<_> = (0..300).map(|i| client_packet(i, FIN | ACK)).collect();
     assert_eq!(
         backends_of(&run_on(&mut w, &healthy, 2, &fins).transmitted),
@@ -415,11 +446,13 @@ fn a_new_connection_on_a_kept_4_tuple_leaves_a_failed_backend() {
 #[test]
 fn a_backend_that_recovers_within_its_grace_keeps_every_flow() {
     let origin = Instant::now();
-    let mut registry = Registry::default();
-    let healthy = compile_with(&three(), &mut registry, 1, &CompileOptions::default());
-    let mut w = worker(1 << 14);
-    let acks: Vec<_> = (0..300).map(|i| client_packet(i, ACK)).collect();
-    let first = backends_of(&run_on(&mut w, &healthy, 1, &acks).transmitted);
+    let Established {
+        mut registry,
+        mut w,
+        acks,
+        first,
+        ..
+    } = established_on_three();
 
     // A host agent restarts: its backend is failed at second 10 and back at second 13.
     let sick = compile_with(&three(), &mut registry, 2, &failing("10.1.0.2", origin, 10));

@@ -592,11 +592,6 @@ fn every_packet_of_a_flow_without_an_entry_carries_the_same_alternative() {
 /// there plainly) nor one that picks a third backend may move it.
 #[test]
 fn a_second_chance_flow_keeps_its_primary_and_alternative_across_later_tables() {
-    let clock = clock();
-    let options = CompileOptions {
-        clock,
-        ..CompileOptions::default()
-    };
     let gen2 = config(2, 120);
     let v4v4 = "  [[vip.backend]]\n  address = \"10.1.0.1\"\n  state = \"draining\"\n  [[vip.backend]]\n  address = \"10.1.0.5\"\n";
     assert!(gen2.contains(v4v4), "the fixture's generation 2 of v4-v4");
@@ -611,24 +606,7 @@ fn a_second_chance_flow_keeps_its_primary_and_alternative_across_later_tables() 
         "  [[vip.backend]]\n  address = \"10.1.0.1\"\n  state = \"draining\"\n  [[vip.backend]]\n  address = \"10.1.0.5\"\n  state = \"draining\"\n  [[vip.backend]]\n  address = \"10.1.0.9\"\n",
         1,
     );
-    let mut registry = Registry::default();
-    let mut history = TableHistory::default();
-    let mut snaps = Vec::new();
-    for (i, text) in [config(1, 120), gen2, gen3, gen4].iter().enumerate() {
-        let cfg = mux::config::parse(text, "sc.toml").expect("valid");
-        let at = clock.origin_unix + Duration::from_secs(10 * i as u64);
-        let (snap, h) = compile::compile_with_history(
-            &cfg,
-            &mut registry,
-            i as u64 + 1,
-            &options,
-            &history,
-            at,
-        )
-        .expect("compiles");
-        history = h;
-        snaps.push(snap);
-    }
+    let snaps = compile_generations(&[(config(1, 120), 0), (gen2, 10), (gen3, 20), (gen4, 30)]);
     let web = ip("192.0.2.10");
     let ack = PacketBuilder::tcp(client4(), 41001, web, 80, ACK).build();
     let expected = expected_v4_with_alternative(&inner_ip(&ack, 14), [10, 1, 0, 5], ip("10.1.0.1"));
@@ -656,27 +634,31 @@ fn a_second_chance_flow_keeps_its_primary_and_alternative_across_later_tables() 
 /// 10 + `in_force`: generation 2's previous table is generation 1's, whose arrival (second
 /// 10) is known.
 fn three_generations(in_force: u64) -> Snapshot {
-    let clock = clock();
-    let options = CompileOptions {
-        clock,
-        ..CompileOptions::default()
-    };
     let gen0 = config(1, 120).replacen(
         "  address = \"10.1.0.2\"\n",
         "  address = \"10.1.0.9\"\n",
         1,
     );
-    let mut registry = Registry::default();
-    let mut history = TableHistory::default();
-    let mut last = None;
-    for (i, (text, at)) in [
+    let mut snaps = compile_generations(&[
         (gen0, 0),
         (config(1, 120), 10),
         (config(2, 120), 10 + in_force),
-    ]
-    .iter()
-    .enumerate()
-    {
+    ]);
+    snaps.pop().expect("three generations")
+}
+
+/// One MUX's snapshots of the configurations `texts`, each compiled at its flow-clock second
+/// (on [`clock`]) after the previous one, the history carried from each to the next.
+fn compile_generations(texts: &[(String, u64)]) -> Vec<Snapshot> {
+    let clock = clock();
+    let options = CompileOptions {
+        clock,
+        ..CompileOptions::default()
+    };
+    let mut registry = Registry::default();
+    let mut history = TableHistory::default();
+    let mut snaps = Vec::new();
+    for (i, (text, at)) in texts.iter().enumerate() {
         let cfg = mux::config::parse(text, "sc.toml").expect("valid");
         let (snap, h) = compile::compile_with_history(
             &cfg,
@@ -688,9 +670,9 @@ fn three_generations(in_force: u64) -> Snapshot {
         )
         .expect("compiles");
         history = h;
-        last = Some(snap);
+        snaps.push(snap);
     }
-    last.expect("three generations")
+    snaps
 }
 
 /// The option's flags byte of an outer IPv4 frame with the option.

@@ -7,7 +7,7 @@
 //! - [`stable_hash`]: the specified, seeded, portable hash used for backend selection.
 //! - [`maglev`]: the weighted Maglev lookup-table builder.
 //! - [`packet_builder`]: whole frames from a description, for fixtures, benchmarks and generators.
-//! - [`drop_reasons`]: the macro both data paths declare their drop reasons with.
+//! - [`drop_reasons`](mod@drop_reasons): the macro both data paths declare their drop reasons with.
 //! - [`claim_horizon`]: the second-chance option's horizon for an agent's UDP memory (both
 //!   sides read and write it).
 //!

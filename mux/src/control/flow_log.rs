@@ -6,7 +6,7 @@
 //! (`mux-flow-log`) that pops every ring every [`DRAIN_INTERVAL`], turns each record into one
 //! JSON line ([`encode`]: wall-clock time, 5-tuple, VIP name, backend, MUX name, worker,
 //! config generation, second chance), and appends a round's lines with one `write(2)` to the
-//! file ([`LogFile`]), rotating it before a line would take it past `max_bytes`:
+//! file (`LogFile`), rotating it before a line would take it past `max_bytes`:
 //! `flows.jsonl` → `flows.jsonl.1` → … → `flows.jsonl.<keep>` (the oldest is overwritten;
 //! `keep = 0` removes the full file).
 //!

@@ -5,7 +5,7 @@
 //! For every VIP (by address, port and protocol), the table of the generation now in force
 //! and the tables of the generations before it that differ from it, newest first, each with
 //! the moments it took over and was replaced. `compile` reads it to give each VIP of a new snapshot its
-//! [`PreviousTable`]s (by backend id, with the flow-clock second their window ends) and returns
+//! [`PreviousTable`](crate::dataplane::snapshot::PreviousTable)s (by backend id, with the flow-clock second their window ends) and returns
 //! the successor, which the caller keeps once the snapshot is published (a refused reload
 //! leaves the history as it was). Optionally it survives restarts in a small JSON file
 //! (`[dataplane] second_chance_state`).

@@ -1,6 +1,6 @@
 //! Per-worker counters, named by outcome, declared once.
 //!
-//! This module owns the list of scalar counters: [`worker_counters!`] declares each one with
+//! This module owns the list of scalar counters: `worker_counters!` declares each one with
 //! its doc and its Prometheus family and label ([`Family`]), and generates the struct, its
 //! copy and sum, the named list (`mux replay` output and `--json`) and the metric table
 //! ([`WorkerCounters::METRICS`]) that `control::metrics` renders. A counter is added here and

@@ -9,7 +9,7 @@
 //! Two paths give the same answers. The common packet of a load balancer — an untagged IPv4
 //! TCP or UDP packet without IP options and not a fragment — is read from fixed offsets of the
 //! frame's first [`FAST_LEN`] bytes, after one length check and a handful of field tests
-//! ([`fast_v4`]); everything else (VLAN tags, IPv6, IP options, fragments, ICMP, short or
+//! (`fast_v4`); everything else (VLAN tags, IPv6, IP options, fragments, ICMP, short or
 //! malformed frames) goes through the general path over the checked views, out of line.
 //! `fast_path_agrees_with_the_general_path` holds them to the same result. Rejected: one path
 //! through the views for every packet: their per-field bounds checks and the summary moved
@@ -133,7 +133,7 @@ pub fn parse_into(frame: &[u8], out: &mut Parsed) -> Result<(), Settled> {
     }
 }
 
-/// Bytes [`fast_v4`] reads: Ethernet without a tag (14), IPv4 without options (20), a TCP
+/// Bytes `fast_v4` reads: Ethernet without a tag (14), IPv4 without options (20), a TCP
 /// header without options (20; a UDP header's 8 come first).
 pub const FAST_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + tcp::HEADER_LEN;
 

@@ -12,7 +12,7 @@
 //!   saw, `seq` is copied from the request. A request is `{"seq": N}` (what the soak sends) or
 //!   the bare decimal `N` (handy with `nc -u`), surrounding whitespace allowed; anything else
 //!   is counted as malformed and not answered. One thread, no per-client state.
-//! - [`flow`]: one soak flow. Its own connected socket (its own ephemeral source port, so a
+//! - `flow`: one soak flow. Its own connected socket (its own ephemeral source port, so a
 //!   distinct 5-tuple for the whole run). Setup: a datagram every interval until the first
 //!   answer (at most the request timeout; an ICMP port unreachable fails it at once); the first
 //!   answering backend is the flow's backend. Then, from the soak's ready time to its end,

@@ -3,12 +3,12 @@
 //! Start: load and validate the config → find our MAC and the next hop's → read the
 //! second-chance history (`[dataplane] second_chance_state`) → compile the first snapshot →
 //! attach the XDP program (AF_XDP) → start one worker thread per queue, each opening its own
-//! port ([`ports`]) → start the admin endpoint → start the announcement guard and the liveness
+//! port (`ports`) → start the admin endpoint → start the announcement guard and the liveness
 //! thread → once every worker polls and the next hop is known, want the VIPs that have usable
 //! backends announced (graceful start: never announce before forwarding).
 //!
 //! Run: the control thread wakes every [`TICK`] to handle signals, health, the data-path probe
-//! and housekeeping ([`control`]).
+//! and housekeeping (`control`).
 //!
 //! Clocks: the workers' flow clock counts from [`DaemonState::started`]; every compile gets a
 //! [`FlowClock`] with that origin and its current wall-clock equivalent, to turn failure times
@@ -17,7 +17,7 @@
 //! data path stops making progress, even if this process is killed or stopped
 //! ([`crate::control::announce`]).
 //!
-//! Stop (SIGTERM or SIGINT, [`stop`]): withdraw every route and wait for the guard to confirm,
+//! Stop (SIGTERM or SIGINT, `stop`): withdraw every route and wait for the guard to confirm,
 //! keep forwarding for `[lifecycle] drain_seconds` while the routers move traffic away, then
 //! stop the workers, drain the flow-log rings completely to disk, and exit. A second signal
 //! skips the rest of the drain.

@@ -352,12 +352,7 @@ impl ConnTable {
     /// The state of `key` if it is live at `now`.
     #[inline]
     pub fn state_of(&self, key: &ConnKey, now: u32) -> Option<ConnState> {
-        let (bucket, sig) = self.locate(key);
-        let slot = self.slot_of(bucket, sig, key)?;
-        let live = self.buckets.get(bucket)?.expires[slot] > now;
-        live.then(|| self.entries.get(bucket * SLOTS_PER_BUCKET + slot))
-            .flatten()
-            .map(|e| e.state)
+        self.entry_of(key, now).map(|(state, _)| state)
     }
 
     /// The state of `key` and the second it expires, if it is live at `now`.
